@@ -1,0 +1,38 @@
+"""honed: the deep-learning practice for image models, as software.
+
+High level::
+
+    import honed
+    result = honed.train(honed.RunConfig(name="baseline", data=honed.DataConfig(source="data/")))
+    predictor = honed.load(result.run_dir)
+    predictor.predict(["cat.jpg"], top_k=3)
+"""
+
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.errors import HonedError
+
+__version__ = "0.1.0"
+
+__all__ = ["DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
+           "from_datasets", "load", "train"]
+
+
+def train(config, **kwargs):
+    """Train one run; see :func:`honed.training.fit.train`."""
+    from honed.training.fit import train as _train
+
+    return _train(config, **kwargs)
+
+
+def load(path, **kwargs):
+    """A Predictor for a run folder; see :func:`honed.predict.load`."""
+    from honed.predict import load as _load
+
+    return _load(path, **kwargs)
+
+
+def from_datasets(datasets, **kwargs):
+    """A Manifest from your own torch Datasets; see :func:`honed.data.sources.from_datasets`."""
+    from honed.data.sources import from_datasets as _from_datasets
+
+    return _from_datasets(datasets, **kwargs)

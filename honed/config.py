@@ -1,0 +1,174 @@
+"""Run configuration: one dataclass per concern, validated when built, round-tripping through YAML.
+
+CLI options map one to one onto these fields; every field has its default here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from honed.errors import HonedError
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle", "constant")
+STRATEGIES = ("full", "head")
+PRECISIONS = ("auto", "32", "bf16", "16")
+CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
+REGRESS_METRICS = ("mae", "rmse")
+
+
+@dataclass
+class DataConfig:
+    source: str = ""  # folder, CSV/Parquet manifest, or torchvision dataset name
+    task: str = "classify"  # classify | regress
+    path_column: str = "path"  # manifest column holding image paths
+    label_column: str = "label"  # manifest column holding class names (classification)
+    target_columns: list[str] = field(default_factory=list)  # manifest columns of numeric targets (regression)
+    torchvision_root: str = ""  # where a torchvision dataset's files already are
+    val_fraction: float = 0.2  # stratified holdout when the data has no validation split
+    folds: int = 1  # k-fold cross-validation when > 1
+    fold: int = 0  # which fold this run validates on
+    strict: bool = False  # any undecodable image is an error instead of a skipped, listed file
+    skipped_files: int = 0  # filled in at training: undecodable images left out (listed in bad_files.csv)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classify", "regress"):
+            raise HonedError(f"--task must be classify or regress, not {self.task!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise HonedError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
+        if self.folds < 1 or not 0 <= self.fold < max(self.folds, 1):
+            raise HonedError(f"--folds must be >= 1 and the fold in [0, folds), not folds={self.folds} fold={self.fold}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet18"  # any timm model name, or a torchvision one
+    pretrained: bool = False  # ImageNet weights: pip-shipped when honed knows them, else timm's hub
+    weights: str = ""  # a local safetensors / PyTorch state dict to start from
+    strategy: str = "full"  # full: fine-tune everything | head: frozen backbone (BN stats too), new head
+    drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise HonedError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
+
+
+@dataclass
+class PreprocessConfig:
+    """The deterministic part: decode, resize the shorter side, centre crop, normalize. Filled from the model."""
+
+    image_size: int = 0  # 0: from the model's pretrained config
+    mean: list[float] = field(default_factory=list)  # empty: from the model's pretrained config
+    std: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 0 or self.image_size > 4096:
+            raise HonedError(f"--image-size must be between 8 and 4096, not {self.image_size}")
+        if self.image_size and self.image_size < 8:
+            raise HonedError(f"--image-size must be between 8 and 4096, not {self.image_size}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.0  # baseline: no added regularization; not applied to norms and biases
+    schedule: str = "cosine"  # cosine (with warmup) | onecycle | constant
+    warmup_epochs: float = 0.5  # linear warmup before cosine decay
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool = True  # memory format on CUDA (ignored on CPU, where it is slower)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int = -1  # DataLoader workers; -1: from the CPU count
+    metric: str = ""  # main metric; empty: accuracy (classify) or mae (regress)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise HonedError(f"--epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1:
+            raise HonedError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.lr <= 0:
+            raise HonedError(f"--lr must be positive, not {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise HonedError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise HonedError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.metric and self.metric not in CLASSIFY_METRICS + REGRESS_METRICS:
+            raise HonedError(
+                f"--metric {self.metric!r} is unknown: use one of {', '.join(CLASSIFY_METRICS + REGRESS_METRICS)}"
+            )
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    workspace: str = "honed-runs"
+    parent: str = ""  # the run this one was derived from
+    change: str = ""  # what changed from the parent, in words
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def main_metric(self) -> str:
+        if self.train.metric:
+            allowed = CLASSIFY_METRICS if self.data.task == "classify" else REGRESS_METRICS
+            if self.train.metric not in allowed:
+                raise HonedError(f"--metric {self.train.metric} does not fit --task {self.data.task}: use {', '.join(allowed)}")
+            return self.train.metric
+        return "accuracy" if self.data.task == "classify" else "mae"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        sections = {"data": DataConfig, "model": ModelConfig, "preprocess": PreprocessConfig, "train": TrainConfig}
+        kwargs = {}
+        for key, value in raw.items():
+            if key in sections:
+                kwargs[key] = _build(sections[key], value or {}, key)
+            elif key in {f.name for f in fields(cls)}:
+                kwargs[key] = value
+            else:
+                raise HonedError(f"unknown config key {key!r}: valid keys are {', '.join(f.name for f in fields(cls))}")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "RunConfig":
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise HonedError(f"no config at {path}: is this a honed run folder?") from None
+        except yaml.YAMLError as error:
+            raise HonedError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise HonedError(f"{path} does not hold a honed config (expected a mapping)")
+        return cls.from_dict(raw)
+
+
+def _build(section_type, values: dict, section: str):
+    if not isinstance(values, dict):
+        raise HonedError(f"config section {section!r} must be a mapping")
+    known = {f.name for f in fields(section_type)}
+    unknown = set(values) - known
+    if unknown:
+        raise HonedError(f"unknown key(s) {sorted(unknown)} in config section {section!r}: valid keys are {sorted(known)}")
+    try:
+        return section_type(**values)
+    except TypeError as error:
+        raise HonedError(f"bad value in config section {section!r}: {error}") from None

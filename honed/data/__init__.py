@@ -1,0 +1,1 @@
+"""Data: sources -> Manifest -> decoding -> datasets and loaders."""

@@ -1,0 +1,67 @@
+"""From a DataConfig to a Manifest ready for training: load the source, set the validation split,
+and find the files that cannot be decoded (listed with reasons, never silently dropped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+
+from honed.config import DataConfig
+from honed.data.manifest import Manifest
+from honed.data.sources import load_source
+from honed.data.splits import with_validation
+from honed.errors import HonedError
+
+
+@dataclass
+class PreparedData:
+    manifest: Manifest
+    bad_files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "split", "reason"]))
+
+
+def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = None,
+                 progress: Callable[[int], None] | None = None) -> PreparedData:
+    manifest = manifest or load_source(config.source, task=config.task, path_column=config.path_column,
+                                       label_column=config.label_column, target_columns=config.target_columns,
+                                       torchvision_root=config.torchvision_root)
+    if manifest.task != config.task:
+        raise HonedError(f"the data is for task {manifest.task!r} but --task is {config.task!r}")
+    bad = _find_bad_files(manifest, progress)
+    if len(bad):
+        if config.strict:
+            first = bad.iloc[0]
+            raise HonedError(f"{len(bad)} image(s) cannot be decoded (e.g. {first.path}: {first.reason}); "
+                             "fix or remove them, or drop --strict to skip them")
+        manifest = _without(manifest, set(bad["path"]))
+    manifest = with_validation(manifest, val_fraction=config.val_fraction, folds=config.folds, fold=config.fold,
+                               seed=seed)
+    if not manifest.has_split("val"):
+        raise HonedError("no validation images left: add images or lower --val-fraction")
+    return PreparedData(manifest=manifest, bad_files=bad)
+
+
+def _find_bad_files(manifest: Manifest, progress) -> pd.DataFrame:
+    if manifest.in_memory:
+        return pd.DataFrame(columns=["path", "split", "reason"])
+    from honed.data.scan import scan_images
+
+    frame = manifest.frame
+    result = scan_images(frame["path"].tolist(), progress=progress)
+    rows = [(b.path, reason_split, b.reason) for b in result.bad
+            for reason_split in frame.loc[frame["path"] == b.path, "split"].head(1)]
+    return pd.DataFrame(rows, columns=["path", "split", "reason"])
+
+
+def _without(manifest: Manifest, paths: set[str]) -> Manifest:
+    frame = manifest.frame[~manifest.frame["path"].isin(paths)].reset_index(drop=True)
+    if manifest.task == "classify":
+        left = set(frame.loc[frame["split"] == "train", "label"])
+        gone = [c for c in manifest.classes if c not in left]
+        if gone:
+            raise HonedError(f"class(es) {gone} have no decodable training images left: fix those files")
+    if frame.empty:
+        raise HonedError("no decodable images at all: check the files")
+    return Manifest(frame=frame, task=manifest.task, classes=manifest.classes,
+                    target_columns=manifest.target_columns, name=manifest.name, datasets=manifest.datasets)

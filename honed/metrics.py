@@ -1,0 +1,32 @@
+"""Metrics chosen by the task: accuracy, macro-F1 and log loss for classification; MAE and RMSE for regression."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+GREATER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "mae": False, "rmse": False,
+                     "loss": False}
+
+
+def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``probs`` [N, C] (rows sum to 1), ``targets`` [N] class indices."""
+    predicted = probs.argmax(axis=1)
+    labels = np.arange(probs.shape[1])
+    return {
+        "accuracy": float(accuracy_score(targets, predicted)),
+        "macro_f1": float(f1_score(targets, predicted, labels=labels, average="macro", zero_division=0)),
+        "log_loss": float(log_loss(targets, np.clip(probs, 1e-7, 1.0), labels=labels)),
+    }
+
+
+def regression_metrics(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``predicted`` and ``targets`` [N, T]; averaged over targets."""
+    error = predicted.reshape(targets.shape) - targets
+    return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean()))}
+
+
+def is_better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new > old if GREATER_IS_BETTER[metric] else new < old

@@ -1,0 +1,209 @@
+"""``train``: a run from config to saved, evaluated model, recorded in the workspace ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from honed.config import RunConfig
+from honed.data.dataset import split_dataset
+from honed.data.loader import make_loader
+from honed.data.manifest import Manifest
+from honed.data.prepare import PreparedData, prepare_data
+from honed.data.preprocess import normalize, to_unit_float
+from honed.errors import HonedError
+from honed.metrics import GREATER_IS_BETTER, is_better
+from honed.models.factory import build_model
+from honed.models.transfer import apply_strategy
+from honed.training.checkpoint import read_state, restore_training_state, save_training_state, save_weights
+from honed.training.evaluation import evaluate_split
+from honed.training.loop import train_one_epoch
+from honed.training.optim import build_optimizer
+from honed.training.reporter import LogReporter, Reporter
+from honed.training.runtime import Runtime, setup_runtime, teardown_runtime
+from honed.tracking import runs
+from honed.tracking.atomic import write_text
+from honed.tracking.plots import plot_curves
+
+
+@dataclass
+class TrainResult:
+    name: str
+    run_dir: Path
+    metric: str
+    score: float
+    metrics: dict[str, float]  # the best epoch's validation metrics (+ test_* when a test split exists)
+    best_epoch: int
+    history: pd.DataFrame
+    weights_digest: str  # of the final weights: equal on every rank of a data-parallel run
+
+
+def train(config: RunConfig, *, manifest: Manifest | None = None, reporter: Reporter | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train, evaluate and save one run. ``resume=True`` continues the run named in ``config``."""
+    reporter = reporter or LogReporter()
+    runtime = setup_runtime(config.train.device, config.train.precision)
+    try:
+        return _train(config, manifest, reporter, runtime, resume)
+    finally:
+        teardown_runtime(runtime)
+
+
+def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, runtime: Runtime,
+           resume: bool) -> TrainResult:
+    torch.manual_seed(config.train.seed)
+    metric = config.main_metric()
+    workspace = Path(config.workspace)
+    run_dir = runs.claim_run_dir(workspace, config, resume=resume, is_main=runtime.is_main)
+    data = _prepare(config, manifest, reporter)
+    model = build_model(config, data.manifest.num_outputs)
+    apply_strategy(model, config.model.strategy)
+    model.to(runtime.device)
+    if runtime.device.type == "cuda" and config.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, name=config.train.optimizer, lr=config.train.lr,
+                                weight_decay=config.train.weight_decay)
+    state = read_state(run_dir) if resume else None
+    if state is not None:
+        restore_training_state(run_dir, model, optimizer, state)
+    trained = _wrap_data_parallel(model, runtime)
+
+    size = config.preprocess.image_size
+    train_set = split_dataset(data.manifest, "train", size)
+    val_set = split_dataset(data.manifest, "val", size)
+    pin = runtime.device.type == "cuda"
+    train_loader = make_loader(train_set, batch_size=config.train.batch_size, train=True,
+                               workers=config.train.workers, seed=config.train.seed, pin_memory=pin,
+                               rank=runtime.rank, world_size=runtime.world_size)
+    val_loader = make_loader(val_set, batch_size=config.train.batch_size * 2, train=False,
+                             workers=config.train.workers, pin_memory=pin)
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        x = normalize(to_unit_float(images), config.preprocess.mean, config.preprocess.std)
+        return x.contiguous(memory_format=torch.channels_last) if runtime.device.type == "cuda" else x
+
+    if runtime.is_main:
+        runs.start(workspace, run_dir, config, data.manifest, data.bad_files, metric, resumed=state is not None)
+        reporter.message(f"{len(train_set)} training and {len(val_set)} validation images, "
+                         f"{data.manifest.num_outputs} {'classes' if config.data.task == 'classify' else 'targets'}, "
+                         f"{config.model.name} at {size}px on {runtime.device}"
+                         + (f", {runtime.world_size} processes" if runtime.distributed else ""))
+        if len(data.bad_files):
+            reporter.message(f"skipped {len(data.bad_files)} undecodable image(s), listed in {run_dir / 'bad_files.csv'}")
+
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * config.train.epochs
+    warmup_steps = int(config.train.warmup_epochs * steps_per_epoch)
+    start_epoch = state["epoch"] + 1 if state else 1
+    step = state["step"] if state else 0
+    best = state["best_score"] if state else None
+    best_epoch = state["best_epoch"] if state else 0
+    history = list(state["history"]) if state else []
+    started = time.perf_counter() - (state["duration_s"] if state else 0.0)
+    try:
+        for epoch in range(start_epoch, config.train.epochs + 1):
+            train_loader.sampler.set_epoch(epoch)
+            epoch_start = time.perf_counter()
+            reporter.phase_started(f"epoch {epoch}/{config.train.epochs}", steps_per_epoch)
+            train_loss, step = train_one_epoch(
+                trained, train_loader, optimizer, runtime=runtime, prepare=prepare, task=config.data.task,
+                base_lr=config.train.lr, step=step, total_steps=total_steps, warmup_steps=warmup_steps,
+                schedule=config.train.schedule, grad_clip=config.train.grad_clip, on_batch=reporter.advance)
+            reporter.phase_finished()
+            if runtime.is_main:
+                scores, predictions = evaluate_split(model, val_loader, val_set, data.manifest, runtime=runtime,
+                                                     prepare=prepare)
+                row = {"epoch": epoch, "train_loss": train_loss, **scores,
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start}
+                history.append(row)
+                if is_better(metric, scores[metric], best):
+                    best, best_epoch = scores[metric], epoch
+                    save_weights(run_dir / "best.safetensors", model)
+                    runs.save_predictions(run_dir / "predictions_val.parquet", predictions)
+                save_training_state(run_dir, model, optimizer, {
+                    "epoch": epoch, "step": step, "best_score": best, "best_epoch": best_epoch,
+                    "history": history, "duration_s": time.perf_counter() - started})
+                runs.save_history(run_dir, pd.DataFrame(history), metric)
+                runs.record(workspace, run_dir, config, data.manifest, metric, _epoch_row(history, best_epoch),
+                            status="running", duration_s=time.perf_counter() - started)
+                reporter.epoch_finished(row)
+            if runtime.distributed:
+                dist.barrier()
+    except KeyboardInterrupt:
+        if runtime.is_main:
+            runs.mark(workspace, run_dir, "interrupted")
+        raise
+    except Exception:
+        if runtime.is_main:
+            runs.mark(workspace, run_dir, "failed")
+        raise
+
+    digest = _agree_across_ranks(model, runtime, run_dir)
+    if not runtime.is_main:
+        return TrainResult(config.name, run_dir, metric, float("nan"), {}, 0, pd.DataFrame(), digest)
+    metrics = dict(_epoch_row(history, best_epoch))
+    metrics.update(_evaluate_test(config, model, data, runtime, prepare, run_dir))
+    runs.record(workspace, run_dir, config, data.manifest, metric, metrics, status="done",
+                duration_s=time.perf_counter() - started)
+    return TrainResult(config.name, run_dir, metric, float(best), metrics, best_epoch, pd.DataFrame(history), digest)
+
+
+def _epoch_row(history: list[dict], epoch: int) -> dict:
+    return next(row for row in history if row["epoch"] == epoch)
+
+
+def _prepare(config: RunConfig, manifest: Manifest | None, reporter: Reporter) -> PreparedData:
+    data = prepare_data(config.data, seed=config.train.seed, manifest=manifest)
+    config.data.skipped_files = len(data.bad_files)
+    return data
+
+
+def _wrap_data_parallel(model: nn.Module, runtime: Runtime) -> nn.Module:
+    if not runtime.distributed:
+        return model
+    device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _evaluate_test(config, model, data: PreparedData, runtime, prepare, run_dir: Path) -> dict[str, float]:
+    """The best weights on the held-out test split, when the data has one: reported, never selected on."""
+    if not data.manifest.has_split("test"):
+        return {}
+    from honed.training.checkpoint import load_weights
+
+    load_weights(run_dir / "best.safetensors", model)
+    test_set = split_dataset(data.manifest, "test", config.preprocess.image_size)
+    loader = make_loader(test_set, batch_size=config.train.batch_size * 2, train=False,
+                         workers=config.train.workers, pin_memory=runtime.device.type == "cuda")
+    scores, predictions = evaluate_split(model, loader, test_set, data.manifest, runtime=runtime, prepare=prepare)
+    runs.save_predictions(run_dir / "predictions_test.parquet", predictions)
+    return {f"test_{k}": v for k, v in scores.items()}
+
+
+def _agree_across_ranks(model: nn.Module, runtime: Runtime, run_dir: Path) -> str:
+    """Hash the final weights; under data parallelism every rank must hold the same ones."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    mine = digest.hexdigest()
+    if runtime.distributed:
+        everyone: list[str] = [""] * runtime.world_size
+        dist.all_gather_object(everyone, mine)
+        if runtime.is_main:
+            import json
+
+            write_text(run_dir / "distributed.json", json.dumps(
+                {"world_size": runtime.world_size, "weights_sha256": everyone, "agree": len(set(everyone)) == 1},
+                indent=2))
+        if len(set(everyone)) != 1:
+            raise HonedError(f"data-parallel ranks disagree on the final weights: {everyone}")
+    return mine
