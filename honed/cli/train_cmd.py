@@ -123,10 +123,22 @@ def demo(
     predictions = predictor.predict(test_images, top_k=2)
     truth = [Path(p).parent.name for p in test_images]
     accuracy = float((predictions["prediction"] == truth).mean())
-    console.print(predictions.head(5).to_string(index=False))
+    console.print(_predictions_table(predictions.head(5), data))
     console.print(f"reloaded from disk: test accuracy {accuracy:.3f} on {len(truth)} images "
                   f"(chance: {1 / len(predictor.classes):.3f}); see `honed runs` and `honed show {name}`")
 
 
 DEMO_MODEL = "tf_efficientnet_lite0"
 DEMO_IMAGE_SIZE = 96  # CIFAR's 32 px upsampled: pretrained features need objects at a size they know
+
+
+def _predictions_table(predictions, root: Path):
+    from rich.table import Table
+
+    table = Table(title="a few test predictions, from the reloaded run")
+    for column in ("image", "prediction", "probability", "second", "probability "):
+        table.add_column(column, justify="right" if column.startswith("prob") else "left")
+    for row in predictions.itertuples():
+        table.add_row(str(Path(row.path).relative_to(root)), row.prediction, f"{row.probability:.2f}",
+                      row.prediction_2, f"{row.probability_2:.2f}")
+    return table

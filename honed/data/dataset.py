@@ -31,7 +31,7 @@ class ImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.load_image(i), torch.as_tensor(self.targets[i])
+        return self.load_image(i), torch.tensor(self.targets[i])
 
     def load_image(self, i: int) -> torch.Tensor:
         if self.datasets:

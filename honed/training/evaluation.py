@@ -24,11 +24,9 @@ def evaluate_split(model, loader, dataset: ImageDataset, manifest: Manifest, *, 
 def score_outputs(outputs: np.ndarray, targets: np.ndarray, task: str) -> dict[str, float]:
     if task == "classify":
         scores = classification_metrics(outputs, targets)
-        scores["val_loss"] = scores["log_loss"]
-        return scores
+        return {**scores, "loss": scores["log_loss"]}
     scores = regression_metrics(outputs, targets)
-    scores["val_loss"] = float(((outputs.reshape(targets.shape) - targets) ** 2).mean())
-    return scores
+    return {**scores, "loss": float(((outputs.reshape(targets.shape) - targets) ** 2).mean())}
 
 
 def predictions_table(paths, outputs: np.ndarray, targets: np.ndarray, manifest: Manifest) -> pd.DataFrame:

@@ -121,6 +121,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
             if runtime.is_main:
                 scores, predictions = evaluate_split(model, val_loader, val_set, data.manifest, runtime=runtime,
                                                      prepare=prepare)
+                scores["val_loss"] = scores.pop("loss")
                 row = {"epoch": epoch, "train_loss": train_loss, **scores,
                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start}
                 history.append(row)
