@@ -90,6 +90,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = -1  # DataLoader workers; -1: from the CPU count
     metric: str = ""  # main metric; empty: accuracy (classify) or mae (regress)
+    augment: str = ""  # training augmentation policy, e.g. "hflip,rotate:15,color:0.3@0.5"; empty: none
+    label_smoothing: float = 0.0  # classification only
+    patience: int = 0  # early stopping: epochs without improvement of the main metric; 0: off
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -104,6 +107,14 @@ class TrainConfig:
             raise HonedError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise HonedError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.patience < 0:
+            raise HonedError(f"--patience must be 0 (off) or more, not {self.patience}")
+        if self.augment:
+            from honed.augment import parse_policy
+
+            self.augment = str(parse_policy(self.augment))  # validated and normalized
         if self.metric and self.metric not in CLASSIFY_METRICS + REGRESS_METRICS:
             raise HonedError(
                 f"--metric {self.metric!r} is unknown: use one of {', '.join(CLASSIFY_METRICS + REGRESS_METRICS)}"

@@ -35,6 +35,9 @@ def train(
     weights: str = typer.Option("", help="Start from a local safetensors / PyTorch state dict."),
     strategy: str = typer.Option("full", help="full: fine-tune everything; head: frozen backbone, new head."),
     dropout: float = typer.Option(0.0, help="Dropout before the classifier."),
+    augment: str = typer.Option("", help='Training augmentation policy, e.g. "hflip,rotate:15,color:0.3@0.5".'),
+    label_smoothing: float = typer.Option(0.0, help="Label smoothing for classification."),
+    patience: int = typer.Option(0, help="Early stopping after this many epochs without improvement; 0: off."),
     image_size: int = typer.Option(0, help="Input size in pixels (default: the model's)."),
     batch_size: int = typer.Option(64, min=1, help="Images per step."),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
@@ -70,7 +73,8 @@ def train(
         preprocess=PreprocessConfig(image_size=image_size),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, schedule=schedule, grad_clip=grad_clip, precision=precision,
-                          device=device, workers=workers, metric=metric, seed=seed),
+                          device=device, workers=workers, metric=metric, seed=seed, augment=augment,
+                          label_smoothing=label_smoothing, patience=patience),
     )
     _run(config, quiet=quiet)
 

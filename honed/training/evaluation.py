@@ -9,13 +9,14 @@ import torch
 from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest
 from honed.metrics import classification_metrics, regression_metrics
-from honed.training.loop import Prepare, predict_outputs
+from honed.data.pipeline import BatchPipeline
+from honed.training.loop import predict_outputs
 from honed.training.runtime import Runtime
 
 
 def evaluate_split(model, loader, dataset: ImageDataset, manifest: Manifest, *, runtime: Runtime,
-                   prepare: Prepare) -> tuple[dict[str, float], pd.DataFrame]:
-    outputs = predict_outputs(model, loader, runtime=runtime, prepare=prepare, task=manifest.task).numpy()
+                   pipeline: BatchPipeline) -> tuple[dict[str, float], pd.DataFrame]:
+    outputs = predict_outputs(model, loader, runtime=runtime, pipeline=pipeline, task=manifest.task).numpy()
     targets = np.asarray(dataset.targets)
     return score_outputs(outputs, targets, manifest.task), predictions_table(
         dataset.paths, outputs, targets, manifest)

@@ -18,7 +18,7 @@ from honed.data.dataset import split_dataset
 from honed.data.loader import make_loader
 from honed.data.manifest import Manifest
 from honed.data.prepare import PreparedData, prepare_data
-from honed.data.preprocess import normalize, to_unit_float
+from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER, is_better
 from honed.models.factory import build_model
@@ -26,7 +26,7 @@ from honed.models.transfer import apply_strategy
 from honed.training.checkpoint import read_state, restore_training_state, save_training_state, save_weights
 from honed.training.evaluation import evaluate_split
 from honed.training.loop import train_one_epoch
-from honed.training.optim import build_optimizer
+from honed.training.optim import LrSchedule, build_optimizer
 from honed.training.reporter import LogReporter, Reporter
 from honed.training.runtime import Runtime, setup_runtime, teardown_runtime
 from honed.tracking import runs
@@ -86,9 +86,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     val_loader = make_loader(val_set, batch_size=config.train.batch_size * 2, train=False,
                              workers=config.train.workers, pin_memory=pin)
 
-    def prepare(images: torch.Tensor) -> torch.Tensor:
-        x = normalize(to_unit_float(images), config.preprocess.mean, config.preprocess.std)
-        return x.contiguous(memory_format=torch.channels_last) if runtime.device.type == "cuda" else x
+    pipeline = _batch_pipeline(config, data.manifest, runtime)
 
     if runtime.is_main:
         runs.start(workspace, run_dir, config, data.manifest, data.bad_files, metric, resumed=state is not None)
@@ -100,8 +98,8 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
             reporter.message(f"skipped {len(data.bad_files)} undecodable image(s), listed in {run_dir / 'bad_files.csv'}")
 
     steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.train.epochs
-    warmup_steps = int(config.train.warmup_epochs * steps_per_epoch)
+    schedule = LrSchedule(config.train.lr, steps_per_epoch * config.train.epochs,
+                          int(config.train.warmup_epochs * steps_per_epoch), config.train.schedule)
     start_epoch = state["epoch"] + 1 if state else 1
     step = state["step"] if state else 0
     best = state["best_score"] if state else None
@@ -114,13 +112,14 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
             epoch_start = time.perf_counter()
             reporter.phase_started(f"epoch {epoch}/{config.train.epochs}", steps_per_epoch)
             train_loss, step = train_one_epoch(
-                trained, train_loader, optimizer, runtime=runtime, prepare=prepare, task=config.data.task,
-                base_lr=config.train.lr, step=step, total_steps=total_steps, warmup_steps=warmup_steps,
-                schedule=config.train.schedule, grad_clip=config.train.grad_clip, on_batch=reporter.advance)
+                trained, train_loader, optimizer, runtime=runtime, pipeline=pipeline, task=config.data.task,
+                schedule=schedule, step=step, grad_clip=config.train.grad_clip,
+                label_smoothing=config.train.label_smoothing, generator=_epoch_generator(config, epoch, runtime),
+                on_batch=reporter.advance)
             reporter.phase_finished()
             if runtime.is_main:
                 scores, predictions = evaluate_split(model, val_loader, val_set, data.manifest, runtime=runtime,
-                                                     prepare=prepare)
+                                                     pipeline=pipeline)
                 scores["val_loss"] = scores.pop("loss")
                 row = {"epoch": epoch, "train_loss": train_loss, **scores,
                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - epoch_start}
@@ -136,8 +135,10 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
                 runs.record(workspace, run_dir, config, data.manifest, metric, _epoch_row(history, best_epoch),
                             status="running", duration_s=time.perf_counter() - started)
                 reporter.epoch_finished(row)
-            if runtime.distributed:
-                dist.barrier()
+            if _should_stop(config, epoch, best_epoch, runtime):
+                reporter.message(f"early stop: no better {metric} for {config.train.patience} epochs "
+                                 f"(best at epoch {best_epoch})")
+                break
     except KeyboardInterrupt:
         if runtime.is_main:
             runs.mark(workspace, run_dir, "interrupted")
@@ -151,7 +152,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     if not runtime.is_main:
         return TrainResult(config.name, run_dir, metric, float("nan"), {}, 0, pd.DataFrame(), digest)
     metrics = dict(_epoch_row(history, best_epoch))
-    metrics.update(_evaluate_test(config, model, data, runtime, prepare, run_dir))
+    metrics.update(_evaluate_test(config, model, data, runtime, pipeline, run_dir))
     runs.record(workspace, run_dir, config, data.manifest, metric, metrics, status="done",
                 duration_s=time.perf_counter() - started)
     return TrainResult(config.name, run_dir, metric, float(best), metrics, best_epoch, pd.DataFrame(history), digest)
@@ -167,6 +168,35 @@ def _prepare(config: RunConfig, manifest: Manifest | None, reporter: Reporter) -
     return data
 
 
+def _should_stop(config: RunConfig, epoch: int, best_epoch: int, runtime: Runtime) -> bool:
+    """Early stopping, decided on rank 0 (which evaluates) and shared with every rank."""
+    stop = torch.tensor(int(bool(config.train.patience) and epoch - best_epoch >= config.train.patience))
+    if runtime.distributed:
+        stop = stop.to(runtime.device)
+        dist.broadcast(stop, src=0)
+    return bool(stop.item())
+
+
+def _batch_pipeline(config: RunConfig, manifest: Manifest, runtime: Runtime) -> BatchPipeline:
+    augmenter = None
+    if config.train.augment:
+        from honed.augment import parse_policy
+
+        augmenter = parse_policy(config.train.augment).build()
+        if augmenter.has_mix and config.data.task != "classify":
+            raise HonedError("mixup/cutmix mix class labels: they are for classification, not regression")
+    return BatchPipeline(config.preprocess.mean, config.preprocess.std, augmenter,
+                         channels_last=runtime.device.type == "cuda" and config.train.channels_last,
+                         num_classes=manifest.num_outputs)
+
+
+def _epoch_generator(config: RunConfig, epoch: int, runtime: Runtime) -> torch.Generator:
+    """Augmentation randomness fixed by (seed, epoch, rank): a resumed epoch draws what the original would."""
+    generator = torch.Generator(device=runtime.device)
+    generator.manual_seed(config.train.seed * 1_000_003 + epoch * 1009 + runtime.rank)
+    return generator
+
+
 def _wrap_data_parallel(model: nn.Module, runtime: Runtime) -> nn.Module:
     if not runtime.distributed:
         return model
@@ -174,7 +204,7 @@ def _wrap_data_parallel(model: nn.Module, runtime: Runtime) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _evaluate_test(config, model, data: PreparedData, runtime, prepare, run_dir: Path) -> dict[str, float]:
+def _evaluate_test(config, model, data: PreparedData, runtime, pipeline, run_dir: Path) -> dict[str, float]:
     """The best weights on the held-out test split, when the data has one: reported, never selected on."""
     if not data.manifest.has_split("test"):
         return {}
@@ -184,7 +214,8 @@ def _evaluate_test(config, model, data: PreparedData, runtime, prepare, run_dir:
     test_set = split_dataset(data.manifest, "test", config.preprocess.image_size)
     loader = make_loader(test_set, batch_size=config.train.batch_size * 2, train=False,
                          workers=config.train.workers, pin_memory=runtime.device.type == "cuda")
-    scores, predictions = evaluate_split(model, loader, test_set, data.manifest, runtime=runtime, prepare=prepare)
+    scores, predictions = evaluate_split(model, loader, test_set, data.manifest, runtime=runtime,
+                                         pipeline=pipeline)
     runs.save_predictions(run_dir / "predictions_test.parquet", predictions)
     return {f"test_{k}": v for k, v in scores.items()}
 

@@ -8,34 +8,36 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from honed.data.pipeline import BatchPipeline
 from honed.models.transfer import eval_mode, train_mode
-from honed.training.optim import lr_factor, set_lr
+from honed.training.optim import LrSchedule, set_lr
 from honed.training.runtime import Runtime
 
-Prepare = Callable[[torch.Tensor], torch.Tensor]  # uint8 batch on the device -> model input
 
-
-def loss_fn(task: str, outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def loss_fn(task: str, outputs: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
+            reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy (hard or soft targets) for classification, mean squared error for regression."""
     if task == "classify":
-        return F.cross_entropy(outputs.float(), targets, reduction=reduction)
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=label_smoothing, reduction=reduction)
     per_sample = F.mse_loss(outputs.float(), targets.float().view_as(outputs), reduction="none").mean(dim=1)
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *, runtime: Runtime,
-                    prepare: Prepare, task: str, base_lr: float, step: int, total_steps: int,
-                    warmup_steps: int, schedule: str, grad_clip: float,
+                    pipeline: BatchPipeline, task: str, schedule: LrSchedule, step: int, grad_clip: float,
+                    label_smoothing: float = 0.0, generator: torch.Generator | None = None,
                     on_batch: Callable[[], None] | None = None) -> tuple[float, int]:
     """One pass over ``loader``. Returns the mean training loss and the global step reached."""
     train_mode(model)
     loss_sum = torch.zeros((), device=runtime.device)  # summed on the device: no host sync per step
     batches = 0
     for images, targets in loader:
-        set_lr(optimizer, base_lr * lr_factor(step, total_steps, warmup_steps, schedule))
-        images = prepare(images.to(runtime.device, non_blocking=True))
+        set_lr(optimizer, schedule.lr_at(step))
+        images = images.to(runtime.device, non_blocking=True)
         targets = targets.to(runtime.device, non_blocking=True)
+        inputs, targets = pipeline.train_batch(images, targets, generator)
         with runtime.autocast():
-            loss = loss_fn(task, model(images), targets)
+            loss = loss_fn(task, model(inputs), targets, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -50,15 +52,15 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
 
 
 @torch.no_grad()
-def predict_outputs(model: nn.Module, loader, *, runtime: Runtime, prepare: Prepare, task: str,
+def predict_outputs(model: nn.Module, loader, *, runtime: Runtime, pipeline: BatchPipeline, task: str,
                     on_batch: Callable[[], None] | None = None) -> torch.Tensor:
     """Eval-mode outputs for every sample in loader order: probabilities (classify) or values (regress)."""
     eval_mode(model)
     outputs = []
     for images, *_ in loader:
-        images = prepare(images.to(runtime.device, non_blocking=True))
+        inputs = pipeline.eval_batch(images.to(runtime.device, non_blocking=True))
         with runtime.autocast():
-            out = model(images).float()
+            out = model(inputs).float()
         outputs.append((out.softmax(dim=1) if task == "classify" else out).cpu())
         if on_batch is not None:
             on_batch()

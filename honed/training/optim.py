@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -35,6 +36,19 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(frozen=True)
+class LrSchedule:
+    """The learning rate at every step of a run: a pure function of the step, so resuming needs only the step."""
+
+    base_lr: float
+    total_steps: int
+    warmup_steps: int
+    kind: str = "cosine"
+
+    def lr_at(self, step: int) -> float:
+        return self.base_lr * lr_factor(step, self.total_steps, self.warmup_steps, self.kind)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
