@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from honed.data.manifest import Manifest
-from honed.data.preprocess import image_to_uint8, resize_center_crop
+from honed.data.decode import decode_to_tensor, image_to_tensor
 
 
 class ImageDataset(Dataset):
@@ -36,9 +36,7 @@ class ImageDataset(Dataset):
     def load_image(self, i: int) -> torch.Tensor:
         if self.datasets:
             image = self.datasets[self.origins[i]][int(self.indices[i])][0]
-            return resize_center_crop(image_to_uint8(image), self.image_size)
-        from honed.data.decode import decode_to_tensor
-
+            return image_to_tensor(image, self.image_size)
         kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
         return decode_to_tensor(self.paths[i], self.image_size, **kwargs)
 

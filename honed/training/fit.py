@@ -117,6 +117,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
                 label_smoothing=config.train.label_smoothing, generator=_epoch_generator(config, epoch, runtime),
                 on_batch=reporter.advance)
             reporter.phase_finished()
+            _sync_buffers(model, runtime)
             if runtime.is_main:
                 scores, predictions = evaluate_split(model, val_loader, val_set, data.manifest, runtime=runtime,
                                                      pipeline=pipeline)
@@ -166,6 +167,14 @@ def _prepare(config: RunConfig, manifest: Manifest | None, reporter: Reporter) -
     data = prepare_data(config.data, seed=config.train.seed, manifest=manifest)
     config.data.skipped_files = len(data.bad_files)
     return data
+
+
+def _sync_buffers(model: nn.Module, runtime: Runtime) -> None:
+    """Give every rank rank 0's batch-norm statistics: DDP keeps parameters equal, but each rank's running
+    statistics come from its own shard of the batch. Rank 0's are the ones evaluated and saved."""
+    if runtime.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
 
 
 def _should_stop(config: RunConfig, epoch: int, best_epoch: int, runtime: Runtime) -> bool:

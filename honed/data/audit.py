@@ -1,0 +1,525 @@
+"""Audit a dataset before training on it: balance, sizes, bad files, duplicates and leakage across splits.
+
+Backs ``honed data check DATA`` and the quick look training takes first (``cheap=True``). Every file is read
+once on a thread pool: its bytes are hashed (blake2b) for exact duplicates, its header gives size and mode,
+and (unless cheap) it is decoded through ``honed.data.decode`` - so bad files carry the same reasons training
+reports - downscaled, perceptually hashed (``imagehash.phash``) and measured for darkness and information.
+
+Near duplicates are found without comparing all pairs: two 64-bit hashes within ``d`` bits of each other agree
+exactly on at least one of ``d + 1`` bit bands (pigeonhole), so only hashes sharing a band value are compared,
+with vectorised XOR and popcount.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+import hashlib
+from itertools import combinations
+
+import imagehash
+import numpy as np
+import pandas as pd
+from PIL import Image
+from rich.table import Table
+
+from honed.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    DecodeError,
+    ImageInfo,
+    decode_image,
+    probe_image,
+    read_image_bytes,
+)
+from honed.data.scan import BadFile, map_files
+from honed.errors import HonedError
+
+STATS_SIZE = 128  # px: longest side of the copy that pixel statistics and the perceptual hash look at
+MAX_NEAR_DISTANCE = 16  # bits of 64: beyond this, unrelated images start to count as near duplicates
+IMBALANCE_WARN = 5.0  # warn when the largest train class has this many times the images of the smallest
+TINY_SIDE = 8  # px: images with a shorter side are flagged
+EXTREME_ASPECT = 10.0  # longer side / shorter side: a centre crop keeps under 10% of such images
+DARK_MEAN = 20.0  # mean grey level (0..255) under which an image counts as very dark
+LOW_ENTROPY_BITS = 2.0  # grey-level entropy (of 8 bits) under which an image carries little information
+SHOWN = 10  # rows per problem kind in the rendered tables; the JSON report has all of them
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass
+class DuplicateGroup:
+    """Files with the same content (exact) or a similar look (near)."""
+
+    paths: list[str]
+    splits: list[str]  # one per path
+    labels: list[str]  # one per path; empty without labels
+
+    @property
+    def spanned_splits(self) -> list[str]:
+        return _ordered_splits(set(self.splits))
+
+    @property
+    def conflicting_labels(self) -> bool:
+        return len(set(self.labels)) > 1
+
+
+@dataclass
+class AuditReport:
+    n_images: int
+    split_counts: dict[str, int]  # split -> images
+    class_counts: dict[str, dict[str, int]]  # label -> split -> images; empty without labels
+    imbalance_ratio: float | None  # largest / smallest class count in train
+    sizes: dict[str, dict[str, float]]  # "width"/"height" -> "min"/"median"/"max", upright pixels
+    modes: dict[str, int]  # colour mode as stored -> images
+    formats: dict[str, int]  # file format -> images
+    bad_files: list[BadFile]
+    exact_duplicates: list[DuplicateGroup]
+    near_duplicates: list[DuplicateGroup]  # excludes pairs that are exact duplicates
+    labels_in_one_split: dict[str, str]  # label -> the only split it appears in (when there are several splits)
+    labels_missing_from_train: list[str]
+    flags: dict[str, list[str]]  # "tiny", "extreme_aspect", "dark", "low_information" -> paths
+    cheap: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass
+class _Facts:
+    """What one file's inspection found."""
+
+    digest: str = ""
+    info: ImageInfo | None = None
+    error: DecodeError | None = None
+    phash: int | None = None
+    brightness: float | None = None
+    entropy: float | None = None
+
+
+def audit(
+    frame: pd.DataFrame,
+    *,
+    near_duplicate_distance: int = 4,
+    cheap: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
+    """Audit the images of a manifest frame (columns ``path``, ``split`` and, for classification, ``label``).
+
+    ``cheap`` reads headers and hashes bytes only: no decoding, so no near duplicates, no pixel statistics,
+    and only the bad files visible without decoding. ``progress`` gets increments of files done.
+    """
+    _validate(frame, near_duplicate_distance)
+    paths = frame["path"].astype(str).tolist()
+    splits = frame["split"].astype(str).tolist()
+    labels = frame["label"].astype(str).tolist() if "label" in frame.columns else []
+    inspect = partial(_inspect, cheap=cheap, max_pixels=max_pixels)
+    facts = map_files(inspect, paths, threads=threads, progress=progress)
+    class_counts = _class_counts(splits, labels)
+    report = AuditReport(
+        n_images=len(paths),
+        split_counts=dict(Counter(splits)),
+        class_counts=class_counts,
+        imbalance_ratio=_imbalance_ratio(class_counts),
+        sizes=_size_stats([f.info for f in facts if f.info is not None]),
+        modes=dict(Counter(f.info.mode for f in facts if f.info is not None).most_common()),
+        formats=dict(Counter(f.info.format for f in facts if f.info is not None).most_common()),
+        bad_files=[BadFile(p, f.error.reason, f.error.detail) for p, f in zip(paths, facts) if f.error],
+        exact_duplicates=_exact_duplicates(paths, splits, labels, facts),
+        near_duplicates=[] if cheap else _near_duplicates(paths, splits, labels, facts, near_duplicate_distance),
+        labels_in_one_split=_labels_in_one_split(class_counts, set(splits)),
+        labels_missing_from_train=_labels_missing_from_train(class_counts, set(splits)),
+        flags=_flags(paths, facts),
+        cheap=cheap,
+    )
+    report.warnings = _warnings(report)
+    return report
+
+
+def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Index pairs ``[k, 2]`` (i < j, sorted) of 64-bit hashes that differ in at most ``max_distance`` bits."""
+    if not 0 <= max_distance < 64:
+        raise ValueError(f"max_distance must be in 0..63, got {max_distance}")
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    codes = [np.empty(0, dtype=np.int64)]
+    for shift, width in _bands(max_distance + 1):
+        keys = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        order = np.argsort(keys, kind="stable")
+        codes.append(_close_pairs_sharing_key(keys[order], order, hashes, max_distance))
+    unique = np.unique(np.concatenate(codes))
+    return np.stack([unique // max(n, 1), unique % max(n, 1)], axis=1)
+
+
+def render_audit(report: AuditReport) -> list[Table]:
+    """Tables for the CLI to print: overview, classes, image properties, problems, warnings."""
+    tables = [_overview_table(report)]
+    if report.class_counts:
+        tables.append(_class_table(report))
+    tables.append(_images_table(report))
+    problems = _problems_table(report)
+    if problems.row_count:
+        tables.append(problems)
+    tables.append(_warnings_table(report))
+    return tables
+
+
+# --- per file -------------------------------------------------------------------------------------------
+
+
+def _inspect(path: str, *, cheap: bool, max_pixels: int) -> _Facts:
+    """Hash, probe and (unless cheap) decode and measure one file; problems become ``error``."""
+    try:
+        data = read_image_bytes(path)
+    except DecodeError as error:
+        return _Facts(error=error)
+    facts = _Facts(digest=hashlib.blake2b(data, digest_size=16).hexdigest())
+    try:
+        facts.info = probe_image(data, max_pixels=max_pixels)
+        if not cheap:
+            image = decode_image(data, max_pixels=max_pixels, shrink_to=STATS_SIZE)
+            _measure(facts, image)
+    except DecodeError as error:
+        facts.error = error
+    return facts
+
+
+def _measure(facts: _Facts, image: Image.Image) -> None:
+    small = image.copy()  # thumbnail works in place
+    small.thumbnail((STATS_SIZE, STATS_SIZE), Image.Resampling.BILINEAR)
+    grey = np.asarray(small.convert("L"))
+    facts.phash = _phash(small)
+    facts.brightness = float(grey.mean())
+    facts.entropy = _entropy_bits(grey)
+
+
+def _phash(image: Image.Image) -> int:
+    bits = imagehash.phash(image).hash.flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def _entropy_bits(grey: np.ndarray) -> float:
+    counts = np.bincount(grey.ravel(), minlength=256)
+    p = counts[counts > 0] / grey.size
+    return float(-(p * np.log2(p)).sum())
+
+
+# --- aggregation ----------------------------------------------------------------------------------------
+
+
+def _validate(frame: pd.DataFrame, near_duplicate_distance: int) -> None:
+    missing = [c for c in ("path", "split") if c not in frame.columns]
+    if missing:
+        raise HonedError(f"the data table lacks column(s) {missing}: give a manifest with 'path' and 'split'")
+    if not 0 <= near_duplicate_distance <= MAX_NEAR_DISTANCE:
+        raise HonedError(
+            f"near-duplicate distance {near_duplicate_distance} is out of range: "
+            f"use 0..{MAX_NEAR_DISTANCE} bits (4 is a good default)"
+        )
+
+
+def _class_counts(splits: list[str], labels: list[str]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for split, label in zip(splits, labels):
+        per_split = counts.setdefault(label, {})
+        per_split[split] = per_split.get(split, 0) + 1
+    return {label: counts[label] for label in sorted(counts)}
+
+
+def _imbalance_ratio(class_counts: dict[str, dict[str, int]]) -> float | None:
+    train = [per_split["train"] for per_split in class_counts.values() if per_split.get("train")]
+    return float(max(train) / min(train)) if train else None
+
+
+def _size_stats(infos: list[ImageInfo]) -> dict[str, dict[str, float]]:
+    if not infos:
+        return {}
+    stats = {}
+    for name, values in (("width", [i.width for i in infos]), ("height", [i.height for i in infos])):
+        array = np.asarray(values)
+        stats[name] = {"min": int(array.min()), "median": float(np.median(array)), "max": int(array.max())}
+    return stats
+
+
+def _exact_duplicates(paths, splits, labels, facts: list[_Facts]) -> list[DuplicateGroup]:
+    by_digest: dict[str, list[int]] = {}
+    for index, f in enumerate(facts):
+        if f.digest:
+            by_digest.setdefault(f.digest, []).append(index)
+    members = [indices for indices in by_digest.values() if len(indices) > 1]
+    return _groups(members, paths, splits, labels)
+
+
+def _near_duplicates(paths, splits, labels, facts: list[_Facts], max_distance: int) -> list[DuplicateGroup]:
+    hashed = [i for i, f in enumerate(facts) if f.phash is not None]
+    hashes = np.array([facts[i].phash for i in hashed], dtype=np.uint64)
+    pairs = [
+        (hashed[a], hashed[b])
+        for a, b in near_duplicate_pairs(hashes, max_distance).tolist()
+        if facts[hashed[a]].digest != facts[hashed[b]].digest
+    ]
+    return _groups(_connected(pairs), paths, splits, labels)
+
+
+def _connected(pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (size >= 2) of the graph the pairs draw, by union-find."""
+    parent: dict[int, int] = {}
+
+    def root(node: int) -> int:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    components: dict[int, list[int]] = {}
+    for node in parent:
+        components.setdefault(root(node), []).append(node)
+    return [sorted(c) for c in components.values() if len(c) > 1]
+
+
+def _groups(members: list[list[int]], paths, splits, labels) -> list[DuplicateGroup]:
+    groups = [
+        DuplicateGroup(
+            paths=[paths[i] for i in indices],
+            splits=[splits[i] for i in indices],
+            labels=[labels[i] for i in indices] if labels else [],
+        )
+        for indices in members
+    ]
+    return sorted(groups, key=lambda g: (-len(g.spanned_splits), -len(g.paths), g.paths[0]))
+
+
+def _labels_in_one_split(class_counts: dict[str, dict[str, int]], splits: set[str]) -> dict[str, str]:
+    if len(splits) < 2:
+        return {}
+    return {label: next(iter(per)) for label, per in class_counts.items() if len(per) == 1}
+
+
+def _labels_missing_from_train(class_counts: dict[str, dict[str, int]], splits: set[str]) -> list[str]:
+    if "train" not in splits:
+        return []
+    return [label for label, per_split in class_counts.items() if "train" not in per_split]
+
+
+def _flags(paths: list[str], facts: list[_Facts]) -> dict[str, list[str]]:
+    tests = {
+        "tiny": lambda f: f.info is not None and min(f.info.width, f.info.height) < TINY_SIDE,
+        "extreme_aspect": lambda f: f.info is not None
+        and max(f.info.width, f.info.height) > EXTREME_ASPECT * min(f.info.width, f.info.height),
+        "dark": lambda f: f.brightness is not None and f.brightness < DARK_MEAN,
+        "low_information": lambda f: f.entropy is not None and f.entropy < LOW_ENTROPY_BITS,
+    }
+    return {name: [p for p, f in zip(paths, facts) if test(f)] for name, test in tests.items()}
+
+
+# --- warnings -------------------------------------------------------------------------------------------
+
+
+def _warnings(report: AuditReport) -> list[str]:
+    """Human-readable findings, most serious first."""
+    exact_leak = "{count} in both {a} and {b} (leakage)", ("image appears", "images appear")
+    near_leak = "{count} {a} and {b} (likely leakage)", ("near-duplicate group spans", "near-duplicate groups span")
+    return [
+        *_bad_file_warnings(report),
+        *_duplicate_warnings(report.exact_duplicates, exact_leak, "identical"),
+        *_duplicate_warnings(report.near_duplicates, near_leak, "similar"),
+        *_class_warnings(report),
+        *_flag_warnings(report),
+    ]
+
+
+def _bad_file_warnings(report: AuditReport) -> list[str]:
+    if not report.bad_files:
+        return []
+    reasons = Counter(b.reason for b in report.bad_files).most_common()
+    summary = ", ".join(f"{count} {reason}" for reason, count in reasons)
+    files = _plural(len(report.bad_files), "file", "files")
+    return [f"{files} cannot be decoded and will be skipped in training: {summary}"]
+
+
+def _duplicate_warnings(groups: list[DuplicateGroup], leak: tuple[str, tuple[str, str]], alike: str) -> list[str]:
+    template, nouns = leak
+    found = []
+    for a, b in combinations(SPLIT_ORDER, 2):
+        count = sum(1 for g in groups if a in g.splits and b in g.splits)
+        if count:
+            found.append(template.format(count=_plural(count, *nouns), a=a, b=b))
+    conflicts = sum(1 for g in groups if g.conflicting_labels)
+    if conflicts:
+        found.append(f"{_plural(conflicts, 'group', 'groups')} of {alike} images with different labels")
+    for split in SPLIT_ORDER:
+        within = [g for g in groups if g.splits.count(split) > 1]
+        if within:
+            files = sum(g.splits.count(split) for g in within)
+            found.append(f"{split}: {files} files in {_plural(len(within), 'group', 'groups')} of {alike} images")
+    return found
+
+
+def _class_warnings(report: AuditReport) -> list[str]:
+    found = []
+    train = {label: per["train"] for label, per in report.class_counts.items() if per.get("train")}
+    if report.imbalance_ratio is not None and report.imbalance_ratio >= IMBALANCE_WARN:
+        rare, common = min(train, key=train.get), max(train, key=train.get)
+        found.append(
+            f"class {rare!r} has {_ratio_text(report.imbalance_ratio)} fewer images than {common!r} in train"
+        )
+    for label in report.labels_missing_from_train:
+        elsewhere = " and ".join(_ordered_splits(set(report.class_counts[label])))
+        found.append(f"class {label!r} appears in {elsewhere} but not in train: the model cannot learn it")
+    for label, split in report.labels_in_one_split.items():
+        if split == "train":
+            found.append(f"class {label!r} appears only in train: it is never evaluated")
+    return found
+
+
+def _flag_warnings(report: AuditReport) -> list[str]:
+    texts = {
+        "tiny": f"smaller than {TINY_SIDE} px on a side",
+        "extreme_aspect": f"over {EXTREME_ASPECT:.0f}x longer than wide (a centre crop keeps little)",
+        "dark": f"very dark (mean grey level under {DARK_MEAN:.0f} of 255)",
+        "low_information": f"of little information (grey-level entropy under {LOW_ENTROPY_BITS} bits)",
+    }
+    return [
+        f"{_plural(len(report.flags[name]), 'image is', 'images are')} {text}"
+        for name, text in texts.items()
+        if report.flags.get(name)
+    ]
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+
+
+def _ordered_splits(splits: set[str]) -> list[str]:
+    return sorted(splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+
+def _overview_table(report: AuditReport) -> Table:
+    table = Table(title="Data" + (" (cheap: headers only)" if report.cheap else ""))
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for split in _ordered_splits(set(report.split_counts)):
+        table.add_row(f"{split} images", str(report.split_counts[split]))
+    if report.imbalance_ratio is not None:
+        table.add_row("class imbalance in train", _ratio_text(report.imbalance_ratio))
+    table.add_row("bad files", str(len(report.bad_files)))
+    table.add_row("exact duplicate groups", str(len(report.exact_duplicates)))
+    if not report.cheap:
+        table.add_row("near duplicate groups", str(len(report.near_duplicates)))
+    return table
+
+
+def _class_table(report: AuditReport) -> Table:
+    splits = _ordered_splits(set(report.split_counts))
+    table = Table(title=_plural(len(report.class_counts), "class", "classes"))
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    rows = sorted(report.class_counts.items(), key=lambda item: -sum(item[1].values()))
+    shown = rows if len(rows) <= 2 * SHOWN else rows[:SHOWN] + [None] + rows[-SHOWN:]
+    for row in shown:
+        if row is None:
+            table.add_row(f"... {len(rows) - 2 * SHOWN} more", *[""] * len(splits))
+            continue
+        label, per_split = row
+        table.add_row(label, *[str(per_split.get(split, 0)) for split in splits])
+    return table
+
+
+def _images_table(report: AuditReport) -> Table:
+    table = Table(title="Images")
+    table.add_column("property")
+    table.add_column("values")
+    for name, stats in report.sizes.items():
+        table.add_row(name, f"min {stats['min']}  median {stats['median']:g}  max {stats['max']}")
+    table.add_row("modes", ", ".join(f"{mode} {count}" for mode, count in report.modes.items()))
+    table.add_row("formats", ", ".join(f"{fmt} {count}" for fmt, count in report.formats.items()))
+    return table
+
+
+def _problems_table(report: AuditReport) -> Table:
+    table = Table(title="Problems" + (" (cheap: no pixel checks)" if report.cheap else ""))
+    table.add_column("kind")
+    table.add_column("files")
+    for bad in report.bad_files[:SHOWN]:
+        table.add_row(f"bad: {bad.reason}", bad.path)
+    for kind, groups in (("exact duplicate", report.exact_duplicates), ("near duplicate", report.near_duplicates)):
+        for group in groups[:SHOWN]:
+            where = "/".join(group.spanned_splits)
+            table.add_row(f"{kind} ({where})", "\n".join(group.paths))
+    for name, paths in report.flags.items():
+        for path in paths[:SHOWN]:
+            table.add_row(name.replace("_", " "), path)
+    return table
+
+
+def _warnings_table(report: AuditReport) -> Table:
+    table = Table(title="Warnings")
+    table.add_column("finding")
+    for warning in report.warnings:
+        table.add_row(warning)
+    if not report.warnings:
+        table.add_row("none", style="green")
+    return table
+
+
+# --- hashing --------------------------------------------------------------------------------------------
+
+
+def _bands(count: int) -> list[tuple[int, int]]:
+    """(shift, width) of ``count`` contiguous bit bands covering 64 bits, widths differing by at most one."""
+    widths = [64 // count + (1 if i < 64 % count else 0) for i in range(count)]
+    shifts = np.concatenate([[0], np.cumsum(widths)[:-1]]).tolist()
+    return list(zip(shifts, widths))
+
+
+def _close_pairs_sharing_key(
+    sorted_keys: np.ndarray, order: np.ndarray, hashes: np.ndarray, max_distance: int
+) -> np.ndarray:
+    """Pair codes ``i * n + j`` (i < j) of hashes with equal band key and distance <= max_distance.
+
+    Equal keys sit next to each other once sorted, so comparing each position with the one ``offset`` later,
+    for offset 1, 2, ... while any run of equal keys is longer than offset, visits every same-key pair once.
+    """
+    n = len(sorted_keys)
+    if n < 2:
+        return np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))  # end of each position's run
+    active = np.arange(n)
+    found = []
+    offset = 1
+    while True:
+        active = active[run_end[active] - active > offset]
+        if active.size == 0:
+            break
+        a, b = order[active], order[active + offset]
+        close = _popcount(hashes[a] ^ hashes[b]) <= max_distance
+        low, high = np.minimum(a[close], b[close]), np.maximum(a[close], b[close])
+        found.append(low.astype(np.int64) * n + high)
+        offset += 1
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 (numpy >= 2 has it built in; the fallback is the classic SWAR count)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values)
+    x = values - ((values >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
