@@ -19,6 +19,7 @@ from honed.errors import HonedError
 class PreparedData:
     manifest: Manifest
     bad_files: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["path", "split", "reason"]))
+    warnings: list[str] = field(default_factory=list)  # from the cheap audit: duplicates, leakage, imbalance
 
 
 def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = None,
@@ -39,7 +40,19 @@ def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = N
                                seed=seed)
     if not manifest.has_split("val"):
         raise HonedError("no validation images left: add images or lower --val-fraction")
-    return PreparedData(manifest=manifest, bad_files=bad)
+    return PreparedData(manifest=manifest, bad_files=bad, warnings=_cheap_audit(manifest))
+
+
+def _cheap_audit(manifest: Manifest) -> list[str]:
+    """The part of ``honed data check`` that costs no decoding: exact duplicates (leakage across the
+    splits as they will be used), class balance. Bad files are handled by the scan, so not repeated here."""
+    if manifest.in_memory:
+        return []
+    from honed.data.audit import audit
+
+    columns = ["path", "split"] + (["label"] if manifest.task == "classify" else [])
+    report = audit(manifest.frame[columns], cheap=True)
+    return [w for w in report.warnings if "decod" not in w and "bad" not in w.lower()]
 
 
 def _find_bad_files(manifest: Manifest, progress) -> pd.DataFrame:

@@ -94,6 +94,8 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
                          f"{data.manifest.num_outputs} {'classes' if config.data.task == 'classify' else 'targets'}, "
                          f"{config.model.name} at {size}px on {runtime.device}"
                          + (f", {runtime.world_size} processes" if runtime.distributed else ""))
+        for warning in data.warnings:
+            reporter.message(f"warning: {warning} (see `honed data check`)")
         if len(data.bad_files):
             reporter.message(f"skipped {len(data.bad_files)} undecodable image(s), listed in {run_dir / 'bad_files.csv'}")
 

@@ -137,3 +137,25 @@ def test_kfold_trains_one_run_per_fold(color_folder, tmp_path):
     with Ledger(tmp_path) as ledger:
         assert {r.name for r in ledger.children("tiny")} == {"tiny-fold0", "tiny-fold1"}
         assert ledger.get("tiny").kind == "cv"
+
+
+class _Collect(_StopAfter):
+    def __init__(self):
+        super().__init__(epoch=-1)
+        self.messages = []
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def test_training_warns_about_leakage_before_it_starts(color_folder, tmp_path):
+    import shutil
+
+    data = tmp_path / "split"
+    shutil.copytree(color_folder, data / "train")
+    for cls in ("red", "blue"):
+        (data / "val" / cls).mkdir(parents=True)
+        shutil.copy(color_folder / cls / "0.png", data / "val" / cls / "dup.png")  # the same bytes as a train image
+    reporter = _Collect()
+    train(tiny_config(data, tmp_path / "ws", epochs=1), reporter=reporter)
+    assert any("leakage" in m and "train and val" in m for m in reporter.messages), reporter.messages
