@@ -159,3 +159,30 @@ def test_training_warns_about_leakage_before_it_starts(color_folder, tmp_path):
     reporter = _Collect()
     train(tiny_config(data, tmp_path / "ws", epochs=1), reporter=reporter)
     assert any("leakage" in m and "train and val" in m for m in reporter.messages), reporter.messages
+
+
+def test_training_on_a_users_own_dataset(tmp_path):
+    class Stripes(torch.utils.data.Dataset):
+        """Horizontal vs vertical stripes as float tensors: the user's own Dataset, no files."""
+
+        classes = ["horizontal", "vertical"]
+
+        def __init__(self, n, seed):
+            self.n, self.seed = n, seed
+            self.targets = [i % 2 for i in range(n)]
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(self.seed * 1000 + i)
+            stripes = (torch.arange(16) // 2 % 2).float().view(16, 1).expand(16, 16)
+            image = stripes if i % 2 == 0 else stripes.T
+            return (0.7 * image + 0.3 * torch.rand(16, 16, generator=g)).expand(3, 16, 16), i % 2
+
+    manifest = honed.from_datasets({"train": Stripes(48, 0), "val": Stripes(16, 1)})
+    config = tiny_config("stripes", tmp_path, epochs=4)
+    result = train(config, manifest=manifest)
+    assert result.metrics["accuracy"] >= 0.9
+    assert honed.load(result.run_dir).predict([Stripes(4, 2)[i][0] for i in range(4)])["prediction"].tolist() == [
+        "horizontal", "vertical", "horizontal", "vertical"]
