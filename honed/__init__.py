@@ -25,7 +25,7 @@ def train(config, **kwargs):
 
 
 def load(path, **kwargs):
-    """A Predictor for a run folder; see :func:`honed.predict.load`."""
+    """A Predictor for a run folder or an exported bundle (folder or .zip); see :func:`honed.predict.load`."""
     from honed.predict import load as _load
 
     return _load(path, **kwargs)

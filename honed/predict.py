@@ -1,6 +1,7 @@
 """Predict new images with a trained run: ``honed.load(path).predict(paths)``.
 
-Loading reads a YAML config, a JSON label list and safetensors weights: nothing from disk is executed.
+Loading reads a YAML config, a JSON label list and safetensors weights (a run), or a validated bundle.json
+and safetensors weights (a bundle, see ``honed.export.bundle``): nothing from disk is executed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from honed.config import RunConfig
 from honed.data.loader import default_workers
-from honed.data.preprocess import image_to_uint8, normalize, resize_center_crop, to_unit_float
+from honed.data.preprocess import normalize, to_unit_float
 from honed.data.sources import IMAGE_SUFFIXES
 from honed.errors import HonedError
 from honed.models.factory import build_model
@@ -103,22 +104,33 @@ class _PredictDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from honed.data.decode import DecodeError, decode_to_tensor
+        from honed.data.decode import DecodeError, decode_to_tensor, image_to_tensor
 
         item = self.items[i]
         try:
             if isinstance(item, (str, Path)):
-                return decode_to_tensor(str(item), self.image_size), ""
-            return resize_center_crop(image_to_uint8(item), self.image_size), ""
+                return decode_to_tensor(str(item), self.image_size, reject_placeholders=False), ""
+            return image_to_tensor(item, self.image_size), ""
         except DecodeError as error:
             return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), error.reason
 
 
-def load(path: str | Path, *, device: str = "auto") -> Predictor:
-    """A Predictor from a run folder (its best weights)."""
+def load(path: str | Path, *, device: str = "auto", backend: str = "torch") -> Predictor:
+    """A Predictor from a run folder (its best weights) or a bundle (folder or .zip, see ``honed export``).
+
+    ``backend="onnx"`` runs a bundle's model.onnx in ONNX Runtime instead of PyTorch.
+    """
+    from honed.export.bundle import is_bundle, load_bundle
+
     run_dir = Path(path)
+    if not (run_dir / CONFIG_FILE).exists() and is_bundle(run_dir):
+        return load_bundle(run_dir, device=device, backend=backend)
     if not (run_dir / CONFIG_FILE).exists():
-        raise HonedError(f"{path} is not a honed run (no {CONFIG_FILE}): give a run folder, see `honed runs`")
+        raise HonedError(f"{path} is not a honed run (no {CONFIG_FILE}) nor a bundle (no bundle.json): "
+                         "give a run folder or a bundle, see `honed runs`")
+    if backend != "torch":
+        raise HonedError(f"backend {backend!r} needs a bundle with that format: run `honed export {run_dir.name} "
+                         f"--format {backend}` and load the bundle")
     config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
     labels = json.loads((run_dir / LABELS_FILE).read_text())
     width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])

@@ -14,13 +14,14 @@ app = typer.Typer(help="honed: train, analyze, improve and ship image models.", 
 
 
 def _register() -> None:
-    from honed.cli import data_cmd, predict_cmd, runs_cmd, train_cmd
+    from honed.cli import data_cmd, export_cmd, predict_cmd, runs_cmd, train_cmd
 
     app.command("train")(train_cmd.train)
     app.command("demo")(train_cmd.demo)
     app.command("predict")(predict_cmd.predict)
     app.command("runs")(runs_cmd.runs)
     app.command("show")(runs_cmd.show)
+    app.command("export")(export_cmd.export)
     app.add_typer(data_cmd.app, name="data")
 
 

@@ -13,23 +13,26 @@ from honed.errors import HonedError
 
 
 def predict(
-    run: str = typer.Argument(..., help="A run name (in --workspace) or a run folder."),
+    run: str = typer.Argument(..., help="A run name (in --workspace), a run folder, or a bundle (folder or .zip)."),
     images: List[str] = typer.Argument(..., help="Image files, folders, or CSV files with a path column."),
     out: Path = typer.Option(Path("predictions.csv"), help="Where to write: .csv or .json."),
     top_k: int = typer.Option(1, min=1, help="How many classes per image."),
     batch_size: int = typer.Option(64, min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    backend: str = typer.Option("torch", help="torch, or onnx to run a bundle's model.onnx in ONNX Runtime."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict new images with a trained run; undecodable files get an error column, not a crash."""
+    from honed.export.bundle import is_bundle
     from honed.predict import collect_inputs, load
     from honed.tracking.atomic import atomic_path
     from honed.tracking.runs import find_run
 
     if out.suffix.lower() not in (".csv", ".json"):
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
-    predictor = load(find_run(workspace, run), device=device)
+    model_path = Path(run) if is_bundle(run) else find_run(workspace, run)
+    predictor = load(model_path, device=device, backend=backend)
     paths = collect_inputs(images)
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=quiet) as progress:

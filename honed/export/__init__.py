@@ -1,3 +1,2 @@
-"""Export a trained model for inference: fold BatchNorm into convolutions, write TorchScript and ONNX
-files atomically, and prove each export computes what the eval-mode original computes (parity reports).
-"""
+"""Finalization: batch-norm fusion, TorchScript / ONNX export with parity checks, and bundles (weights as
+safetensors + preprocessing + labels + model card) that load without executing anything from disk."""

@@ -1,0 +1,40 @@
+"""``honed export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def export(
+    run: str = typer.Argument(..., help="A run name (in --workspace) or a run folder."),
+    formats: List[str] = typer.Option(["bundle"], "--format", "-f",
+                                      help="bundle (always written), onnx, torchscript; repeat for several."),
+    out: Optional[Path] = typer.Option(None, help="The bundle folder to create (default: RUN-bundle here)."),
+    archive: bool = typer.Option(False, "--archive", help="Write one .zip file instead of a folder."),
+    no_fuse: bool = typer.Option(False, "--no-fuse", help="Export ONNX/TorchScript without folding BatchNorm."),
+    workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
+) -> None:
+    """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports."""
+    from honed.tracking.runs import find_run
+
+    run_dir = find_run(workspace, run)  # before the export machinery is imported: a typo fails fast
+    from honed.export.bundle import export_bundle
+
+    report = export_bundle(run_dir, out or Path(f"{run_dir.name}-bundle"), formats=formats, fuse=not no_fuse,
+                           archive=archive)
+    console = Console()
+    console.print(f"bundle written to {report.path} ({', '.join(report.files)})", soft_wrap=True, highlight=False)
+    if not report.parity:
+        return
+    table = Table(title=f"parity with the eval-mode original on {report.parity_inputs}")
+    for column in ("check", "passed", "max abs diff", "top-1 agreement", "samples"):
+        table.add_column(column, justify="left" if column == "check" else "right")
+    for name, r in report.parity.items():
+        agreement = "-" if r.top1_agreement is None else f"{r.top1_agreement:.4f}"
+        table.add_row(name, "yes" if r.passed else "NO", f"{r.max_abs_diff:.2e}", agreement, str(r.num_samples))
+    console.print(table)

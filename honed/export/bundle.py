@@ -1,0 +1,520 @@
+"""Bundles: a trained run packed as one folder (or .zip) that predicts anywhere honed is installed.
+
+Layout::
+
+    bundle.json            format version, model name, task, labels, preprocessing, TTA, metrics,
+                           data fingerprint, honed version, created time, file hashes, parity reports
+    model.safetensors      the run's best weights, unfused: the architecture is rebuilt from its name
+    model_card.md          data, model and strategy, augmentations, settings, steps, scores
+    model.onnx             optional: the BatchNorm-fused eval model, for ONNX Runtime
+    model.torchscript.pt   optional: the same as TorchScript, for other runtimes (never loaded by honed)
+
+Loading a bundle never executes anything from it: the architecture comes from honed's model factory by
+name, weights from safetensors, everything else from strictly validated JSON; the ONNX backend runs a
+graph (data) in ONNX Runtime. TorchScript and pickles are never loaded. Exporting builds the bundle in a
+temporary folder next to the target and renames it into place, so a failure (a parity check included)
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+import hashlib
+import json
+import os
+from pathlib import Path
+import shutil
+from typing import TYPE_CHECKING, Any
+import warnings
+import zipfile
+import zlib
+
+import pandas as pd
+import torch
+from torch import nn
+
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig
+from honed.errors import HonedError
+from honed.export.card import RunFacts, model_card, read_run_facts
+from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript
+from honed.export.fuse import fuse_batchnorm
+from honed.export.parity import ParityReport, check_parity, combine_reports
+from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
+
+if TYPE_CHECKING:
+    from honed.predict import Predictor
+
+FORMAT_NAME = "honed-bundle"
+FORMAT_VERSION = 1  # bump when bundle.json changes incompatibly; loaders refuse versions they do not know
+BUNDLE_FILE = "bundle.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.md"
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+FORMATS = ("bundle", "onnx", "torchscript")  # "bundle" is always written; the others add a file each
+BACKENDS = ("torch", "onnx")
+RESIZE_POLICY = "shorter side + centre crop"  # the only one honed's preprocessing implements
+TTA_POLICIES = ("none",)  # what a Predictor applies at prediction time
+PARITY_IMAGES = 32  # validation images the parity checks run on
+MAX_JSON_BYTES = 4 * 1024 * 1024  # a bundle.json is a few KiB; anything huge is not one
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """Where the bundle went, what it holds, and the parity checks that let it ship."""
+
+    path: Path  # the bundle folder, or the .zip when archived
+    files: tuple[str, ...]  # names inside the bundle
+    parity: dict[str, ParityReport]  # "fusion", "onnx", "torchscript": those that ran
+    fused_pairs: int  # conv/BatchNorm pairs folded in the exported models (0 without fusion)
+    parity_inputs: str  # what the checks ran on, e.g. "24 validation images"
+
+    @property
+    def passed(self) -> bool:
+        return all(report.passed for report in self.parity.values())
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def export_bundle(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    formats: Sequence[str] = ("bundle",),
+    fuse: bool = True,
+    archive: bool = False,
+) -> BundleReport:
+    """Pack the run at ``run_dir`` as a bundle at ``out_dir`` (a new folder, or ``out_dir``.zip with ``archive``).
+
+    ``formats`` may add "onnx" and "torchscript" files, exported from the BatchNorm-fused (``fuse``) eval
+    model; each must match the unfused eval model on the run's validation images, else HonedError and
+    nothing is written.
+    """
+    wanted = _check_formats(formats)
+    facts = read_run_facts(Path(run_dir))
+    target = _target_path(Path(out_dir), archive)
+    model = _rebuilt(facts)
+    inputs, described = parity_inputs(facts)
+    stage = temp_path_for(target)
+    stage.mkdir(parents=True)
+    try:
+        shutil.copyfile(facts.run_dir / "best.safetensors", stage / WEIGHTS_FILE)
+        reports, fused_pairs = _export_models(model, inputs, stage, wanted, fuse=fuse)
+        _refuse_failed(reports, described)
+        meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
+        write_text(stage / CARD_FILE, model_card(facts, meta))
+        write_json(stage / BUNDLE_FILE, meta)
+        files = tuple(sorted(p.name for p in stage.iterdir()))
+        _publish(stage, target, archive=archive)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return BundleReport(target, files, reports, fused_pairs, described)
+
+
+def _check_formats(formats: Sequence[str]) -> set[str]:
+    wanted = {formats} if isinstance(formats, str) else set(formats)
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown:
+        raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(FORMATS)}")
+    return wanted | {"bundle"}
+
+
+def _target_path(out_dir: Path, archive: bool) -> Path:
+    """The bundle's final path; refuses to replace anything but an empty folder."""
+    target = out_dir.with_name(out_dir.name + ".zip") if archive and out_dir.suffix != ".zip" else out_dir
+    if not archive and target.is_dir() and not any(target.iterdir()):
+        return target  # an empty folder made for the bundle is replaced by it
+    if target.exists():
+        raise HonedError(f"{target} already exists: remove it or choose another --out")
+    return target
+
+
+def _rebuilt(facts: RunFacts) -> nn.Module:
+    """The run's architecture with its best weights, in eval mode on the CPU: the parity reference."""
+    from honed.models.factory import build_model
+    from honed.training.checkpoint import load_weights
+
+    model = build_model(facts.config, facts.num_outputs, for_inference=True)
+    load_weights(facts.run_dir / "best.safetensors", model)
+    return model.eval()
+
+
+def parity_inputs(facts: RunFacts, *, limit: int = PARITY_IMAGES) -> tuple[torch.Tensor, str]:
+    """A normalized float batch of the run's validation images (the run's own preprocessing), and its label.
+
+    Falls back to seeded noise only when no validation file can be read (in-memory datasets), and says so.
+    """
+    from honed.data.decode import DecodeError, decode_to_tensor
+    from honed.data.preprocess import normalize, to_unit_float
+
+    pre = facts.config.preprocess
+    images = []
+    for path in _validation_paths(facts.run_dir):
+        try:
+            images.append(decode_to_tensor(path, pre.image_size))
+        except (DecodeError, OSError):
+            continue
+        if len(images) == limit:
+            break
+    if not images:
+        noise = torch.randn(4, 3, pre.image_size, pre.image_size, generator=torch.Generator().manual_seed(0))
+        return noise, "4 noise images (no validation image of the run could be read)"
+    batch = normalize(to_unit_float(torch.stack(images)), pre.mean, pre.std)
+    return batch, f"{len(images)} validation images"
+
+
+def _validation_paths(run_dir: Path) -> list[str]:
+    table = run_dir / "predictions_val.parquet"
+    if not table.is_file():
+        return []
+    return [p for p in pd.read_parquet(table, columns=["path"])["path"].astype(str) if Path(p).is_file()]
+
+
+def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats: set[str], *,
+                   fuse: bool) -> tuple[dict[str, ParityReport], int]:
+    """Fuse, export what was asked for, and check each against the unfused eval model on ``inputs``.
+
+    An export's report combines its own check (file vs. the model it was exported from, at batch sizes 2
+    and 1) with the check that matters to users: file vs. the unfused original on real images.
+    """
+    reports: dict[str, ParityReport] = {}
+    exported, fused_pairs = model, 0
+    if fuse:
+        fusion = fuse_batchnorm(model)
+        exported, fused_pairs = fusion.model, fusion.fused_pairs
+        reports["fusion"] = check_parity(model, exported, inputs)
+    example = inputs[:2]
+    if "onnx" in formats:
+        own = export_onnx(exported, example, stage / ONNX_FILE)
+        runtime = OnnxModel((stage / ONNX_FILE).read_bytes())
+        reports["onnx"] = combine_reports([check_parity(model, runtime, inputs), own])
+    if "torchscript" in formats:
+        own = export_torchscript(exported, example, stage / TORCHSCRIPT_FILE)
+        reports["torchscript"] = combine_reports([check_parity(model, _load_own_torchscript(stage), inputs), own])
+    return reports, fused_pairs
+
+
+def _load_own_torchscript(stage: Path) -> Callable[[torch.Tensor], Any]:
+    """Reload the TorchScript file this export just wrote, to check it (bundles are never loaded this way)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(stage / TORCHSCRIPT_FILE), map_location="cpu")
+
+
+def _refuse_failed(reports: dict[str, ParityReport], described: str) -> None:
+    failed = {name: report for name, report in reports.items() if not report.passed}
+    if failed:
+        detail = "; ".join(f"{name}: max abs diff {r.max_abs_diff:.3g} (atol {r.atol}, rtol {r.rtol})"
+                           for name, r in failed.items())
+        raise HonedError(f"parity check failed on {described} ({detail}): nothing was written; try --no-fuse, "
+                         "or leave out the failing --format")
+
+
+def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport], *, fused_pairs: int,
+                inputs: str) -> dict[str, Any]:
+    """The content of ``bundle.json`` for the files already written to ``stage``."""
+    import honed
+    from honed.tracking.ledger import utc_now
+
+    pre = facts.config.preprocess
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": facts.name,
+        "model": {"name": facts.config.model.name, "num_outputs": facts.num_outputs},
+        "task": facts.task,
+        "classes": facts.classes,
+        "target_columns": facts.target_columns,
+        "preprocessing": {"image_size": pre.image_size, "resize": RESIZE_POLICY, "interpolation": "bilinear",
+                          "mean": list(pre.mean), "std": list(pre.std)},
+        "tta": "none",
+        "metric": facts.metric,
+        "score": facts.score,
+        "metrics": facts.metrics,
+        "data_fingerprint": facts.data_fingerprint,
+        "honed_version": honed.__version__,
+        "created": utc_now(),
+        "files": {p.name: {"sha256": _sha256(p.read_bytes()), "bytes": p.stat().st_size}
+                  for p in sorted(stage.iterdir()) if p.name in (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE)},
+        "parity": {"reference": "eval-mode unfused model", "inputs": inputs, "fused": "fusion" in reports,
+                   "fused_pairs": fused_pairs, "checks": {k: r.to_dict() for k, r in reports.items()}},
+        "training": facts.config.to_dict(),  # for people reading the bundle; loading never uses it
+    }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _publish(stage: Path, target: Path, *, archive: bool) -> None:
+    """Move the finished bundle into place atomically: rename the folder, or write the zip via a temp file."""
+    if not archive:
+        try:
+            os.replace(stage, target)
+        except OSError as error:  # another export filled the target since it was checked
+            raise HonedError(f"cannot move the bundle to {target} ({error.strerror}): remove it or choose "
+                             "another --out") from None
+        return
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(stage.iterdir()):
+            zf.write(path, arcname=path.name)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def is_bundle(path: str | os.PathLike[str]) -> bool:
+    """True for a bundle folder (holds bundle.json) or a zip file, which ``load_bundle`` then validates."""
+    path = Path(path)
+    return (path / BUNDLE_FILE).is_file() if path.is_dir() else (path.is_file() and zipfile.is_zipfile(path))
+
+
+def load_bundle(path: str | os.PathLike[str], *, device: str = "auto", backend: str = "torch") -> Predictor:
+    """A Predictor from a bundle folder or .zip; ``backend="onnx"`` runs its model.onnx in ONNX Runtime (CPU).
+
+    Nothing in the bundle is executed: bundle.json is validated strictly, every file is checked against
+    its recorded hash, the model is rebuilt from its name and filled from safetensors.
+    """
+    from honed.predict import Predictor
+
+    if backend not in BACKENDS:
+        raise HonedError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+    files = _BundleFiles(Path(path))
+    meta = validate_meta(_read_meta(files))
+    config = _config(meta)
+    if backend == "onnx":
+        model: nn.Module = OnnxModel(_checked(files, meta, ONNX_FILE))
+        device = "cpu"  # ONNX Runtime runs on the CPU here; moving inputs to a GPU would only add copies
+    else:
+        model = _torch_model(config, meta, _checked(files, meta, WEIGHTS_FILE))
+    return Predictor(model, config, task=meta["task"], classes=meta["classes"],
+                     target_columns=meta["target_columns"], device=device)
+
+
+class _BundleFiles:
+    """Reads the named files of a bundle folder or zip (at its top level, or in its one top folder, as
+    zipping a bundle folder by hand gives), never extracting anything to disk."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.prefix = ""
+        if path.is_dir():
+            self._sizes = {p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}
+        elif path.is_file() and zipfile.is_zipfile(path):
+            self._sizes = self._zip_members(path)
+        else:
+            raise HonedError(f"{path} is not a honed bundle: give a bundle folder or its .zip (see `honed export`)")
+        if BUNDLE_FILE not in self._sizes:
+            raise HonedError(f"{path} is not a honed bundle: it has no {BUNDLE_FILE} at its top level")
+
+    def _zip_members(self, path: Path) -> dict[str, int]:
+        """Member name -> uncompressed size, with the single top folder (if that is where bundle.json is) cut off."""
+        with zipfile.ZipFile(path) as zf:
+            sizes = {info.filename: info.file_size for info in zf.infolist() if not info.is_dir()}
+        nested = [name for name in sizes if name.count("/") == 1 and name.endswith("/" + BUNDLE_FILE)]
+        if BUNDLE_FILE not in sizes and len(nested) == 1:
+            self.prefix = nested[0][: -len(BUNDLE_FILE)]
+        return {name[len(self.prefix):]: size for name, size in sizes.items() if name.startswith(self.prefix)}
+
+    def size(self, name: str) -> int:
+        if name not in self._sizes:
+            raise HonedError(f"the bundle {self.path} has no {name}: export it again with `honed export`")
+        return self._sizes[name]
+
+    def read(self, name: str) -> bytes:
+        self.size(name)
+        if self.path.is_dir():
+            return (self.path / name).read_bytes()
+        with zipfile.ZipFile(self.path) as zf:
+            try:
+                return zf.read(self.prefix + name)
+            except (zipfile.BadZipFile, OSError, zlib.error) as error:
+                raise HonedError(f"{name} in {self.path} cannot be read ({error}): the archive is damaged") from None
+
+
+def _read_meta(files: _BundleFiles) -> Any:
+    """bundle.json parsed, after its size is checked (a huge one is no bundle description, maybe a zip bomb)."""
+    size = files.size(BUNDLE_FILE)
+    if size > MAX_JSON_BYTES:
+        raise HonedError(f"{BUNDLE_FILE} in {files.path} is {size} bytes: too large to be a bundle description")
+    data = files.read(BUNDLE_FILE)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HonedError(f"{BUNDLE_FILE} in {files.path} is not valid JSON ({error})") from None
+
+
+def _checked(files: _BundleFiles, meta: dict[str, Any], name: str) -> bytes:
+    """A file's bytes, refused unless bundle.json lists it and its SHA-256 matches."""
+    if name not in meta["files"]:
+        hint = " (export with --format onnx)" if name == ONNX_FILE else ""
+        raise HonedError(f"the bundle {files.path} has no {name}{hint}")
+    data = files.read(name)
+    if _sha256(data) != meta["files"][name]["sha256"]:
+        raise HonedError(f"{name} in {files.path} does not match the SHA-256 in {BUNDLE_FILE}: "
+                         "the file was changed or damaged; export the bundle again")
+    return data
+
+
+def _config(meta: dict[str, Any]) -> RunConfig:
+    """The slice of a RunConfig a Predictor uses, from validated metadata only."""
+    pre = meta["preprocessing"]
+    return RunConfig(name=meta["name"], data=DataConfig(task=meta["task"]),
+                     model=ModelConfig(name=meta["model"]["name"]),
+                     preprocess=PreprocessConfig(image_size=pre["image_size"], mean=list(pre["mean"]),
+                                                 std=list(pre["std"])))
+
+
+def _torch_model(config: RunConfig, meta: dict[str, Any], weights: bytes) -> nn.Module:
+    """The architecture from honed's factory by name, filled with the bundle's safetensors weights."""
+    from safetensors.torch import load as load_safetensors
+
+    from honed.models.factory import build_model
+
+    model = build_model(config, meta["model"]["num_outputs"], for_inference=True)
+    try:
+        tensors = load_safetensors(weights)
+    except Exception as error:  # safetensors parses a header and raw tensors; any failure means a bad file
+        raise HonedError(f"{WEIGHTS_FILE} is not a valid safetensors file ({type(error).__name__}: {error}); "
+                         "bundles only hold safetensors weights") from None
+    _check_fit(model, tensors, meta)
+    model.load_state_dict(tensors, strict=True)
+    return model.eval()
+
+
+def _check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """The weights must be exactly the architecture's tensors; a head of another size means a wrong label list."""
+    from honed.models.weights import head_keys
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise HonedError(f"{WEIGHTS_FILE} does not fit {meta['model']['name']}: {len(missing)} missing and "
+                         f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[:3]})")
+    wrong = [k for k in expected if tuple(tensors[k].shape) != expected[k]]
+    if not wrong:
+        return
+    head = [k for k in wrong if k in head_keys(model)]
+    if head:
+        labels = "classes" if meta["task"] == "classify" else "target_columns"
+        raise HonedError(f"{BUNDLE_FILE} lists {len(meta[labels])} {labels} but the weights have "
+                         f"{tensors[head[0]].shape[0]} outputs: the label list does not belong to these weights")
+    raise HonedError(f"{WEIGHTS_FILE} does not fit {meta['model']['name']}: {wrong[0]} has shape "
+                     f"{tuple(tensors[wrong[0]].shape)}, expected {expected[wrong[0]]}")
+
+
+class OnnxModel(nn.Module):
+    """An ONNX graph run by ONNX Runtime on the CPU, called like the torch model: float batch in, tensor out.
+
+    ONNX is a data format (a graph of standard operators), so running a bundle's graph executes no code
+    from it. The graph is read from bytes: external data files it might reference are never opened.
+    """
+
+    def __init__(self, model_bytes: bytes):
+        super().__init__()
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for bad graphs
+            message = f"{ONNX_FILE} cannot be loaded by ONNX Runtime ({error}): export the bundle again"
+            raise HonedError(message) from None
+        names = [i.name for i in self.session.get_inputs()]
+        if names != [INPUT_NAME]:
+            raise HonedError(f"{ONNX_FILE} takes inputs {names}, expected [{INPUT_NAME!r}]: not a honed export")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (out, *_) = self.session.run(None, {INPUT_NAME: x.detach().to("cpu", torch.float32).numpy()})
+        return torch.from_numpy(out).to(x.device)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def validate_meta(meta: Any) -> dict[str, Any]:
+    """Return ``meta`` if it is a bundle.json this honed understands; else HonedError naming the problem."""
+    if not isinstance(meta, dict):
+        raise HonedError(f"{BUNDLE_FILE} must hold a JSON object, not {type(meta).__name__}")
+    if meta.get("format") != FORMAT_NAME:
+        raise HonedError(f"{BUNDLE_FILE} is not a honed bundle description (format {meta.get('format')!r})")
+    version = _field(meta, "format_version", int)
+    if version != FORMAT_VERSION:
+        newer = " (written by a newer honed: upgrade honed)" if version > FORMAT_VERSION else ""
+        raise HonedError(f"{BUNDLE_FILE} has format_version {version}; this honed reads version "
+                         f"{FORMAT_VERSION}{newer}")
+    _field(meta, "name", str)
+    _validate_model(meta)
+    _validate_labels(meta)
+    _validate_preprocessing(_field(meta, "preprocessing", dict))
+    tta = _field(meta, "tta", str)
+    if tta not in TTA_POLICIES:
+        raise HonedError(f"{BUNDLE_FILE} asks for test-time augmentation {tta!r}; this honed knows "
+                         f"{', '.join(TTA_POLICIES)}")
+    _validate_files(_field(meta, "files", dict))
+    _field(meta, "metrics", dict)
+    _field(meta, "parity", dict)
+    return meta
+
+
+def _field(mapping: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """``mapping[key]``, which must exist and be of ``kind`` (bools are not numbers here)."""
+    name = f"{where}.{key}" if where else key
+    if key not in mapping:
+        raise HonedError(f"{BUNDLE_FILE} is missing the field {name!r}: export the bundle again")
+    value = mapping[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise HonedError(f"{BUNDLE_FILE} field {name!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _validate_model(meta: dict[str, Any]) -> None:
+    model = _field(meta, "model", dict)
+    if not _field(model, "name", str, "model").strip():
+        raise HonedError(f"{BUNDLE_FILE} field 'model.name' is empty: it must name the architecture")
+    if _field(model, "num_outputs", int, "model") < 1:
+        raise HonedError(f"{BUNDLE_FILE} field 'model.num_outputs' must be at least 1")
+
+
+def _validate_labels(meta: dict[str, Any]) -> None:
+    task = _field(meta, "task", str)
+    if task not in ("classify", "regress"):
+        raise HonedError(f"{BUNDLE_FILE} field 'task' must be classify or regress, not {task!r}")
+    for key in ("classes", "target_columns"):
+        values = _field(meta, key, list)
+        if not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
+            raise HonedError(f"{BUNDLE_FILE} field {key!r} must be a list of distinct names")
+    key = "classes" if task == "classify" else "target_columns"
+    outputs = meta["model"]["num_outputs"]
+    if len(meta[key]) != outputs:
+        raise HonedError(f"{BUNDLE_FILE} lists {len(meta[key])} {key} but model.num_outputs is {outputs}: "
+                         "the label list does not match the weights")
+
+
+def _validate_preprocessing(pre: dict[str, Any]) -> None:
+    size = _field(pre, "image_size", int, "preprocessing")
+    if not 8 <= size <= 4096:
+        raise HonedError(f"{BUNDLE_FILE} field 'preprocessing.image_size' is {size}: it must be between 8 and 4096")
+    resize = _field(pre, "resize", str, "preprocessing")
+    if resize != RESIZE_POLICY:
+        raise HonedError(f"{BUNDLE_FILE} asks for resize policy {resize!r}; this honed implements {RESIZE_POLICY!r}")
+    for key in ("mean", "std"):
+        values = _field(pre, key, list, "preprocessing")
+        if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise HonedError(f"{BUNDLE_FILE} field 'preprocessing.{key}' must be 3 numbers (R, G, B)")
+    if any(v <= 0 for v in pre["std"]):
+        raise HonedError(f"{BUNDLE_FILE} field 'preprocessing.std' must be positive")
+
+
+def _validate_files(files: dict[str, Any]) -> None:
+    known = (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE)
+    if WEIGHTS_FILE not in files:
+        raise HonedError(f"{BUNDLE_FILE} field 'files' does not list {WEIGHTS_FILE}")
+    for name, info in files.items():
+        if name not in known:
+            raise HonedError(f"{BUNDLE_FILE} field 'files' names {name!r}; a bundle holds only {', '.join(known)}")
+        digest = _field(_field(files, name, dict, "files"), "sha256", str, f"files.{name}")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise HonedError(f"{BUNDLE_FILE} field 'files.{name}.sha256' is not a SHA-256 hex digest")
