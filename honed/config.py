@@ -15,7 +15,6 @@ from honed.errors import HonedError
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
-STRATEGIES = ("full", "head")
 PRECISIONS = ("auto", "32", "bf16", "16")
 CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
 REGRESS_METRICS = ("mae", "rmse")
@@ -53,8 +52,10 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise HonedError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        from honed.models.transfer import list_strategies  # the registry is the one list of strategies
+
+        if self.strategy not in list_strategies():
+            raise HonedError(f"--strategy must be one of {', '.join(list_strategies())}, not {self.strategy!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
 

@@ -22,7 +22,7 @@ from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER, is_better
 from honed.models.factory import build_model
-from honed.models.transfer import apply_strategy
+from honed.models.transfer import create_strategy
 from honed.training.checkpoint import read_state, restore_training_state, save_training_state, save_weights
 from honed.training.evaluation import evaluate_split
 from honed.training.loop import train_one_epoch
@@ -65,11 +65,12 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     run_dir = runs.claim_run_dir(workspace, config, resume=resume, is_main=runtime.is_main)
     data = _prepare(config, manifest, reporter)
     model = build_model(config, data.manifest.num_outputs)
-    apply_strategy(model, config.model.strategy)
+    strategy = create_strategy(config.model.strategy)
+    groups = strategy.param_groups(model)
     model.to(runtime.device)
     if runtime.device.type == "cuda" and config.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, name=config.train.optimizer, lr=config.train.lr,
+    optimizer = build_optimizer(groups, name=config.train.optimizer, lr=config.train.lr,
                                 weight_decay=config.train.weight_decay)
     state = read_state(run_dir) if resume else None
     if state is not None:
@@ -111,6 +112,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     try:
         for epoch in range(start_epoch, config.train.epochs + 1):
             train_loader.sampler.set_epoch(epoch)
+            strategy.on_epoch_start(model, optimizer, epoch, config.train.epochs)
             epoch_start = time.perf_counter()
             reporter.phase_started(f"epoch {epoch}/{config.train.epochs}", steps_per_epoch)
             train_loss, step = train_one_epoch(

@@ -6,20 +6,22 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 
 
-def build_optimizer(model: nn.Module, *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW or SGD over trainable parameters; no weight decay on norms and biases (1-d tensors)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+def build_optimizer(groups: list[dict], *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW or SGD over a strategy's parameter groups, each split so that norms and biases (1-d tensors)
+    get no weight decay. Every group keeps its ``lr_scale``; frozen parameters (no gradient) are skipped
+    by the optimizer until a strategy unfreezes them."""
+    split = []
+    for group in groups:
+        decay = [p for p in group["params"] if p.ndim > 1]
+        no_decay = [p for p in group["params"] if p.ndim <= 1]
+        split += [{"params": decay, "weight_decay": weight_decay, "lr_scale": group["lr_scale"]},
+                  {"params": no_decay, "weight_decay": 0.0, "lr_scale": group["lr_scale"]}]
+    split = [g for g in split if g["params"]]
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(split, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(split, lr=lr)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -52,5 +54,6 @@ class LrSchedule:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's learning rate, times each group's ``lr_scale`` (discriminative learning rates)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
