@@ -40,14 +40,21 @@ class BatchAugmentation(nn.Module):
         self.strength = strength
         self.p = p
 
+    select_subset = False  # True for ops too costly to run on unchosen samples (they sync with the host)
+
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         _check_images(x)
+        if self.p <= 0:
+            return x
         g = _on_device(generator, x.device)
         chosen = _rand((x.shape[0],), g, x.device) < self.p
+        if self.p >= 1:
+            return self.apply(x, g)
+        if not self.select_subset:
+            # every sample augmented, the unchosen ones put back: no host synchronisation on the GPU
+            return torch.where(chosen.view(-1, 1, 1, 1), self.apply(x, g), x)
         if not bool(chosen.any()):
             return x
-        if bool(chosen.all()):
-            return self.apply(x, g)
         idx = chosen.nonzero().squeeze(1)
         out = x.clone()
         out[idx] = self.apply(x[idx], g)
@@ -448,6 +455,8 @@ class Jpeg(BatchAugmentation):
     Cost: encodes and decodes each sample on the CPU with Pillow (about 0.1 ms for a 32 px image, a few ms
     at 224 px) and copies to and from the device, so keep ``p`` modest on large batches.
     """
+
+    select_subset = True
 
     def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         _check_rgb(x, "jpeg")
