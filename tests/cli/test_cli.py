@@ -62,3 +62,11 @@ def test_bad_input_is_one_line_and_exit_code_2(color_folder, tmp_path, args, mes
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    done = honed("demo", "--workspace", tmp_path / "ws", "--epochs", "1", "-q", cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr
+    accuracy = float(re.search(r"test accuracy ([0-9.]+)", done.stdout).group(1))
+    assert accuracy > 0.25  # 10 classes: chance is 0.10; the pretrained backbone carries it well past that
