@@ -12,6 +12,20 @@ from PIL import Image
 from honed.data.demo import demo_data_path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Decoded-image and weights caches go to a temporary folder, never the user's ~/.cache/honed."""
+    import os
+
+    previous = os.environ.get("HONED_CACHE")
+    os.environ["HONED_CACHE"] = str(tmp_path_factory.mktemp("honed-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("HONED_CACHE", None)
+    else:
+        os.environ["HONED_CACHE"] = previous
+
+
 def write_image(path: Path, color, size=(16, 16), noise_seed: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     array = np.zeros((size[1], size[0], 3), np.uint8) + np.asarray(color, np.uint8)

@@ -242,10 +242,12 @@ class Crop(BatchAugmentation):
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         dy = (_rand((b,), g, x.device) * (2 * pad + 1)).long().clamp_(max=2 * pad)
         dx = (_rand((b,), g, x.device) * (2 * pad + 1)).long().clamp_(max=2 * pad)
-        rows = dy[:, None] + torch.arange(h, device=x.device)
-        cols = dx[:, None] + torch.arange(w, device=x.device)
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+        # one gather over flat pixel indices: several times faster than 4-d advanced indexing on CPU
+        width = padded.shape[-1]
+        rows = dy[:, None, None] + torch.arange(h, device=x.device)[None, :, None]
+        cols = dx[:, None, None] + torch.arange(w, device=x.device)[None, None, :]
+        flat = (rows * width + cols).view(b, 1, h * w).expand(-1, x.shape[1], -1)
+        return padded.flatten(2).gather(2, flat).view(b, x.shape[1], h, w)
 
 
 class ResizedCrop(BatchAugmentation):
