@@ -14,10 +14,11 @@ import yaml
 from honed.errors import HonedError
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle", "constant")
+SCHEDULES = ("cosine", "onecycle", "constant", "cyclic")
 PRECISIONS = ("auto", "32", "bf16", "16")
 CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
 REGRESS_METRICS = ("mae", "rmse")
+HEAD_MODELS = ("", "logreg", "svm", "gbm", "ridge", "svr")  # probe heads; "" picks logreg or ridge by task
 
 
 @dataclass
@@ -48,14 +49,24 @@ class ModelConfig:
     name: str = "resnet18"  # any timm model name, or a torchvision one
     pretrained: bool = False  # ImageNet weights: pip-shipped when honed knows them, else timm's hub
     weights: str = ""  # a local safetensors / PyTorch state dict to start from
-    strategy: str = "full"  # full: fine-tune everything | head: frozen backbone (BN stats too), new head
+    strategy: str = "full"  # a transfer strategy (honed.models.transfer: probe, head, partial, gradual, full,
+    # scratch) or auto: the advisor picks one from the data (honed.advise), recorded in the run
     drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
+    unfreeze: int = 0  # partial / gradual: stages fine-tuned, counted from the head; 0: partial 2, gradual all
+    head_model: str = ""  # probe: logreg | svm | gbm (classify), ridge | svr | gbm (regress); empty: logreg / ridge
 
     def __post_init__(self) -> None:
         from honed.models.transfer import list_strategies  # the registry is the one list of strategies
 
-        if self.strategy not in list_strategies():
-            raise HonedError(f"--strategy must be one of {', '.join(list_strategies())}, not {self.strategy!r}")
+        if self.strategy not in list_strategies() + ["auto"]:
+            raise HonedError(f"--strategy must be one of {', '.join(list_strategies() + ['auto'])}, "
+                             f"not {self.strategy!r}")
+        if self.unfreeze < 0:
+            raise HonedError(f"--unfreeze must be 0 (the strategy's default) or a number of stages, "
+                             f"not {self.unfreeze}")
+        if self.head_model not in HEAD_MODELS:
+            raise HonedError(f"--head-model must be one of {', '.join(m for m in HEAD_MODELS if m)}, "
+                             f"not {self.head_model!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
 
@@ -82,7 +93,8 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.0  # baseline: no added regularization; not applied to norms and biases
-    schedule: str = "cosine"  # cosine (with warmup) | onecycle | constant
+    schedule: str = "cosine"  # cosine (with warmup) | onecycle | constant | cyclic (cosine restarts, snapshots)
+    cycles: int = 0  # cyclic only: restarts, a snapshot saved at each cycle end; 0: largest divisor of epochs <= 5
     warmup_epochs: float = 0.5  # linear warmup before cosine decay
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -94,6 +106,7 @@ class TrainConfig:
     augment: str = ""  # training augmentation policy, e.g. "hflip,rotate:15,color:0.3@0.5"; empty: none
     label_smoothing: float = 0.0  # classification only
     patience: int = 0  # early stopping: epochs without improvement of the main metric; 0: off
+    cache: str = "auto"  # decoded-image cache: auto (when it fits CACHE_AUTO_LIMIT_BYTES), on, off
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -106,8 +119,13 @@ class TrainConfig:
             raise HonedError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise HonedError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.cycles < 0 or (self.cycles and self.epochs % self.cycles):
+            raise HonedError(f"--cycles must divide --epochs (each cycle is whole epochs), not {self.cycles} "
+                             f"for {self.epochs} epochs; 0 picks one")
         if self.precision not in PRECISIONS:
             raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.cache not in ("auto", "on", "off"):
+            raise HonedError(f"--cache must be auto, on or off, not {self.cache!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise HonedError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience < 0:

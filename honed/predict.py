@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,20 @@ from honed.models.transfer import eval_mode
 from honed.training.checkpoint import load_weights
 from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
 
+if TYPE_CHECKING:
+    from honed.tta.setting import TTASetting
+
 
 class Predictor:
-    """A trained model with its own preprocessing and label names; predicts files, folders or images."""
+    """A trained model with its own preprocessing and label names; predicts files, folders or images.
+
+    ``tta`` (a ``honed.tta.TTASetting``, or None) applies test-time augmentation to every batch it predicts.
+    """
 
     def __init__(self, model: torch.nn.Module, config: RunConfig, *, task: str, classes: Sequence[str],
-                 target_columns: Sequence[str], device: str = "auto"):
+                 target_columns: Sequence[str], device: str = "auto", tta: TTASetting | None = None):
         self.config = config
+        self.tta = tta
         self.task = task
         self.classes = list(classes)
         self.target_columns = list(target_columns)
@@ -45,21 +52,34 @@ class Predictor:
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor) -> np.ndarray:
-        """uint8 [B,3,S,S] -> probabilities [B,C] (classify) or values [B,T] (regress)."""
-        x = normalize(to_unit_float(images.to(self.device)), self.config.preprocess.mean, self.config.preprocess.std)
-        out = eval_mode(self.model)(x).float()
+        """uint8 [B,3,S,S] -> probabilities [B,C] (classify) or values [B,T] (regress), with TTA if set."""
+        x = to_unit_float(images.to(self.device))
+        if self.tta is not None:
+            return self.tta.apply(x, self.logits, self.task).cpu().numpy()
+        out = self.logits(x)
         return (out.softmax(dim=1) if self.task == "classify" else out).cpu().numpy()
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Float [B,3,S,S] in [0, 1] on the device -> raw model outputs (logits or values), float32."""
+        x = normalize(x, self.config.preprocess.mean, self.config.preprocess.std)
+        return eval_mode(self.model)(x).float()
+
+    def batches(self, images, *, batch_size: int = 64, workers: int = -1) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        """Decoded uint8 batches of the inputs at this model's size, with an error reason per input."""
+        dataset = _PredictDataset(list(images), self.image_size)
+        workers = default_workers() if workers < 0 else workers
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers if dataset.from_files else 0)
+        for batch, batch_errors in loader:
+            yield batch, list(batch_errors)
 
     def predict_outputs(self, images, *, batch_size: int = 64, workers: int = -1,
                         progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[str]]:
         """Outputs for each input (paths, PIL images or tensors) and an error reason per input ('' when fine)."""
-        dataset = _PredictDataset(list(images), self.image_size)
-        workers = default_workers() if workers < 0 else workers
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers if dataset.from_files else 0)
         outputs, errors = [], []
-        for batch, batch_errors in loader:
+        for batch, batch_errors in self.batches(images, batch_size=batch_size, workers=workers):
             outputs.append(self.predict_batch(batch))
-            errors += list(batch_errors)
+            errors += batch_errors
             if progress:
                 progress(len(batch))
         width = len(self.classes) if self.task == "classify" else len(self.target_columns)
@@ -115,14 +135,30 @@ class _PredictDataset(Dataset):
             return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), error.reason
 
 
-def load(path: str | Path, *, device: str = "auto", backend: str = "torch") -> Predictor:
+def load(path: str | Path, *, device: str = "auto", backend: str = "torch", tta: TTASetting | str | None = None,
+         weights: str = "best.safetensors") -> Predictor:
     """A Predictor from a run folder (its best weights) or a bundle (folder or .zip, see ``honed export``).
 
-    ``backend="onnx"`` runs a bundle's model.onnx in ONNX Runtime instead of PyTorch.
+    ``backend="onnx"`` runs a bundle's model.onnx in ONNX Runtime instead of PyTorch. ``tta`` ("flip,crops",
+    a ``honed.tta.TTASetting``, or "none" to switch a bundle's own setting off) sets test-time augmentation.
+    An ensemble (run folder or bundle) loads as an ``EnsemblePredictor``, which predicts like any Predictor.
+    ``weights`` picks another weights file of a run folder, e.g. a snapshot of a cyclic schedule.
     """
+    predictor = _load(Path(path), device=device, backend=backend, weights=weights)
+    if tta is not None:
+        from honed.tta.setting import as_setting
+
+        predictor.tta = as_setting(tta)
+    return predictor
+
+
+def _load(run_dir: Path, *, device: str, backend: str, weights: str) -> Predictor:
+    from honed.ensemble.store import ENSEMBLE_FILE, load_ensemble
     from honed.export.bundle import is_bundle, load_bundle
 
-    run_dir = Path(path)
+    path = run_dir
+    if (run_dir / ENSEMBLE_FILE).is_file():
+        return load_ensemble(run_dir, device=device, backend=backend)
     if not (run_dir / CONFIG_FILE).exists() and is_bundle(run_dir):
         return load_bundle(run_dir, device=device, backend=backend)
     if not (run_dir / CONFIG_FILE).exists():
@@ -135,7 +171,7 @@ def load(path: str | Path, *, device: str = "auto", backend: str = "torch") -> P
     labels = json.loads((run_dir / LABELS_FILE).read_text())
     width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])
     model = build_model(config, width, for_inference=True)
-    load_weights(run_dir / "best.safetensors", model)
+    load_weights(run_dir / weights, model)
     return Predictor(model, config, task=labels["task"], classes=labels["classes"],
                      target_columns=labels["target_columns"], device=device)
 

@@ -23,6 +23,20 @@ def _register() -> None:
     app.command("show")(runs_cmd.show)
     app.command("export")(export_cmd.export)
     app.add_typer(data_cmd.app, name="data")
+    from honed.cli import ensemble_cmd
+
+    app.command("evaluate")(ensemble_cmd.evaluate)
+    app.command("ensemble")(ensemble_cmd.ensemble)
+    app.command("bag")(ensemble_cmd.bag)
+    app.command("boost")(ensemble_cmd.boost)
+    from honed.cli import analyze_cmd
+
+    app.command("analyze")(analyze_cmd.analyze)
+    app.command("improve")(analyze_cmd.improve)
+    app.add_typer(analyze_cmd.augment_app, name="augment")
+    from honed.cli import advise_cmd
+
+    app.command("advise")(advise_cmd.advise)
 
 
 def main() -> None:

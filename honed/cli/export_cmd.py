@@ -17,6 +17,7 @@ def export(
     out: Optional[Path] = typer.Option(None, help="The bundle folder to create (default: RUN-bundle here)."),
     archive: bool = typer.Option(False, "--archive", help="Write one .zip file instead of a folder."),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export ONNX/TorchScript without folding BatchNorm."),
+    tta: str = typer.Option("", help="Test-time augmentation the bundle applies when predicting, e.g. flip."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
 ) -> None:
     """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports."""
@@ -26,7 +27,7 @@ def export(
     from honed.export.bundle import export_bundle
 
     report = export_bundle(run_dir, out or Path(f"{run_dir.name}-bundle"), formats=formats, fuse=not no_fuse,
-                           archive=archive)
+                           tta=tta or None, archive=archive)
     console = Console()
     console.print(f"bundle written to {report.path} ({', '.join(report.files)})", soft_wrap=True, highlight=False)
     if not report.parity:

@@ -20,6 +20,8 @@ def predict(
     batch_size: int = typer.Option(64, min=1, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     backend: str = typer.Option("torch", help="torch, or onnx to run a bundle's model.onnx in ONNX Runtime."),
+    tta: str = typer.Option("", help="Test-time augmentation views, e.g. flip or flip,crops; 'none' turns a "
+                            "bundle's own setting off."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -32,7 +34,7 @@ def predict(
     if out.suffix.lower() not in (".csv", ".json"):
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
     model_path = Path(run) if is_bundle(run) else find_run(workspace, run)
-    predictor = load(model_path, device=device, backend=backend)
+    predictor = load(model_path, device=device, backend=backend, tta=tta or None)
     paths = collect_inputs(images)
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=quiet) as progress:

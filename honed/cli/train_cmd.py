@@ -33,17 +33,24 @@ def train(
     strict: bool = typer.Option(False, help="Fail on any undecodable image instead of skipping and listing it."),
     pretrained: bool = typer.Option(False, help="Start from ImageNet weights (pip-shipped or timm's hub)."),
     weights: str = typer.Option("", help="Start from a local safetensors / PyTorch state dict."),
-    strategy: str = typer.Option("full", help="full: fine-tune everything; head: frozen backbone, new head."),
+    strategy: str = typer.Option("full", help="probe | head | partial | gradual | full | scratch, or auto (the "
+                                 "advisor picks from the data, see `honed advise`)."),
+    unfreeze: int = typer.Option(0, min=0, help="partial / gradual: stages fine-tuned, counted from the head "
+                                 "(0: partial 2, gradual all)."),
+    head_model: str = typer.Option("", help="probe: logreg, svm or gbm (regression: ridge, svr or gbm); "
+                                   "default logreg / ridge. gbm runs cannot predict new images."),
     dropout: float = typer.Option(0.0, help="Dropout before the classifier."),
     augment: str = typer.Option("", help='Training augmentation policy, e.g. "hflip,rotate:15,color:0.3@0.5".'),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing for classification."),
     patience: int = typer.Option(0, help="Early stopping after this many epochs without improvement; 0: off."),
+    cache: str = typer.Option("auto", help="Decoded-image cache: auto (when it fits), on, or off (decode per epoch)."),
     image_size: int = typer.Option(0, help="Input size in pixels (default: the model's)."),
     batch_size: int = typer.Option(64, min=1, help="Images per step."),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
     lr: float = typer.Option(1e-3, help="Peak learning rate."),
     weight_decay: float = typer.Option(0.0, help="Weight decay (not applied to norms and biases)."),
-    schedule: str = typer.Option("cosine", help="cosine, onecycle or constant."),
+    schedule: str = typer.Option("cosine", help="cosine, onecycle, constant, or cyclic (snapshot ensembles)."),
+    cycles: int = typer.Option(0, help="--schedule cyclic: restarts, a snapshot at each cycle's end; divides --epochs."),
     grad_clip: float = typer.Option(1.0, help="Max gradient norm; 0 disables clipping."),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), 32, bf16 or 16."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
@@ -69,12 +76,13 @@ def train(
         data=DataConfig(source=torchvision or data if torchvision else data, task=task, path_column=path_column,
                         label_column=label_column, target_columns=list(target), torchvision_root=root,
                         val_fraction=val_fraction, folds=folds, strict=strict),
-        model=ModelConfig(name=model, pretrained=pretrained, weights=weights, strategy=strategy, drop_rate=dropout),
+        model=ModelConfig(name=model, pretrained=pretrained, weights=weights, strategy=strategy, drop_rate=dropout,
+                          unfreeze=unfreeze, head_model=head_model),
         preprocess=PreprocessConfig(image_size=image_size),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, schedule=schedule, grad_clip=grad_clip, precision=precision,
-                          device=device, workers=workers, metric=metric, seed=seed, augment=augment,
-                          label_smoothing=label_smoothing, patience=patience),
+                          device=device, workers=workers, metric=metric, seed=seed, augment=augment, cycles=cycles,
+                          label_smoothing=label_smoothing, patience=patience, cache=cache),
     )
     _run(config, quiet=quiet)
 

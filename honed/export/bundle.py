@@ -9,6 +9,9 @@ Layout::
     model.onnx             optional: the BatchNorm-fused eval model, for ONNX Runtime
     model.torchscript.pt   optional: the same as TorchScript, for other runtimes (never loaded by honed)
 
+An ensemble bundle (``"kind": "ensemble"`` in bundle.json, see ``honed.ensemble.bundle``) holds one such
+bundle per member under ``members/NN/`` and the rule that combines them.
+
 Loading a bundle never executes anything from it: the architecture comes from honed's model factory by
 name, weights from safetensors, everything else from strictly validated JSON; the ONNX backend runs a
 graph (data) in ONNX Runtime. TorchScript and pickles are never loaded. Exporting builds the bundle in a
@@ -55,7 +58,7 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 FORMATS = ("bundle", "onnx", "torchscript")  # "bundle" is always written; the others add a file each
 BACKENDS = ("torch", "onnx")
 RESIZE_POLICY = "shorter side + centre crop"  # the only one honed's preprocessing implements
-TTA_POLICIES = ("none",)  # what a Predictor applies at prediction time
+TTA_POLICIES = ("none",)  # the string form of "tta"; an object {views, aggregate, weights} names a TTA setting
 PARITY_IMAGES = 32  # validation images the parity checks run on
 MAX_JSON_BYTES = 4 * 1024 * 1024  # a bundle.json is a few KiB; anything huge is not one
 
@@ -85,25 +88,43 @@ def export_bundle(
     formats: Sequence[str] = ("bundle",),
     fuse: bool = True,
     archive: bool = False,
+    tta: Any = None,
+    weights: str = "best.safetensors",
 ) -> BundleReport:
     """Pack the run at ``run_dir`` as a bundle at ``out_dir`` (a new folder, or ``out_dir``.zip with ``archive``).
 
     ``formats`` may add "onnx" and "torchscript" files, exported from the BatchNorm-fused (``fuse``) eval
     model; each must match the unfused eval model on the run's validation images, else HonedError and
-    nothing is written.
+    nothing is written. ``tta`` ("flip,crops" or a ``honed.tta.TTASetting``) is stored for ``honed predict``
+    to apply; ``weights`` picks another weights file of the run (a snapshot). An ensemble run exports as an
+    ensemble bundle (see ``honed.ensemble.bundle``).
     """
+    from honed.ensemble.store import ENSEMBLE_FILE
+    from honed.tta.setting import as_setting
+
+    if (Path(run_dir) / ENSEMBLE_FILE).is_file():
+        from honed.ensemble.bundle import export_ensemble_bundle
+
+        if tta is not None:
+            raise HonedError("test-time augmentation is set per model: export an ensemble without --tta")
+        return export_ensemble_bundle(run_dir, out_dir, formats=formats, fuse=fuse, archive=archive)
+    from honed.training.probe import refuse_without_weights  # a gbm probe run has no network head to export
+
+    refuse_without_weights(Path(run_dir), "exported")
     wanted = _check_formats(formats)
+    setting = as_setting(tta)
     facts = read_run_facts(Path(run_dir))
     target = _target_path(Path(out_dir), archive)
-    model = _rebuilt(facts)
+    model = _rebuilt(facts, weights)
     inputs, described = parity_inputs(facts)
     stage = temp_path_for(target)
     stage.mkdir(parents=True)
     try:
-        shutil.copyfile(facts.run_dir / "best.safetensors", stage / WEIGHTS_FILE)
+        shutil.copyfile(facts.run_dir / weights, stage / WEIGHTS_FILE)
         reports, fused_pairs = _export_models(model, inputs, stage, wanted, fuse=fuse)
         _refuse_failed(reports, described)
         meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
+        meta["tta"] = "none" if setting is None else setting.to_dict()
         write_text(stage / CARD_FILE, model_card(facts, meta))
         write_json(stage / BUNDLE_FILE, meta)
         files = tuple(sorted(p.name for p in stage.iterdir()))
@@ -131,13 +152,13 @@ def _target_path(out_dir: Path, archive: bool) -> Path:
     return target
 
 
-def _rebuilt(facts: RunFacts) -> nn.Module:
-    """The run's architecture with its best weights, in eval mode on the CPU: the parity reference."""
+def _rebuilt(facts: RunFacts, weights: str = "best.safetensors") -> nn.Module:
+    """The run's architecture with its best (or given) weights, in eval mode on the CPU: the parity reference."""
     from honed.models.factory import build_model
     from honed.training.checkpoint import load_weights
 
     model = build_model(facts.config, facts.num_outputs, for_inference=True)
-    load_weights(facts.run_dir / "best.safetensors", model)
+    load_weights(facts.run_dir / weights, model)
     return model.eval()
 
 
@@ -259,8 +280,8 @@ def _publish(stage: Path, target: Path, *, archive: bool) -> None:
                              "another --out") from None
         return
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(stage.iterdir()):
-            zf.write(path, arcname=path.name)
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):  # member bundles of an ensemble nest
+            zf.write(path, arcname=path.relative_to(stage).as_posix())
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -276,14 +297,25 @@ def load_bundle(path: str | os.PathLike[str], *, device: str = "auto", backend: 
     """A Predictor from a bundle folder or .zip; ``backend="onnx"`` runs its model.onnx in ONNX Runtime (CPU).
 
     Nothing in the bundle is executed: bundle.json is validated strictly, every file is checked against
-    its recorded hash, the model is rebuilt from its name and filled from safetensors.
+    its recorded hash, the model is rebuilt from its name and filled from safetensors. An ensemble bundle
+    gives an ``EnsemblePredictor`` of its member bundles.
     """
-    from honed.predict import Predictor
-
     if backend not in BACKENDS:
         raise HonedError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
     files = _BundleFiles(Path(path))
-    meta = validate_meta(_read_meta(files))
+    raw = _read_meta(files)
+    if isinstance(raw, dict) and raw.get("kind") == "ensemble":
+        from honed.ensemble.bundle import load_ensemble_bundle
+
+        return load_ensemble_bundle(files, raw, device=device, backend=backend)
+    return predictor_from_files(files, raw, device=device, backend=backend)
+
+
+def predictor_from_files(files: _BundleFiles, raw: Any, *, device: str, backend: str) -> Predictor:
+    """A Predictor from one (member) bundle's files and its parsed bundle.json, validated here."""
+    from honed.predict import Predictor
+
+    meta = validate_meta(raw)
     config = _config(meta)
     if backend == "onnx":
         model: nn.Module = OnnxModel(_checked(files, meta, ONNX_FILE))
@@ -291,7 +323,14 @@ def load_bundle(path: str | os.PathLike[str], *, device: str = "auto", backend: 
     else:
         model = _torch_model(config, meta, _checked(files, meta, WEIGHTS_FILE))
     return Predictor(model, config, task=meta["task"], classes=meta["classes"],
-                     target_columns=meta["target_columns"], device=device)
+                     target_columns=meta["target_columns"], device=device, tta=_tta(meta))
+
+
+def _tta(meta: dict[str, Any]) -> Any:
+    """The bundle's TTA setting (None for "none"); a malformed one raises naming the field."""
+    from honed.tta.setting import TTASetting
+
+    return None if meta["tta"] == "none" else TTASetting.from_dict(meta["tta"], where=BUNDLE_FILE)
 
 
 class _BundleFiles:
@@ -318,6 +357,17 @@ class _BundleFiles:
         if BUNDLE_FILE not in sizes and len(nested) == 1:
             self.prefix = nested[0][: -len(BUNDLE_FILE)]
         return {name[len(self.prefix):]: size for name, size in sizes.items() if name.startswith(self.prefix)}
+
+    def sub(self, folder: str) -> _BundleFiles:
+        """The files of the bundle nested in ``folder`` (an ensemble's member), read the same way."""
+        if self.path.is_dir():
+            return _BundleFiles(self.path / folder)
+        view = object.__new__(_BundleFiles)
+        view.path, view.prefix = self.path, f"{self.prefix}{folder}/"
+        view._sizes = {n[len(folder) + 1:]: s for n, s in self._sizes.items() if n.startswith(f"{folder}/")}
+        if BUNDLE_FILE not in view._sizes:
+            raise HonedError(f"{self.path} has no {folder}/{BUNDLE_FILE}: the ensemble bundle is incomplete")
+        return view
 
     def size(self, name: str) -> int:
         if name not in self._sizes:
@@ -449,10 +499,14 @@ def validate_meta(meta: Any) -> dict[str, Any]:
     _validate_model(meta)
     _validate_labels(meta)
     _validate_preprocessing(_field(meta, "preprocessing", dict))
-    tta = _field(meta, "tta", str)
-    if tta not in TTA_POLICIES:
+    if "tta" not in meta:
+        raise HonedError(f"{BUNDLE_FILE} is missing the field 'tta': export the bundle again")
+    tta = meta["tta"]
+    if isinstance(tta, dict):
+        _tta(meta)  # validates views, aggregate and weights strictly
+    elif not isinstance(tta, str) or tta not in TTA_POLICIES:
         raise HonedError(f"{BUNDLE_FILE} asks for test-time augmentation {tta!r}; this honed knows "
-                         f"{', '.join(TTA_POLICIES)}")
+                         f"{', '.join(TTA_POLICIES)} or an object {{views, aggregate, weights}}")
     _validate_files(_field(meta, "files", dict))
     _field(meta, "metrics", dict)
     _field(meta, "parity", dict)

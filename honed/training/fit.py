@@ -16,17 +16,18 @@ import torch.nn as nn
 from honed.config import RunConfig
 from honed.data.dataset import split_dataset
 from honed.data.loader import make_loader
+from honed.data.fast_loader import make_fast_loader
 from honed.data.manifest import Manifest
 from honed.data.prepare import PreparedData, prepare_data
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER, is_better
 from honed.models.factory import build_model
-from honed.models.transfer import create_strategy
+from honed.models.transfer import create_strategy, reset_new_head, trainable_signature
 from honed.training.checkpoint import read_state, restore_training_state, save_training_state, save_weights
 from honed.training.evaluation import evaluate_split
 from honed.training.loop import train_one_epoch
-from honed.training.optim import LrSchedule, build_optimizer
+from honed.training.optim import LrSchedule, build_optimizer, schedule_cycles
 from honed.training.reporter import LogReporter, Reporter
 from honed.training.runtime import Runtime, setup_runtime, teardown_runtime
 from honed.tracking import runs
@@ -64,8 +65,20 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     workspace = Path(config.workspace)
     run_dir = runs.claim_run_dir(workspace, config, resume=resume, is_main=runtime.is_main)
     data = _prepare(config, manifest, reporter)
+    if config.model.strategy == "auto":
+        _resolve_auto(config, data, run_dir, runtime, reporter)
+    strategy = create_strategy(config.model.strategy, unfreeze=config.model.unfreeze,
+                               pretrained=bool(config.model.pretrained or config.model.weights))
+    if not strategy.uses_pretrained and (config.model.pretrained or config.model.weights):
+        reporter.message(f"strategy {strategy.name}: random initial weights, ignoring --pretrained / --weights")
+        config.model.pretrained, config.model.weights = False, ""
     model = build_model(config, data.manifest.num_outputs)
-    strategy = create_strategy(config.model.strategy)
+    reset_new_head(model, model_name=config.model.name, pretrained=config.model.pretrained,
+                   weights=config.model.weights)
+    if not strategy.trains_network:  # probe: features once, a scikit-learn head, no gradient steps
+        from honed.training.probe import train_probe
+
+        return train_probe(config, model, data, run_dir=run_dir, runtime=runtime, reporter=reporter, resume=resume)
     groups = strategy.param_groups(model)
     model.to(runtime.device)
     if runtime.device.type == "cuda" and config.train.channels_last:
@@ -81,11 +94,12 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     train_set = split_dataset(data.manifest, "train", size)
     val_set = split_dataset(data.manifest, "val", size)
     pin = runtime.device.type == "cuda"
-    train_loader = make_loader(train_set, batch_size=config.train.batch_size, train=True,
-                               workers=config.train.workers, seed=config.train.seed, pin_memory=pin,
-                               rank=runtime.rank, world_size=runtime.world_size)
-    val_loader = make_loader(val_set, batch_size=config.train.batch_size * 2, train=False,
-                             workers=config.train.workers, pin_memory=pin)
+    loader_for = _loader_factory(config, runtime, train_set)
+    train_loader = loader_for(train_set, batch_size=config.train.batch_size, train=True,
+                              workers=config.train.workers, seed=config.train.seed, pin_memory=pin,
+                              rank=runtime.rank, world_size=runtime.world_size)
+    val_loader = loader_for(val_set, batch_size=config.train.batch_size * 2, train=False,
+                            workers=config.train.workers, pin_memory=pin)
 
     pipeline = _batch_pipeline(config, data.manifest, runtime)
 
@@ -101,8 +115,9 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
             reporter.message(f"skipped {len(data.bad_files)} undecodable image(s), listed in {run_dir / 'bad_files.csv'}")
 
     steps_per_epoch = len(train_loader)
+    cycles = schedule_cycles(config.train.epochs, config.train.cycles)
     schedule = LrSchedule(config.train.lr, steps_per_epoch * config.train.epochs,
-                          int(config.train.warmup_epochs * steps_per_epoch), config.train.schedule)
+                          int(config.train.warmup_epochs * steps_per_epoch), config.train.schedule, cycles)
     start_epoch = state["epoch"] + 1 if state else 1
     step = state["step"] if state else 0
     best = state["best_score"] if state else None
@@ -112,7 +127,10 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     try:
         for epoch in range(start_epoch, config.train.epochs + 1):
             train_loader.sampler.set_epoch(epoch)
+            trainable = trainable_signature(model)
             strategy.on_epoch_start(model, optimizer, epoch, config.train.epochs)
+            if runtime.distributed and trainable_signature(model) != trainable:
+                trained = _wrap_data_parallel(model, runtime)  # DDP registers only what trains when built
             epoch_start = time.perf_counter()
             reporter.phase_started(f"epoch {epoch}/{config.train.epochs}", steps_per_epoch)
             train_loss, step = train_one_epoch(
@@ -133,6 +151,10 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
                     best, best_epoch = scores[metric], epoch
                     save_weights(run_dir / "best.safetensors", model)
                     runs.save_predictions(run_dir / "predictions_val.parquet", predictions)
+                if config.train.schedule == "cyclic" and epoch % (config.train.epochs // cycles) == 0:
+                    from honed.ensemble.snapshot import save_snapshot  # a snapshot at each cycle's end
+
+                    save_snapshot(run_dir, epoch * cycles // config.train.epochs, model, predictions)
                 save_training_state(run_dir, model, optimizer, {
                     "epoch": epoch, "step": step, "best_score": best, "best_epoch": best_epoch,
                     "history": history, "duration_s": time.perf_counter() - started})
@@ -173,6 +195,21 @@ def _prepare(config: RunConfig, manifest: Manifest | None, reporter: Reporter) -
     return data
 
 
+def _resolve_auto(config: RunConfig, data: PreparedData, run_dir: Path, runtime: Runtime, reporter: Reporter) -> None:
+    """--strategy auto: the advisor decides on rank 0, every rank follows, the run records why (advice.json)."""
+    from honed.advise import advise_run, record_advice
+
+    decision = [""]
+    if runtime.is_main:
+        advice = advise_run(config, data.manifest, reporter=reporter)
+        record_advice(run_dir, config, advice)
+        decision = [advice.decision]
+    if runtime.distributed:
+        dist.broadcast_object_list(decision, src=0)
+    config.model.strategy = decision[0]
+    torch.manual_seed(config.train.seed)  # the advisor drew random weights: start training from the seed
+
+
 def _sync_buffers(model: nn.Module, runtime: Runtime) -> None:
     """Give every rank rank 0's batch-norm statistics: DDP keeps parameters equal, but each rank's running
     statistics come from its own shard of the batch. Rank 0's are the ones evaluated and saved."""
@@ -203,6 +240,26 @@ def _batch_pipeline(config: RunConfig, manifest: Manifest, runtime: Runtime) -> 
                          num_classes=manifest.num_outputs)
 
 
+CACHE_AUTO_LIMIT_BYTES = 8 << 30  # --cache auto decodes once to disk when the split fits in this
+
+
+def _loader_factory(config: RunConfig, runtime: Runtime, dataset):
+    """The decoded-image cache (decode once, batches sliced from a memory map; on CUDA the training array
+    lives on the GPU when it fits) or the per-image DataLoader for data that should not be cached."""
+    size = config.preprocess.image_size
+    decoded_bytes = len(dataset) * 3 * size * size
+    use_cache = config.train.cache == "on" or (config.train.cache == "auto" and decoded_bytes <= CACHE_AUTO_LIMIT_BYTES)
+    if not use_cache:
+        return make_loader
+    resident = runtime.device.type == "cuda" and decoded_bytes < 0.4 * torch.cuda.mem_get_info(runtime.device)[0]
+
+    def make(ds, **kwargs):
+        on_device = runtime.device if resident and kwargs.get("train") else None
+        return make_fast_loader(ds, device=on_device, **kwargs)
+
+    return make
+
+
 def _epoch_generator(config: RunConfig, epoch: int, runtime: Runtime) -> torch.Generator:
     """Augmentation randomness fixed by (seed, epoch, rank): a resumed epoch draws what the original would."""
     generator = torch.Generator(device=runtime.device)
@@ -225,7 +282,8 @@ def _evaluate_test(config, model, data: PreparedData, runtime, pipeline, run_dir
 
     load_weights(run_dir / "best.safetensors", model)
     test_set = split_dataset(data.manifest, "test", config.preprocess.image_size)
-    loader = make_loader(test_set, batch_size=config.train.batch_size * 2, train=False,
+    loader_for = _loader_factory(config, runtime, test_set)
+    loader = loader_for(test_set, batch_size=config.train.batch_size * 2, train=False,
                          workers=config.train.workers, pin_memory=runtime.device.type == "cuda")
     scores, predictions = evaluate_split(model, loader, test_set, data.manifest, runtime=runtime,
                                          pipeline=pipeline)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from honed.errors import HonedError
+
 
 def build_optimizer(groups: list[dict], *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW or SGD over a strategy's parameter groups, each split so that norms and biases (1-d tensors)
@@ -24,10 +26,18 @@ def build_optimizer(groups: list[dict], *, name: str, lr: float, weight_decay: f
     return torch.optim.AdamW(split, lr=lr)
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, cycles: int = 1) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based). Pure, so a resumed run needs only the step."""
     if schedule == "constant":
         return 1.0
+    if schedule == "cyclic":  # cosine from the peak to ~0 in each of ``cycles`` equal cycles (warmup: first only)
+        length = max(1, total_steps // max(1, cycles))
+        cycle, within = divmod(step, length)
+        if cycle == 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        start = warmup_steps if cycle == 0 else 0
+        progress = (within - start) / max(1, length - start)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     if schedule == "onecycle":  # linear up for 30% of training, then cosine down to ~0 (torch's OneCycle shape)
         peak = max(1, int(0.3 * total_steps))
         if step < peak:
@@ -48,9 +58,18 @@ class LrSchedule:
     total_steps: int
     warmup_steps: int
     kind: str = "cosine"
+    cycles: int = 1  # the cyclic schedule's restarts
 
     def lr_at(self, step: int) -> float:
-        return self.base_lr * lr_factor(step, self.total_steps, self.warmup_steps, self.kind)
+        return self.base_lr * lr_factor(step, self.total_steps, self.warmup_steps, self.kind, self.cycles)
+
+
+def schedule_cycles(epochs: int, cycles: int) -> int:
+    """The cyclic schedule's number of cycles: ``cycles``, or for 0 the largest divisor of ``epochs`` up to 5."""
+    if cycles < 0 or (cycles and epochs % cycles):
+        raise HonedError(f"--cycles must divide --epochs (each cycle is whole epochs), not {cycles} for {epochs} "
+                         "epochs")
+    return cycles or max(d for d in range(1, min(epochs, 5) + 1) if epochs % d == 0)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

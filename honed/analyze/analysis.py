@@ -1,0 +1,174 @@
+"""``analyze_run``: a finished run's weaknesses, named with their evidence, and the fix to try next.
+
+It reads the run's validation predictions (mistakes, confusion, per-class scores), probes the model on
+validation and training images under controlled transformations (:mod:`honed.analyze.probes`), ranks the
+factors that explain the failures (:mod:`honed.analyze.ranking`) and turns them into recommendations
+(:mod:`honed.analyze.recommend`). Results go to ``RUN/analysis/`` and, when the run lives in a workspace,
+to a ledger row of kind ``analysis`` whose parent is the run (see :mod:`honed.analyze.outputs`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from honed.analyze import mistakes
+from honed.analyze.factors import Factor, select_factors
+from honed.analyze.probes import BatchPredictor, ProbeRun, probe_table, run_probes
+from honed.analyze.ranking import Evidence, FactorScore, rank_factors
+from honed.analyze.recommend import Recommendation, merge_policy, recommend, to_apply
+from honed.analyze.slices import class_slices, image_size_slice, train_val_gap
+from honed.analyze.source import ImageSet, RunSource, load_run
+from honed.training.reporter import LogReporter, Reporter
+
+ANALYSIS_DIR = "analysis"
+ANALYSIS_FILE = "analysis.json"
+
+
+@dataclass
+class Analysis:
+    """What ``analyze_run`` found; ``to_dict()`` is what ``analysis.json`` holds."""
+
+    run: str
+    run_dir: Path
+    task: str
+    metric: str
+    summary: dict  # sizes, clean failure on training and validation images, the gap
+    errors: dict  # worst predictions, confusion, per-class scores (or largest residuals)
+    probes: list[dict]  # one row per factor, strength and image set
+    factors: list[FactorScore]  # best explanation first
+    slices: list[dict]  # factor, class and image-size slices, worst excess first
+    recommendations: list[Recommendation]  # strongest first
+    policy: str  # merged augmentation fragments of the recommendations improve applies
+    regularization: dict[str, float]  # drop_rate / weight_decay improve sets ({} when none)
+    settings: dict = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # figure and table names in the analysis folder
+    ledger_name: str = ""  # the analysis row in the workspace ledger ("" when not recorded)
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir / ANALYSIS_DIR
+
+    @property
+    def top(self) -> FactorScore | None:
+        return self.factors[0] if self.factors else None
+
+    def to_dict(self) -> dict:
+        return {"run": self.run, "task": self.task, "metric": self.metric, "settings": self.settings,
+                "summary": self.summary, "recommended": {"policy": self.policy, "regularization": self.regularization},
+                "recommendations": [r.to_dict() for r in self.recommendations],
+                "factors": [f.to_dict() for f in self.factors], "slices": self.slices, "probes": self.probes,
+                "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name}
+
+
+def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] | None = None,
+                seed: int = 0, max_images: int = 2000, reference_images: int = 256, workers: int = -1,
+                reporter: Reporter | None = None, save: bool = True) -> Analysis:
+    """Analyze a finished run and (with ``save``) write ``RUN/analysis/`` and a ledger row.
+
+    ``tta``: test-time augmentation to analyze the model with (views such as "flip,crops" or a
+    ``honed.tta.TTASetting``), or any model with ``predict_batch`` on uint8 batches to analyze instead of the
+    run's; the mistakes are then recomputed with it rather than read from predictions_val.parquet.
+    ``probes``: factor names to probe (default all, see ``honed.analyze.factors``). Validation images are
+    sampled to ``max_images`` and training images to ``reference_images`` (seeded, stratified by class).
+    """
+    started = time.perf_counter()
+    reporter = reporter or LogReporter()
+    factors = select_factors(probes)
+    source = load_run(run_dir)
+    model = _predictor(source, tta)
+    val = source.sample("val", max_images, seed=seed, workers=workers)
+    ref = source.sample("train", reference_images, seed=seed + 1, workers=workers)
+    reporter.message(f"probing {len(val.paths)} validation and {len(ref.paths)} training images "
+                     f"under {sum(len(f.strengths) for f in factors)} conditions")
+    ref_run, val_run = _probe_both(model, source, factors, ref, val, seed, reporter)
+    chance = _chance_failure(source, ref)
+    headroom = max(chance - float(ref_run.clean.mean()), 1e-3)
+    evidence = Evidence(ref_run, ref.images, val.images, val_run.clean, val.paths,
+                        headroom, seed, val_groups=val.targets if source.task == "classify" else None,
+                        reference_groups=ref.targets if source.task == "classify" else None)
+    ranked = rank_factors(factors, evidence)
+    gap = train_val_gap(float(ref_run.clean.mean()), float(val_run.clean.mean()), headroom=headroom,
+                        task=source.task, history=source.history, metric=source.config.main_metric())
+    by_class = (class_slices(val.targets, source.manifest.classes, val_run.clean, val.paths, headroom=headroom,
+                             seed=seed) if source.task == "classify" else [])
+    recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
+                                weight_decay=source.config.train.weight_decay)
+    applied = to_apply(recommendations)
+    analysis = Analysis(
+        run=source.name, run_dir=Path(run_dir), task=source.task, metric=source.config.main_metric(),
+        summary={"validation_images": len(val.paths), "training_images": len(ref.paths), "chance_failure": chance,
+                 "headroom": headroom, **gap},
+        errors=_errors(source, val, val_run if tta is not None else None),
+        probes=(probe_table(ref_run, factors, image_set="training", scale=headroom, seed=seed)
+                + probe_table(val_run, factors, image_set="validation",
+                              scale=max(chance - float(val_run.clean.mean()), 1e-3), seed=seed)),
+        factors=ranked, slices=_slices(ranked, by_class, val, val_run.clean, headroom, seed),
+        recommendations=recommendations, policy=merge_policy("", [r.policy for r in applied if r.policy]),
+        regularization={k: v for r in applied for k, v in r.regularization.items()},
+        settings={"seed": seed, "max_images": max_images, "reference_images": reference_images,
+                  "probes": [f.name for f in factors], "tta": tta is not None,
+                  "seconds": round(time.perf_counter() - started, 2)})
+    if save:
+        from honed.analyze.outputs import save_analysis
+
+        save_analysis(analysis, source, duration_s=time.perf_counter() - started)
+    return analysis
+
+
+def _predictor(source: RunSource, tta) -> BatchPredictor:
+    """The run's model, with test-time augmentation when ``tta`` names views or is a TTA setting."""
+    if hasattr(tta, "predict_batch"):
+        return tta
+    from honed.predict import load
+
+    return load(source.run_dir) if tta is None else load(source.run_dir, tta=tta)
+
+
+def _probe_both(model: BatchPredictor, source: RunSource, factors: Sequence[Factor], ref: ImageSet, val: ImageSet,
+                seed: int, reporter: Reporter) -> tuple[ProbeRun, ProbeRun]:
+    conditions = sum(len(f.strengths) for f in factors)
+    with torch.inference_mode():
+        reporter.phase_started("probing training images", conditions)
+        ref_run = run_probes(model, ref.images, ref.targets, source.task, factors, seed=seed, measure=True,
+                             progress=reporter.advance)
+        reporter.phase_finished()
+        reporter.phase_started("probing validation images", conditions)
+        val_run = run_probes(model, val.images, val.targets, source.task, factors, seed=seed,
+                             progress=reporter.advance)
+        reporter.phase_finished()
+    return ref_run, val_run
+
+
+def _chance_failure(source: RunSource, ref: ImageSet) -> float:
+    """A guesser's failure: 1 - 1/C, or for regression the MAE of always predicting the training mean."""
+    if source.task == "classify":
+        return 1.0 - 1.0 / len(source.manifest.classes)
+    targets = ref.targets.reshape(len(ref.targets), -1)
+    return float(np.abs(targets - targets.mean(axis=0)).mean())
+
+
+def _errors(source: RunSource, val: ImageSet, recomputed: ProbeRun | None) -> dict:
+    """The mistakes report from predictions_val.parquet, or from the recomputed outputs under ``tta``."""
+    predictions = source.predictions
+    if recomputed is not None:
+        from honed.training.evaluation import predictions_table
+
+        predictions = predictions_table(val.paths, recomputed.outputs, val.targets, source.manifest)
+    return mistakes.error_report(predictions, task=source.task, classes=source.manifest.classes,
+                                 target_columns=source.manifest.target_columns)
+
+
+def _slices(ranked: Sequence[FactorScore], by_class: list[dict], val: ImageSet, failures: np.ndarray,
+            headroom: float, seed: int) -> list[dict]:
+    rows = [{"name": f.slice, "kind": f"factor:{f.name}", "n": f.slice_size, "failure": f.slice_failure,
+             "rest_failure": f.rest_failure, "difference": f.slice_failure - f.rest_failure, "ci": f.slice_ci,
+             "excess": f.concentration, "examples": f.examples} for f in ranked if f.slice_size]
+    sized = image_size_slice(val.paths, failures, headroom=headroom, seed=seed)
+    rows += ([sized] if sized else []) + by_class
+    return sorted(rows, key=lambda r: (-r["excess"], -float(np.nan_to_num(r["difference"], nan=-1.0))))

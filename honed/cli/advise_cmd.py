@@ -1,0 +1,54 @@
+"""``honed advise``: which transfer strategy fits this data and backbone, and why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from honed.cli.progress import RichReporter
+from honed.config import DataConfig
+
+
+def advise(
+    data: str = typer.Argument(..., help="A folder of class folders, or a CSV/Parquet manifest."),
+    model: str = typer.Option("resnet18", help="Any timm model name, or a torchvision one."),
+    pretrained: bool = typer.Option(False, help="Measure with ImageNet weights (pip-shipped or timm's hub)."),
+    weights: str = typer.Option("", help="Measure with a local safetensors / PyTorch state dict."),
+    image_size: int = typer.Option(0, help="Input size in pixels for the measurement (default: the model's)."),
+    task: str = typer.Option("classify", help="classify or regress."),
+    path_column: str = typer.Option("path", help="Manifest column with image paths."),
+    label_column: str = typer.Option("label", help="Manifest column with class names."),
+    target: List[str] = typer.Option([], help="Manifest column with a numeric target (regression); repeatable."),
+    sample_per_class: int = typer.Option(20, min=2, help="Images per class in the quick linear probes."),
+    seed: int = typer.Option(0, help="Seed for the sample and the random-weight network."),
+    as_json: bool = typer.Option(False, "--json", help="Print the advice as JSON instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Measure the data against the backbone and recommend a strategy for `honed train --strategy`."""
+    from honed.advise import advise as run_advisor
+
+    console = Console()
+    config = DataConfig(source=data, task=task, path_column=path_column, label_column=label_column,
+                        target_columns=list(target))
+    advice = run_advisor(config, model=model, pretrained=pretrained, weights=weights, image_size=image_size,
+                         seed=seed, sample_per_class=sample_per_class,
+                         reporter=RichReporter(console, quiet=quiet or as_json))
+    if as_json:
+        console.print_json(json.dumps(advice.to_dict()))
+        return
+    m = advice.measurements
+    table = Table(title=f"{Path(data).name} with {model} at {m.image_size}px")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    for key, value in m.to_dict().items():
+        if key not in ("task", "model", "image_size"):
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"[bold]advice: --strategy {advice.decision}[/]")
+    for reason in advice.reasons:
+        console.print(f"  - {reason}", soft_wrap=True, highlight=False)

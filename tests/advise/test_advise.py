@@ -1,0 +1,70 @@
+"""The advisor: its measurements, its rule at the thresholds the benchmark set, and the real backbone's call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from honed.advise import ADVICE_FILE, Measurements, advise, decide
+from honed.advise import rule
+from honed.config import DataConfig
+from honed.data.synthetic import generate_shapes
+from honed.training.fit import train
+from tests.training.test_train import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path / "cache"))
+
+
+def _measured(**changes) -> Measurements:
+    base = Measurements(task="classify", model="m", image_size=96, pretrained=True, train_images=200, classes=10,
+                        per_class_min=20, per_class_median=20.0, sample=200, probe_pretrained=0.6,
+                        probe_random=0.25, chance=0.1, seconds=1.0)
+    return dataclasses.replace(base, **changes)
+
+
+def test_rule_follows_its_thresholds():
+    assert decide(_measured(pretrained=False))[0] == "scratch"
+    transfer = dict(probe_pretrained=0.25 + rule.GAIN_MIN + 0.05)
+    small = rule.PROBE_MAX_PER_CLASS - 1
+    assert decide(_measured(per_class_min=small, **transfer))[0] == "probe"
+    assert decide(_measured(per_class_min=rule.PROBE_MAX_PER_CLASS, **transfer))[0] == rule.MID_STRATEGY
+    assert decide(_measured(per_class_min=rule.FULL_MIN_PER_CLASS, **transfer))[0] == "full"
+    weak = dict(probe_pretrained=0.25 + rule.GAIN_MIN - 0.05)
+    assert decide(_measured(per_class_min=rule.SCRATCH_MIN_PER_CLASS, **weak))[0] == "scratch"
+    assert decide(_measured(per_class_min=rule.SCRATCH_MIN_PER_CLASS - 1, **weak))[0] == rule.WEAK_SMALL_STRATEGY
+    decision, reasons = decide(_measured(per_class_min=small, **transfer))
+    assert any("per class" in r for r in reasons) and any("gain" in r for r in reasons)
+
+
+def test_measurements_count_classes_and_probe_random_features(color_folder):
+    advice = advise(DataConfig(source=str(color_folder), val_fraction=0.25), model="test_resnet", image_size=16)
+    m = advice.measurements
+    assert (m.classes, m.train_images, m.per_class_min, m.pretrained) == (2, 18, 9, False)
+    assert 0.0 <= m.probe_random <= 1.0 and m.probe_pretrained == m.probe_random
+    assert advice.decision == "scratch" and "no pretrained weights" in advice.reasons[0]
+
+
+def test_auto_strategy_records_its_advice_in_the_run(color_folder, tmp_path):
+    config = tiny_config(color_folder, tmp_path, epochs=1)
+    config.model.strategy = "auto"
+    result = train(config)
+    recorded = json.loads((result.run_dir / ADVICE_FILE).read_text())
+    assert recorded["decision"] == "scratch" and recorded["measurements"]["classes"] == 2
+    saved = (result.run_dir / "config.yaml").read_text()
+    assert "strategy: scratch" in saved and "strategy auto -> scratch" in saved
+
+
+def test_cli_prints_the_decision_and_its_reasons(color_folder, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "honed", "advise", str(color_folder), "--model", "test_resnet",
+                           "--image-size", "16", "-q"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HONED_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert "advice: --strategy scratch" in done.stdout and "no pretrained weights" in done.stdout
