@@ -121,3 +121,11 @@ def test_user_dataset():
 
     m = from_datasets({"train": Tiny()})
     assert m.classes == ["off", "on"] and list(m.frame["label"][:2]) == ["off", "on"]
+
+
+def test_parquet_manifest(tmp_path):
+    write_image(tmp_path / "a.png", (0, 0, 0))
+    write_image(tmp_path / "b.png", (9, 9, 9))
+    pd.DataFrame({"path": ["a.png", "b.png"], "label": ["x", "y"]}).to_parquet(tmp_path / "m.parquet")
+    m = load_source(str(tmp_path / "m.parquet"))
+    assert m.classes == ["x", "y"] and m.frame["path"].iloc[1] == str((tmp_path / "b.png").resolve())
