@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from honed.advise.measure import SAMPLE_PER_CLASS, Measurements, measure
+from honed.advise.measure import Measurements, measure
 from honed.advise.rule import decide
 from honed.config import DataConfig, RunConfig
 from honed.data.manifest import Manifest
@@ -38,7 +38,7 @@ class Advice:
 
 
 def advise(data: DataConfig | str, *, model: str, pretrained: bool = False, weights: str = "", image_size: int = 0,
-           seed: int = 0, sample_per_class: int = SAMPLE_PER_CLASS, manifest: Manifest | None = None,
+           seed: int = 0, sample_per_class: int = 0, manifest: Manifest | None = None,
            reporter: Reporter | None = None) -> Advice:
     """Measure ``data`` (a DataConfig or a source path) with ``model`` and decide a strategy."""
     from honed.data.prepare import prepare_data
@@ -50,7 +50,7 @@ def advise(data: DataConfig | str, *, model: str, pretrained: bool = False, weig
 
 
 def advise_manifest(manifest: Manifest, *, model: str, pretrained: bool = False, weights: str = "",
-                    image_size: int = 0, seed: int = 0, sample_per_class: int = SAMPLE_PER_CLASS,
+                    image_size: int = 0, seed: int = 0, sample_per_class: int = 0,
                     reporter: Reporter | None = None) -> Advice:
     """The advice for a manifest that already has its train split."""
     measured = measure(manifest, model=model, pretrained=pretrained, weights=weights, image_size=image_size,

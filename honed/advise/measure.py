@@ -25,8 +25,8 @@ from honed.models.weights import create_backbone_with_pretrained, data_config_fo
 from honed.training.probe import C_GRID, CV_FOLDS, extract_features, sklearn_threads
 from honed.training.reporter import Reporter
 
-SAMPLE_PER_CLASS = 20  # images per class in the quick probe: enough for a stable CV score, seconds on a CPU
-SAMPLE_REGRESS = 200  # rows in the quick probe of a regression task
+SAMPLE_IMAGES = 200  # images in the quick probe (at least MIN_PER_CLASS per class): a stable CV score, seconds
+MIN_PER_CLASS = 20  # so 10 classes get 20 each, 2 classes 100 each
 RANDOM_SEED_OFFSET = 7919  # the random-weight network's seed: the run's seed plus this, fixed
 
 
@@ -58,9 +58,10 @@ class Measurements:
 
 
 def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = "", image_size: int = 0,
-            seed: int = 0, sample_per_class: int = SAMPLE_PER_CLASS, workers: int = 0,
+            seed: int = 0, sample_per_class: int = 0, workers: int = 0,
             reporter: Reporter | None = None) -> Measurements:
-    """Counts from ``manifest``'s train split, and the quick probe with pretrained and random features."""
+    """Counts from ``manifest``'s train split, and the quick probe with pretrained and random features on a
+    sample of ``sample_per_class`` images per class (0: SAMPLE_IMAGES in all, at least MIN_PER_CLASS each)."""
     started = time.perf_counter()
     train = manifest.split("train")
     if train.empty:
@@ -92,11 +93,13 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
 
 
 def _sample(train: pd.DataFrame, task: str, per_class: int, seed: int) -> pd.DataFrame:
-    """Up to ``per_class`` rows of each class (regression: ``SAMPLE_REGRESS`` rows), seeded."""
-    if task == "classify":
-        parts = [group.sample(min(per_class, len(group)), random_state=seed) for _, group in train.groupby("label")]
-        return pd.concat(parts).sort_index().reset_index(drop=True)
-    return train.sample(min(SAMPLE_REGRESS, len(train)), random_state=seed).sort_index().reset_index(drop=True)
+    """Up to ``per_class`` rows of each class (regression: SAMPLE_IMAGES rows), seeded."""
+    if task != "classify":
+        return train.sample(min(SAMPLE_IMAGES, len(train)), random_state=seed).sort_index().reset_index(drop=True)
+    groups = train.groupby("label")
+    per_class = per_class or max(MIN_PER_CLASS, -(-SAMPLE_IMAGES // len(groups)))
+    parts = [group.sample(min(per_class, len(group)), random_state=seed) for _, group in groups]
+    return pd.concat(parts).sort_index().reset_index(drop=True)
 
 
 def _probe_score(features: np.ndarray, targets: np.ndarray, task: str, seed: int) -> float:

@@ -24,7 +24,8 @@ def advise(
     path_column: str = typer.Option("path", help="Manifest column with image paths."),
     label_column: str = typer.Option("label", help="Manifest column with class names."),
     target: List[str] = typer.Option([], help="Manifest column with a numeric target (regression); repeatable."),
-    sample_per_class: int = typer.Option(20, min=2, help="Images per class in the quick linear probes."),
+    sample_per_class: int = typer.Option(0, min=0, help="Images per class in the quick linear probes "
+                                         "(0: 200 in all, at least 20 per class)."),
     seed: int = typer.Option(0, help="Seed for the sample and the random-weight network."),
     as_json: bool = typer.Option(False, "--json", help="Print the advice as JSON instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -68,3 +68,34 @@ def test_cli_prints_the_decision_and_its_reasons(color_folder, tmp_path):
                           env={**os.environ, "HONED_CACHE": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert "advice: --strategy scratch" in done.stdout and "no pretrained weights" in done.stdout
+
+
+def _position_folder(root, per_class: int):
+    """Two classes by where a disk sits (left or right half) on noise: pooled features do not see it."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for side in ("left", "right"):
+        (root / side).mkdir(parents=True)
+        for i in range(per_class):
+            image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+            r = float(rng.uniform(3, 6))
+            x, y = rng.uniform(r, 16 - r) + (16 if side == "right" else 0), rng.uniform(r, 32 - r)
+            ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+            image.save(root / side / f"{i}.png")
+    return root
+
+
+def test_real_backbone_probes_a_tiny_photo_set_and_fine_tunes_a_task_its_features_miss(cifar_mini, tmp_path):
+    import pandas as pd
+
+    rows = [{"path": str(p), "label": p.parent.name} for folder in sorted((cifar_mini / "train").iterdir())
+            for p in sorted(folder.iterdir())[:20]]  # 20 CIFAR photos per class: small, and like ImageNet
+    pd.DataFrame(rows).to_csv(tmp_path / "photos.csv", index=False)
+    photos = advise(DataConfig(source=str(tmp_path / "photos.csv"), val_fraction=0.1),
+                    model="tf_efficientnet_lite0", pretrained=True, image_size=64)
+    assert photos.measurements.gain >= rule.GAIN_MIN and photos.decision == "probe", photos.summary()
+    position = advise(DataConfig(source=str(_position_folder(tmp_path / "position", 120)), val_fraction=0.1),
+                      model="tf_efficientnet_lite0", pretrained=True, image_size=64)
+    assert position.measurements.gain < rule.GAIN_MIN and position.decision == "full", position.summary()
