@@ -17,6 +17,7 @@ starts with an empty feature cache, so probe and advisor times include their fea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ from honed.data.synthetic import ShapeFactors, generate_shapes  # noqa: E402
 from honed.training.fit import train  # noqa: E402
 
 MODEL = "tf_efficientnet_lite0"
+MEASURED = {f.name for f in dataclasses.fields(Measurements)}  # an advisor cell also holds gain and timings
 STRATEGIES = ("probe", "head", "partial", "gradual", "full", "scratch")
 VAL_PER_CLASS = 5  # validation images per class: best-epoch selection only, evaluated every epoch: kept small
 TEST_PER_CLASS = 50  # held-out test images per class: 500 for CIFAR-10, 300 for the six shapes
@@ -162,7 +164,7 @@ def report(results: dict, names: list[str], wall: float) -> str:
         best = max(scores, key=scores.get) if scores else "-"
         row.append(best)
         if "advisor" in cells and best != "-":
-            pick, _ = decide(Measurements(**{k: v for k, v in cells["advisor"].items() if k != "gain"}))
+            pick, _ = decide(Measurements(**{k: v for k, v in cells["advisor"].items() if k in MEASURED}))
             if pick in scores:
                 gap = scores[pick] - scores[best]
                 row += [pick, f"{100 * gap:+.1f}" + (" (yes)" if gap >= -0.01 else " (no)")]
