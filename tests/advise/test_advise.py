@@ -33,14 +33,13 @@ def _measured(**changes) -> Measurements:
 def test_rule_follows_its_thresholds():
     assert decide(_measured(pretrained=False))[0] == "scratch"
     transfer = dict(probe_pretrained=0.25 + rule.GAIN_MIN + 0.05)
-    small = rule.PROBE_MAX_PER_CLASS - 1
-    assert decide(_measured(per_class_min=small, **transfer))[0] == "probe"
-    assert decide(_measured(per_class_min=rule.PROBE_MAX_PER_CLASS, **transfer))[0] == rule.MID_STRATEGY
-    assert decide(_measured(per_class_min=rule.FULL_MIN_PER_CLASS, **transfer))[0] == "full"
     weak = dict(probe_pretrained=0.25 + rule.GAIN_MIN - 0.05)
+    assert decide(_measured(per_class_min=rule.PROBE_MAX_PER_CLASS - 1, **transfer))[0] == "probe"
+    assert decide(_measured(per_class_min=rule.PROBE_MAX_PER_CLASS, **transfer))[0] == rule.DEFAULT_STRATEGY
+    assert decide(_measured(per_class_min=rule.FULL_MIN_PER_CLASS, **transfer))[0] == "full"
+    assert decide(_measured(per_class_min=rule.PROBE_MAX_PER_CLASS - 1, **weak))[0] == rule.DEFAULT_STRATEGY
     assert decide(_measured(per_class_min=rule.SCRATCH_MIN_PER_CLASS, **weak))[0] == "scratch"
-    assert decide(_measured(per_class_min=rule.SCRATCH_MIN_PER_CLASS - 1, **weak))[0] == rule.WEAK_SMALL_STRATEGY
-    decision, reasons = decide(_measured(per_class_min=small, **transfer))
+    decision, reasons = decide(_measured(per_class_min=20, **transfer))
     assert any("per class" in r for r in reasons) and any("gain" in r for r in reasons)
 
 
@@ -82,12 +81,15 @@ def _position_folder(root, per_class: int):
             image = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
             r = float(rng.uniform(3, 6))
             x, y = rng.uniform(r, 16 - r) + (16 if side == "right" else 0), rng.uniform(r, 32 - r)
-            ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            ImageDraw.Draw(image).ellipse([x - r, y - r, x + r, y + r], fill=colour)
             image.save(root / side / f"{i}.png")
     return root
 
 
-def test_real_backbone_probes_a_tiny_photo_set_and_fine_tunes_a_task_its_features_miss(cifar_mini, tmp_path):
+def test_real_backbone_probes_a_tiny_photo_set_and_fine_tunes_for_a_task_its_features_miss(cifar_mini, tmp_path):
+    """The measured rule on the real ImageNet backbone: 18 CIFAR photos per class transfer (probe); where a
+    disk sits, 108 images per class, does not (gain ~0: partial fine-tuning, as on position-100)."""
     import pandas as pd
 
     rows = [{"path": str(p), "label": p.parent.name} for folder in sorted((cifar_mini / "train").iterdir())
@@ -98,4 +100,4 @@ def test_real_backbone_probes_a_tiny_photo_set_and_fine_tunes_a_task_its_feature
     assert photos.measurements.gain >= rule.GAIN_MIN and photos.decision == "probe", photos.summary()
     position = advise(DataConfig(source=str(_position_folder(tmp_path / "position", 120)), val_fraction=0.1),
                       model="tf_efficientnet_lite0", pretrained=True, image_size=64)
-    assert position.measurements.gain < rule.GAIN_MIN and position.decision == "full", position.summary()
+    assert position.measurements.gain < rule.GAIN_MIN and position.decision == "partial", position.summary()
