@@ -24,7 +24,10 @@ from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping stored next to the metrics
 WEIGHTS_NOTE = "model.safetensors holds the unfused weights, from which honed rebuilds the model."
 SHOWN_SKIPPED = 10  # skipped files listed by name in the card; the rest are counted
-STRATEGY_WORDS = {"full": "fine-tune everything", "head": "frozen backbone, new head"}
+STRATEGY_WORDS = {"full": "fine-tune everything (head warm-up first)", "head": "frozen backbone, new head",
+                  "probe": "frozen features, scikit-learn head", "partial": "last stages fine-tuned",
+                  "gradual": "stages unfrozen one by one, discriminative learning rates",
+                  "scratch": "random initial weights", "auto": "chosen by the advisor"}
 
 
 @dataclass
