@@ -1,0 +1,323 @@
+"""The workflow's steps, in the order a practitioner takes them. Each reads and extends the saved state,
+so a step that is already done is skipped when an interrupted workflow resumes."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from honed.config import RunConfig
+from honed.errors import HonedError
+from honed.metrics import GREATER_IS_BETTER
+from honed.tracking.runs import CONFIG_FILE
+from honed.workflow.context import Context
+from honed.workflow.state import Step
+
+BASE_FILE = "base.yaml"  # the resolved settings (strategy, learning rate) every run of the workflow starts from
+
+
+def setup(ctx: Context) -> None:
+    """Data check, validation strategy and metric, transfer strategy (the advisor), learning rate (LR range test)."""
+    if ctx.state.done("setup"):
+        return
+    from honed.data.prepare import prepare_data
+
+    started = time.perf_counter()
+    base = ctx.spec.base
+    ctx.state.metric = base.main_metric()
+    data = prepare_data(base.data, seed=base.train.seed)
+    manifest = data.manifest
+    sizes = {split: int((manifest.frame["split"] == split).sum()) for split in ("train", "val", "test")}
+    details = {"images": sizes, "skipped_files": len(data.bad_files), "warnings": data.warnings,
+               "classes": len(manifest.classes) if base.data.task == "classify" else 0}
+    for warning in data.warnings:
+        ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
+    base.model.strategy = _strategy(ctx, base, manifest, details)
+    base.train.lr = _learning_rate(ctx, base, manifest, details)
+    base.train.augment, base.model.drop_rate, base.train.weight_decay, base.train.label_smoothing = "", 0.0, 0.0, 0.0
+    (ctx.folder / BASE_FILE).write_text(base.to_yaml())
+    change = (f"setup: {sizes['train']} train / {sizes['val']} val images, metric {ctx.metric}, "
+              f"strategy {base.model.strategy}, lr {base.train.lr:.2g}")
+    seconds = time.perf_counter() - started
+    ctx.record_row(ctx.spec.name, kind="workflow", parent="", change=change, score=None, metrics={},
+                   duration_s=seconds, path=ctx.spec.name, status="running")
+    ctx.finish_step(Step("setup", "done", run=ctx.spec.name, change=change, seconds=seconds, details=details))
+
+
+def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
+    if ctx.spec.strategy != "auto":
+        details["strategy"] = f"{ctx.spec.strategy} (given)"
+        return ctx.spec.strategy
+    from honed.advise import advise_run
+    from honed.advise.advisor import ADVICE_FILE
+    from honed.tracking.atomic import write_json
+
+    advice = advise_run(base, manifest, reporter=ctx.reporter)
+    write_json(ctx.folder / ADVICE_FILE, advice.to_dict())
+    details["strategy"] = advice.summary()
+    return advice.decision
+
+
+def _learning_rate(ctx: Context, base: RunConfig, manifest, details: dict) -> float:
+    if ctx.spec.lr:
+        details["lr"] = f"{ctx.spec.lr:g} (given)"
+        return ctx.spec.lr
+    if base.model.strategy == "probe":  # a probe fits a scikit-learn head: no learning rate to find
+        details["lr"] = f"{base.train.lr:g} (probe: not used)"
+        return base.train.lr
+    from honed.training.lr_find import find_lr
+
+    found = find_lr(base, manifest=manifest, reporter=ctx.reporter, out_dir=ctx.folder)
+    details["lr"] = f"{found.suggested_lr:.3g} (LR range test, {ctx.folder.name}/{Path(str(found.plot)).name})"
+    return float(found.suggested_lr)
+
+
+def base_config(ctx: Context) -> RunConfig:
+    return RunConfig.from_yaml(ctx.folder / BASE_FILE)
+
+
+def baseline(ctx: Context) -> None:
+    """The pretrained backbone with the chosen strategy: no augmentation, no added regularization."""
+    if ctx.state.done("baseline"):
+        return
+    config = base_config(ctx)
+    config.name, config.parent = ctx.run_name("baseline"), ctx.spec.name
+    config.change = f"baseline: {config.model.strategy}, lr {config.train.lr:.2g}, no augmentation or regularization"
+    train_step(ctx, "baseline", config, parent_score=None)
+
+
+def train_step(ctx: Context, key: str, config: RunConfig, *, parent_score: float | None) -> Step:
+    """Train (or resume) one run as a step; it is kept when it beats the workflow's best."""
+    from honed.training.fit import train
+
+    prior = ctx.state.step(key)
+    if prior is not None and prior.status == "running":
+        config = RunConfig.from_dict(prior.details["config"])  # the interrupted run, exactly as started
+    run_dir = ctx.workspace / config.name
+    resume = prior is not None and prior.status == "running" and (run_dir / CONFIG_FILE).exists()
+    if prior is not None and not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # killed before its config was written: nothing in it to keep
+    started = time.perf_counter()
+    step = ctx.state.put(Step(key, "running", run=config.name, parent=config.parent or "", change=config.change,
+                              seconds=prior.seconds if prior else 0.0, details={"config": config.to_dict()}))
+    ctx.save()
+    ctx.reporter.message(f"[bold]{key}[/]: training {config.name} ({config.change})")
+    result = train(config, reporter=ctx.reporter, resume=resume)
+    step.status, step.score = "done", float(result.score)
+    step.delta = ctx.delta(step.score, parent_score)
+    step.seconds += time.perf_counter() - started
+    step.kept = ctx.improves(step.score)
+    step.details.update(runs=1, metrics=result.metrics)
+    return ctx.finish_step(step)
+
+
+def improve(ctx: Context) -> None:
+    """Analyze the best run, train a child with the fix the analysis recommends; repeat while it helps."""
+    for round_ in range(1, ctx.spec.improve_rounds + 1):
+        key = f"improve-{round_}"
+        done = ctx.state.done(key)
+        if done is not None:
+            if not done.kept:
+                return
+            continue
+        estimate = _train_estimate(ctx) * 1.5  # the analysis costs about half a run
+        if not ctx.budget.allows(estimate, runs_done=ctx.state.trained_runs()):
+            ctx.skip(key, f"budget: about {estimate:.0f}s needed, {ctx.budget.remaining():.0f}s left")
+            return
+        step = _improve_round(ctx, key)
+        if step is None or not step.kept:
+            return
+
+
+def _improve_round(ctx: Context, key: str) -> Step | None:
+    from honed.analyze.improve import child_config
+
+    prior = ctx.state.step(key)
+    if prior is not None and prior.status == "running":
+        return train_step(ctx, key, RunConfig.from_dict(prior.details["config"]), parent_score=ctx.state.best_score)
+    parent_dir = ctx.workspace / ctx.state.best
+    policy, dropout, weight_decay = _recommendation(ctx, parent_dir)
+    if not policy and dropout is None and weight_decay is None:
+        ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
+        return None
+    parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
+    config, _ = child_config(parent, parent_dir, augment=policy or None, dropout=dropout, weight_decay=weight_decay,
+                             epochs=None, name=ctx.run_name(key))
+    return train_step(ctx, key, config, parent_score=ctx.state.best_score)
+
+
+def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, float | None]:
+    """The fix recommended by the run's analysis (analyzing it first when it has none)."""
+    from honed.analyze.analysis import analyze_run
+    from honed.analyze.outputs import read_analysis
+
+    saved = read_analysis(run_dir)
+    if saved is None:
+        started = time.perf_counter()
+        ctx.reporter.message(f"analyzing {run_dir.name}: mistakes and sensitivity to scale, colour, rotation, blur...")
+        saved = analyze_run(run_dir, reporter=ctx.reporter, workers=ctx.spec.base.train.workers).to_dict()
+        ctx.state.put(Step(f"analysis-{run_dir.name}", "done", run=run_dir.name, seconds=time.perf_counter() - started,
+                           change=_fix_in_words(saved)))
+        ctx.save()
+    recommended = saved.get("recommended", {})
+    regularization = recommended.get("regularization", {})
+    return recommended.get("policy", ""), regularization.get("drop_rate"), regularization.get("weight_decay")
+
+
+def _fix_in_words(analysis: dict) -> str:
+    recommended = analysis.get("recommended", {})
+    parts = [recommended.get("policy", "")] + [f"{k} {v:g}" for k, v in recommended.get("regularization", {}).items()]
+    return "recommends " + (", ".join(p for p in parts if p) or "nothing")
+
+
+def tune(ctx: Context) -> None:
+    """A small Optuna search (learning rate, epochs, batch size, dropout) around the best run, within budget."""
+    if ctx.state.done("tune"):
+        return
+    if ctx.spec.tune_trials <= 0:
+        ctx.skip("tune", "no trials asked for (--tune-trials 0)")
+        return
+    from honed.search import tune as run_search
+
+    per_run = _train_estimate(ctx)
+    affordable = int(ctx.budget.remaining() * 0.8 // max(per_run, 1.0))  # keep a fifth for TTA, ensemble, export
+    trials = min(ctx.spec.tune_trials, affordable, ctx.budget.runs_left(ctx.state.trained_runs()))
+    if trials < 1:
+        ctx.skip("tune", f"budget: a trial takes about {per_run:.0f}s, {ctx.budget.remaining():.0f}s left")
+        return
+    started = time.perf_counter()
+    base = RunConfig.from_yaml(ctx.workspace / _best_training_run(ctx) / CONFIG_FILE)
+    base.name, base.parent = ctx.run_name("tune"), ctx.state.best
+    ctx.state.put(Step("tune", "running", parent=ctx.state.best, details={"trials": trials}))
+    ctx.save()
+    result = run_search(base, trials=trials, timeout_s=ctx.budget.remaining() * 0.8, study_name=ctx.run_name("tune"),
+                        reporter=ctx.reporter)
+    parent_score = ctx.state.best_score
+    step = Step("tune", "done", run=result.best_run, parent=base.parent or "", score=result.best_score,
+                change="tune: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()),
+                seconds=time.perf_counter() - started, details={"runs": len(result.trials), "trials": trials})
+    step.delta = ctx.delta(step.score, parent_score)
+    step.kept = ctx.improves(step.score)
+    ctx.finish_step(step)
+
+
+def tta(ctx: Context) -> None:
+    """Test-time augmentation on the best run: kept for the export only when it raises the validation score."""
+    if ctx.state.done("tta"):
+        return
+    if not ctx.spec.tta:
+        ctx.skip("tta", "no views asked for (--tta '')")
+        return
+    from honed.tta.evaluate import evaluate_tta
+
+    run = _best_training_run(ctx)
+    started = time.perf_counter()
+    evaluation = evaluate_tta(ctx.workspace / run, views=ctx.spec.tta, workers=ctx.spec.base.train.workers,
+                              device=ctx.spec.base.train.device)
+    rows = {(r["split"], r["tta"] == "none"): r for r in evaluation.rows}
+    plain, with_tta = rows[("val", True)], rows[("val", False)]
+    metrics = {k: v for k, v in with_tta.items() if isinstance(v, float)}
+    if ("test", False) in rows:
+        metrics.update({f"test_{k}": v for k, v in rows[("test", False)].items() if isinstance(v, float)})
+    pays = _better_by(ctx, with_tta[ctx.metric], plain[ctx.metric])
+    name = ctx.run_name("tta")
+    change = (f"TTA {evaluation.setting.describe()}: {ctx.metric} {plain[ctx.metric]:.4f} -> {with_tta[ctx.metric]:.4f}, "
+              f"{with_tta['ms_per_image'] / max(plain['ms_per_image'], 1e-9):.1f}x the cost per image; "
+              + ("kept for the export" if pays else "not worth it"))
+    seconds = time.perf_counter() - started
+    ctx.record_row(name, kind="tta", parent=run, change=change, score=float(with_tta[ctx.metric]), metrics=metrics,
+                   duration_s=seconds)
+    step = Step("tta", "done", run=name, parent=run, change=change, score=float(with_tta[ctx.metric]),
+                delta=float(with_tta[ctx.metric] - plain[ctx.metric]), seconds=seconds,
+                details={"pays": pays, "views": ctx.spec.tta, "applies_to": run})
+    ctx.finish_step(step)
+
+
+def ensemble(ctx: Context) -> None:
+    """Vote the best runs of the workflow together; kept when the ensemble beats the best single run."""
+    if ctx.state.done("ensemble"):
+        return
+    size = ctx.spec.ensemble_size
+    members = _top_runs(ctx, size) if size >= 2 else []
+    if len(members) < 2:
+        ctx.skip("ensemble", "fewer than two finished runs to vote" if size >= 2 else "not asked for (--ensemble-size)")
+        return
+    from honed.ensemble import create_ensemble
+
+    started = time.perf_counter()
+    parent_score = ctx.state.best_score
+    result = create_ensemble(members, name=ctx.run_name("ensemble"), workspace=ctx.workspace)
+    step = Step("ensemble", "done", run=result.name, parent=members[0], score=float(result.score),
+                change=f"soft vote of {', '.join(members)}", seconds=time.perf_counter() - started,
+                details={"members": members, "member_scores": result.member_scores})
+    step.delta = ctx.delta(step.score, parent_score)
+    step.kept = ctx.improves(step.score)
+    ctx.finish_step(step)
+
+
+def export(ctx: Context) -> None:
+    """The best step as a bundle (BN fused, parity checked), with its model card."""
+    if ctx.state.done("export"):
+        return
+    from honed.export.bundle import export_bundle
+
+    started = time.perf_counter()
+    target = ctx.folder / "bundle"
+    if target.exists():
+        shutil.rmtree(target)  # a bundle is published whole or not at all: one left here is from an older try
+    tta_step = ctx.state.done("tta")
+    use_tta = (tta_step is not None and tta_step.details.get("pays")
+               and tta_step.details.get("applies_to") == ctx.state.best)
+    report = export_bundle(ctx.workspace / ctx.state.best, target, formats=ctx.spec.export_formats,
+                           tta=tta_step.details["views"] if use_tta else None)
+    name = ctx.run_name("export")
+    change = f"bundle of {ctx.state.best}" + (f" with TTA {tta_step.details['views']}" if use_tta else "")
+    seconds = time.perf_counter() - started
+    ctx.record_row(name, kind="export", parent=ctx.state.best, change=change, score=ctx.state.best_score,
+                   metrics={"files": list(report.files)}, duration_s=seconds,
+                   path=str(target.relative_to(ctx.workspace)))
+    ctx.finish_step(Step("export", "done", run=name, parent=ctx.state.best, change=change, score=ctx.state.best_score,
+                         seconds=seconds, details={"bundle": str(target), "tta": bool(use_tta)}))
+
+
+def report(ctx: Context) -> Path | None:
+    """The workflow's HTML report, rewritten at the end of every session."""
+    from honed.report import build_report
+
+    return build_report(ctx.folder, ctx.folder / "report.html", workspace=ctx.workspace)
+
+
+def _train_estimate(ctx: Context) -> float:
+    """Seconds a training run of this workflow takes, from the runs done so far."""
+    times = [s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1]
+    return sum(times) / len(times) if times else 0.0
+
+
+def _best_training_run(ctx: Context) -> str:
+    """The best run that is a single model (TTA and search apply to one network, not to an ensemble)."""
+    singles = [s for s in ctx.state.steps if s.status == "done" and s.details.get("runs") and s.score is not None]
+    if not singles:
+        raise HonedError("the workflow has no finished training run yet")
+    sign = 1 if GREATER_IS_BETTER[ctx.metric] else -1
+    return max(singles, key=lambda s: sign * s.score).run
+
+
+def _top_runs(ctx: Context, k: int) -> list[str]:
+    """The workflow's finished training runs (search trials included), best first."""
+    from honed.tracking.ledger import Ledger
+
+    prefix = f"{ctx.spec.name}-"
+    with Ledger(ctx.workspace) as ledger:
+        records = [r for r in ledger.runs(order_by_score=True)
+                   if r.name.startswith(prefix) and r.kind == "train" and r.status == "done" and r.score is not None]
+    return [r.name for r in records[:k]]
+
+
+def _better_by(ctx: Context, new: float, old: float) -> bool:
+    gain = new - old if GREATER_IS_BETTER[ctx.metric] else old - new
+    return gain > ctx.spec.min_gain
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

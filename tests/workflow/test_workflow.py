@@ -1,0 +1,100 @@
+"""``honed workflow`` end to end on the shipped demo data with a tiny model: every step in the ledger as a
+child of the one before, a bundle that predicts, a report, and resuming after an interruption."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import honed
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.tracking.ledger import Ledger
+from honed.workflow import WorkflowSpec, resume_workflow, run_workflow
+from honed.workflow import steps
+
+
+def tiny_spec(data, workspace, **overrides) -> WorkflowSpec:
+    base = RunConfig(name="", workspace=str(workspace), data=DataConfig(source=str(data)),
+                     model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=16),
+                     train=TrainConfig(epochs=2, batch_size=32, workers=0, seed=0))
+    settings = dict(name="wf", base=base, budget_s=600, improve_rounds=1, tune_trials=2, ensemble_size=3)
+    settings.update(overrides)
+    return WorkflowSpec(**settings)
+
+
+def test_workflow_records_every_step_and_exports_a_bundle_that_predicts(cifar_mini, tmp_path):
+    workspace = tmp_path / "ws"
+    result = run_workflow(tiny_spec(cifar_mini, workspace, strategy="auto"))
+
+    keys = [s.key for s in result.state.steps]
+    for key in ("setup", "baseline", "improve-1", "tune", "tta", "ensemble", "export"):
+        assert key in keys, key
+    with Ledger(workspace) as ledger:
+        records = {r.name: r for r in ledger.runs()}
+    assert records["wf"].kind == "workflow" and records["wf"].status == "done"
+    assert records["wf-baseline"].parent == "wf"
+    done = [s for s in result.state.steps if s.status == "done" and s.run]
+    for step in done:  # every step wrote a ledger row whose parent is an earlier step's row
+        assert step.run in records, step.key
+        parent = records[step.run].parent
+        assert parent is None or parent in records
+    assert records["wf-export"].parent == result.best
+    assert result.best_score == max(s.score for s in done if s.score is not None and s.key != "tta")
+    setup = result.state.step("setup")
+    assert setup.details["strategy"] and "LR range test" in setup.details["lr"]
+    assert (result.folder / "advice.json").exists()
+
+    predictor = honed.load(result.bundle)
+    val_paths = sorted((cifar_mini / "test").rglob("*.jpg"))[:6]
+    predictions = predictor.predict([str(p) for p in val_paths])
+    assert len(predictions) == 6 and set(predictions["prediction"]) <= set(predictor.classes)
+    html = result.report.read_text()
+    assert "wf-baseline" in html and "<img" in html
+
+
+def test_an_interrupted_workflow_resumes_without_redoing_steps(cifar_mini, tmp_path, monkeypatch):
+    workspace = tmp_path / "ws"
+    spec = tiny_spec(cifar_mini, workspace, strategy="full", lr=3e-3, improve_rounds=0, tune_trials=0,
+                     ensemble_size=0, tta="")
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(steps, "export", interrupted)
+    monkeypatch.setattr("honed.workflow.run.STEPS", (steps.setup, steps.baseline, steps.improve, steps.tune,
+                                                     steps.tta, steps.ensemble, interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        run_workflow(spec)
+    saved = json.loads((workspace / "wf" / "workflow.json").read_text())
+    assert [s["key"] for s in saved["steps"] if s["status"] == "done"] == ["setup", "baseline"]
+    baseline_weights = (workspace / "wf-baseline" / "best.safetensors").read_bytes()
+
+    monkeypatch.undo()
+    result = resume_workflow(workspace, "wf")
+    assert result.state.finished and result.bundle is not None
+    assert (workspace / "wf-baseline" / "best.safetensors").read_bytes() == baseline_weights  # not retrained
+    assert result.state.seconds >= saved["seconds"]
+    with pytest.raises(honed.HonedError, match="finished"):
+        run_workflow(spec)
+
+
+def test_cli_workflow_json_and_bad_budget(cifar_mini, tmp_path):
+    from honed.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    bad = runner.invoke(app, ["workflow", str(cifar_mini), "--budget", "soon", "--workspace", str(tmp_path)])
+    assert bad.exit_code != 0 and "budget" in str(bad.exception) + bad.output
+    args = ["workflow", str(cifar_mini), "--workspace", str(tmp_path / "ws"), "--model", "test_resnet",
+            "--no-pretrained", "--image-size", "16", "--epochs", "1", "--batch-size", "32", "--workers", "0",
+            "--strategy", "full", "--lr", "0.003", "--improve-rounds", "0", "--tune-trials", "0", "--tta", "",
+            "--ensemble-size", "0", "--budget", "5m", "--json"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["best"] == "workflow-baseline" and 0 <= result["best_score"] <= 1
+    assert [s["key"] for s in result["steps"]][:2] == ["setup", "baseline"]
+    assert np.isfinite(result["seconds"])
