@@ -285,7 +285,9 @@ def report(ctx: Context) -> Path | None:
     """The workflow's HTML report, rewritten at the end of every session."""
     from honed.report import build_report
 
-    return build_report(ctx.folder, ctx.folder / "report.html", workspace=ctx.workspace)
+    bundle = ctx.folder / "bundle"
+    return build_report(ctx.workspace / ctx.state.best, ctx.folder / "report.html", workspace=ctx.workspace,
+                        bundle=bundle if bundle.exists() else None)
 
 
 def _train_estimate(ctx: Context) -> float:
