@@ -49,6 +49,8 @@ class Analysis:
     settings: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # figure and table names in the analysis folder
     ledger_name: str = ""  # the analysis row in the workspace ledger ("" when not recorded)
+    fit: dict = field(default_factory=dict)  # the learning-curve verdict (honed.analyze.fit_report; {}: no curve)
+    bn_staleness: dict = field(default_factory=dict)  # running statistics vs inputs (honed.analyze.bn_staleness)
 
     @property
     def folder(self) -> Path:
@@ -63,7 +65,8 @@ class Analysis:
                 "summary": self.summary, "recommended": {"policy": self.policy, "regularization": self.regularization},
                 "recommendations": [r.to_dict() for r in self.recommendations],
                 "factors": [f.to_dict() for f in self.factors], "slices": self.slices, "probes": self.probes,
-                "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name}
+                "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name, "fit": self.fit,
+                "bn_staleness": self.bn_staleness}
 
 
 def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] | None = None,
@@ -113,7 +116,8 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
         regularization={k: v for r in applied for k, v in r.regularization.items()},
         settings={"seed": seed, "max_images": max_images, "reference_images": reference_images,
                   "probes": [f.name for f in factors], "tta": tta is not None,
-                  "seconds": round(time.perf_counter() - started, 2)})
+                  "seconds": round(time.perf_counter() - started, 2)},
+        fit=_fit(source), bn_staleness=_bn_staleness(model, source, ref))
     if save:
         from honed.analyze.outputs import save_analysis
 
@@ -143,6 +147,31 @@ def _probe_both(model: BatchPredictor, source: RunSource, factors: Sequence[Fact
                              progress=reporter.advance)
         reporter.phase_finished()
     return ref_run, val_run
+
+
+def _fit(source: RunSource) -> dict:
+    """Over/under-fitting from the learning curves; {} for runs without them (probe runs)."""
+    from honed.analyze.fit_report import run_fit_report
+    from honed.errors import HonedError
+
+    try:
+        return run_fit_report(source.run_dir, save=False).to_dict()
+    except HonedError:
+        return {}
+
+
+def _bn_staleness(model: BatchPredictor, source: RunSource, ref: ImageSet) -> dict:
+    """Whether the run's batch norm statistics still fit its training images; {} without a network to look into."""
+    from honed.analyze.bn_staleness import run_bn_staleness
+
+    network = getattr(model, "model", None)
+    if not isinstance(network, torch.nn.Module):
+        return {}
+    history = source.history
+    last_epoch = (int(history["epoch"].max()) if history is not None and "epoch" in history and len(history)
+                  else source.config.train.epochs)
+    found = run_bn_staleness(network, ref.images, source.config, last_epoch=last_epoch)
+    return {} if found is None else {**found.to_dict(), "message": found.message(source.name)}
 
 
 def _chance_failure(source: RunSource, ref: ImageSet) -> float:

@@ -56,6 +56,7 @@ def analyze(
                       + f"  (`honed improve {analysis.run}`)")
     else:
         console.print("no significant weakness found")
+    _print_regularization_checks(console, analysis)
     console.print(f"saved to {analysis.folder}" + (f"; ledger row {analysis.ledger_name}" if analysis.ledger_name
                                                     else ""))
 
@@ -122,6 +123,18 @@ def list_(pattern: str = typer.Argument("*", help='Names to show, with wildcards
         spec = get_augmentation_spec(name)
         table.add_row(name, f"{spec.default_strength:g}", f"{spec.default_p:g}", spec.help)
     Console().print(table)
+
+
+def _print_regularization_checks(console: Console, analysis) -> None:
+    """The learning-curve verdict and, when they look stale, the batch norm statistics warning."""
+    from honed.analyze.fit_report import FitReport
+    from honed.cli.regularize_cmd import print_fit_report
+
+    if analysis.fit:
+        print_fit_report(console, FitReport(**analysis.fit))
+    staleness = analysis.bn_staleness
+    if staleness.get("stale"):
+        console.print(f"[bold yellow]warning:[/] {escape(staleness['message'])}", highlight=False)
 
 
 def _factor_table(analysis) -> Table:

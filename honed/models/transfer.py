@@ -87,12 +87,15 @@ def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weigh
         last = _last_linear_name(model)
         new = [] if last is None or classes == model.get_submodule(last).out_features else [
             f"{last}.weight", f"{last}.bias"]
+    # Only the last Linear starts at zero: a zero batch norm scale (--head-bn) or hidden layer before it would
+    # block every gradient behind it, and their default initialisations are already neutral.
+    last = _last_linear_name(model)
     tensors = dict(model.named_parameters())
+    zeroed = [key for key in new if key in tensors and key.rpartition(".")[0] == last]
     with torch.no_grad():
-        for key in new:
-            if key in tensors:
-                tensors[key].zero_()
-    return new
+        for key in zeroed:
+            tensors[key].zero_()
+    return zeroed
 
 
 def _last_linear_name(model: nn.Module) -> str | None:
