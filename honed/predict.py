@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
@@ -42,8 +43,7 @@ class Predictor:
         self.task = task
         self.classes = list(classes)
         self.target_columns = list(target_columns)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = inference_device(device)
         self.model = eval_mode(model.to(self.device))
 
     @property
@@ -133,6 +133,20 @@ class _PredictDataset(Dataset):
             return image_to_tensor(item, self.image_size), ""
         except DecodeError as error:
             return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), error.reason
+
+
+def inference_device(device: str) -> torch.device:
+    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU that is not
+    there, is a HonedError rather than torch's RuntimeError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise HonedError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device != "cpu":
+        index = int(device.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise HonedError(f"--device {device} asked for, but there is no such CUDA GPU: use --device cpu or auto")
+    return torch.device(device)
 
 
 def load(path: str | Path, *, device: str = "auto", backend: str = "torch", tta: TTASetting | str | None = None,

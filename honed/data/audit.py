@@ -118,7 +118,8 @@ def audit(
     splits = frame["split"].astype(str).tolist()
     labels = frame["label"].astype(str).tolist() if "label" in frame.columns else []
     inspect = partial(_inspect, cheap=cheap, max_pixels=max_pixels)
-    facts = map_files(inspect, paths, threads=threads, progress=progress)
+    facts = map_files(inspect, paths, threads=threads, progress=progress,
+                      crashed=lambda path, error: _Facts(error=error))  # a codec segfault costs one file, not the audit
     class_counts = _class_counts(splits, labels)
     report = AuditReport(
         n_images=len(paths),

@@ -203,7 +203,7 @@ def _open_checked(stream: BinaryIO, max_pixels: int) -> Image.Image:
     except Image.UnidentifiedImageError:
         raise DecodeError(_not_an_image_reason(head)) from None
     except Exception as error:  # Pillow's plugins raise many types on corrupt headers
-        raise DecodeError("corrupt", f"{type(error).__name__}: {error}") from None
+        raise DecodeError(_corrupt_reason(error), f"{type(error).__name__}: {error}") from None
     width, height = image.size
     if width * height > max_pixels:
         raise DecodeError(f"too many pixels ({width} x {height} > {max_pixels})")
@@ -269,8 +269,12 @@ def _load(image: Image.Image) -> None:
     except EOFError as error:
         raise DecodeError("truncated", str(error)) from None
     except Exception as error:  # Pillow's decoders raise many types on corrupt data
-        reason = "truncated" if "truncated" in str(error) else "corrupt"
-        raise DecodeError(reason, f"{type(error).__name__}: {error}") from None
+        raise DecodeError(_corrupt_reason(error), f"{type(error).__name__}: {error}") from None
+
+
+def _corrupt_reason(error: Exception) -> str:
+    """'truncated' when Pillow says so ("image file is truncated", JPEG's "Truncated File Read"), else 'corrupt'."""
+    return "truncated" if "truncated" in str(error).lower() else "corrupt"
 
 
 def _orientation(image: Image.Image) -> int:

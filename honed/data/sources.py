@@ -92,7 +92,10 @@ def from_table(
     except Exception as error:  # pandas raises many types for a malformed file
         raise HonedError(f"cannot read manifest {path}: {error}") from None
     _require_columns(table, [path_column], path)
-    frame = pd.DataFrame({"path": [str(_resolve(path.parent, p)) for p in table[path_column].astype(str)]})
+    if table[path_column].isna().any() or (table[path_column].astype(str).str.strip() == "").any():
+        empty = int((table[path_column].isna() | (table[path_column].astype(str).str.strip() == "")).sum())
+        raise HonedError(f"{path}: {empty} row(s) have no image path in '{path_column}': fill them in or remove them")
+    frame = pd.DataFrame({"path": [str(_resolve(path.parent, str(p))) for p in table[path_column]]})
     frame["split"] = _split_column(table, path)
     if task == "classify":
         _require_columns(table, [label_column], path, hint="name it with --label-column")

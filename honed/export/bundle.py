@@ -245,7 +245,8 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "name": facts.name,
-        "model": {"name": facts.config.model.name, "num_outputs": facts.num_outputs},
+        "model": {"name": facts.config.model.name, "num_outputs": facts.num_outputs,
+                  "head_bn": facts.config.model.head_bn},  # an architecture option: the head's layers
         "task": facts.task,
         "classes": facts.classes,
         "target_columns": facts.target_columns,
@@ -341,6 +342,10 @@ class _BundleFiles:
         self.path = path
         self.prefix = ""
         if path.is_dir():
+            links = sorted(p.name for p in path.iterdir() if p.is_symlink())
+            if links:  # a link may point anywhere (outside the bundle, at a device): bundles hold plain files
+                raise HonedError(f"{path} holds symbolic links ({', '.join(links)}): a bundle holds plain files "
+                                 "only; copy the real files in or export the bundle again")
             self._sizes = {p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}
         elif path.is_file() and zipfile.is_zipfile(path):
             self._sizes = self._zip_members(path)
@@ -413,7 +418,7 @@ def _config(meta: dict[str, Any]) -> RunConfig:
     """The slice of a RunConfig a Predictor uses, from validated metadata only."""
     pre = meta["preprocessing"]
     return RunConfig(name=meta["name"], data=DataConfig(task=meta["task"]),
-                     model=ModelConfig(name=meta["model"]["name"]),
+                     model=ModelConfig(name=meta["model"]["name"], head_bn=meta["model"].get("head_bn", False)),
                      preprocess=PreprocessConfig(image_size=pre["image_size"], mean=list(pre["mean"]),
                                                  std=list(pre["std"])))
 
@@ -530,6 +535,8 @@ def _validate_model(meta: dict[str, Any]) -> None:
         raise HonedError(f"{BUNDLE_FILE} field 'model.name' is empty: it must name the architecture")
     if _field(model, "num_outputs", int, "model") < 1:
         raise HonedError(f"{BUNDLE_FILE} field 'model.num_outputs' must be at least 1")
+    if "head_bn" in model:  # absent in bundles exported before --head-bn existed
+        _field(model, "head_bn", bool, "model")
 
 
 def _validate_labels(meta: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -86,6 +87,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(path: Path) -> object:
+    _refuse_torchscript(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -94,9 +96,24 @@ def _read_torch(path: Path) -> object:
             f"(a pickle that could run code, or not a PyTorch checkpoint at all; {_unpickler_reason(exc)}). "
             "Re-save the weights from trusted code as a plain state_dict or as .safetensors"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises many types on damaged files; none may reach the user raw
         raise HonedError(f"could not read {path} as a PyTorch checkpoint ({exc or type(exc).__name__}): "
                          "check that the file is complete, or re-save it as .safetensors") from exc
+
+
+def _refuse_torchscript(path: Path) -> None:
+    """Refuse TorchScript archives before torch sees them: ``torch.load`` hands those to ``torch.jit.load``,
+    which compiles the archive's code (before torch 2.6 even with ``weights_only=True``, CVE-2025-32434)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load reports the damage with its own words
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        raise HonedError(f"refused to load {path}: it is a TorchScript archive (it holds code, not just weights); "
+                         "save model.state_dict() from trusted code, or use .safetensors")
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -156,6 +173,18 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, skip_
                          f"{result.unexpected_keys[:3]}): the checkpoint is for a different architecture")
     logger.info("loaded %d tensors %s, head left as initialised: %d keys", len(mapped), how, len(skipped))
     return LoadReport(loaded=len(mapped), skipped_head=tuple(skipped), mapping=how)
+
+
+def check_shapes(model: nn.Module, tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse (HonedError) tensors whose shapes differ from the model's, before ``load_state_dict`` would
+    raise a RuntimeError about them (it does so even with ``strict=False``)."""
+    expected = model.state_dict()
+    wrong = [k for k, v in tensors.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        first = wrong[0]
+        raise HonedError(f"{path} does not fit the model: {first} has shape {tuple(tensors[first].shape)}, the "
+                         f"model needs {tuple(expected[first].shape)} ({len(wrong)} tensor(s) differ); the weights "
+                         "are for another architecture or number of outputs")
 
 
 def match_state_dict(
@@ -318,33 +347,37 @@ def create_backbone_with_pretrained(
     pretrained: bool,
     weights: str | os.PathLike | None,
     drop_rate: float = 0.0,
+    drop_path: float = 0.0,
 ) -> nn.Module:
     """A timm (or, for names only torchvision knows, torchvision) model with a ``num_outputs`` head.
 
     ``weights=FILE`` loads local weights (head kept only when its shape fits) and wins over ``pretrained``;
     ``pretrained=True`` uses pip-shipped weights when there are some, else the model hub, which needs a network.
     ``drop_rate`` is timm's dropout before the head; for torchvision it resets the head's own Dropout layers.
+    ``drop_path`` is timm's ``drop_path_rate`` (stochastic depth); 0 leaves it out, as not every model takes it.
     """
     if num_outputs < 1:
         raise HonedError(f"num_outputs must be at least 1, got {num_outputs}: check the number of classes")
     family = _family(model_name)
     if weights:
-        model = _build(family, model_name, num_outputs, drop_rate, hub=False)
+        model = _build(family, model_name, num_outputs, drop_rate, hub=False, drop_path=drop_path)
         load_into(model, read_state_dict(weights), skip_head=False)
         return model
     if pretrained and family == "timm":
         state = pretrained_state_dict(model_name)
         if state is not None:
-            model = _build(family, model_name, num_outputs, drop_rate, hub=False)
+            model = _build(family, model_name, num_outputs, drop_rate, hub=False, drop_path=drop_path)
             load_into(model, state, skip_head=False)
             return model
-    return _build(family, model_name, num_outputs, drop_rate, hub=pretrained)
+    return _build(family, model_name, num_outputs, drop_rate, hub=pretrained, drop_path=drop_path)
 
 
-def _build(family: str, name: str, num_outputs: int, drop_rate: float, *, hub: bool) -> nn.Module:
+def _build(family: str, name: str, num_outputs: int, drop_rate: float, *, hub: bool,
+           drop_path: float = 0.0) -> nn.Module:
     try:
         if family == "timm":
             extra = {"drop_rate": drop_rate} if drop_rate > 0 else {}
+            extra.update({"drop_path_rate": drop_path} if drop_path > 0 else {})
             return timm.create_model(name, pretrained=hub, num_classes=num_outputs, **extra)
         return _build_torchvision(name, num_outputs, drop_rate, hub=hub)
     except (OSError, RuntimeError, ValueError) as exc:

@@ -71,6 +71,8 @@ def check_name(name: str) -> str:
         raise HonedError(f"run name {name!r} is empty or has surrounding spaces: give a plain name like 'baseline'")
     if any(char in name for char in '/\\:*?"<>|') or name.startswith("."):
         raise HonedError(f"run name {name!r} cannot start with '.' or contain / \\ : * ? \" < > |: rename it")
+    if not name.isprintable():  # NUL, newlines, escapes: no file system or terminal takes them well
+        raise HonedError(f"run name {name!r} has control characters: use letters, digits, '-' and '_'")
     return name
 
 
