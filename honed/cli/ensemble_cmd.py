@@ -85,6 +85,10 @@ def bag(
     seed: int = typer.Option(0, help="Seed of the split and of the bootstrap draws."),
     workspace: Path = WORKSPACE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    worker: bool = typer.Option(False, "--worker", help="Be one of several processes sharing --workspace (and "
+                                "--name): each claims members not yet taken; the last one done builds the bag."),
+    resume: bool = typer.Option(False, "--resume", help="With --worker: retake the members of workers that "
+                                "stopped (crashed) and continue them; start it after those workers are gone."),
 ) -> None:
     """Bagging: members on bootstrap samples, combined by vote, with the out-of-bag score."""
     from honed.ensemble.bagging import bag as run_bag
@@ -93,9 +97,29 @@ def bag(
                      val_fraction=val_fraction, pretrained=pretrained, augment=augment, image_size=image_size,
                      batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace)
     console = Console()
+    if worker or resume:
+        _bag_worker(config, console, members=members, method=method, quiet=quiet, workers=max(workers, 0),
+                    resume=resume)
+        return
     result = run_bag(config, members=members, method=method, reporter=RichReporter(console, quiet=quiet),
                      workers=max(workers, 0))
     _print_result(result, console)
+
+
+def _bag_worker(config: RunConfig, console: Console, *, members: int, method: str, quiet: bool, workers: int,
+                resume: bool) -> None:
+    from honed.ensemble.bagging import bag_worker
+
+    done = bag_worker(config, members=members, method=method, reporter=RichReporter(console, quiet=quiet),
+                      workers=workers, resume=resume)
+    console.print(f"trained: {', '.join(done.trained) or 'none'}", highlight=False)
+    if done.ensemble is not None:
+        _print_result(done.ensemble, console)
+    elif done.pending:
+        console.print(f"still training in other workers: {', '.join(done.pending)}; the last worker to finish "
+                      "builds the bag (a crashed worker's members: run again with --resume)", highlight=False)
+    else:
+        console.print(f"every member is done; another worker is building the bag {done.name}", highlight=False)
 
 
 def boost(

@@ -28,15 +28,20 @@ def predict(
     """Predict new images with a trained run; undecodable files get an error column, not a crash."""
     from honed.export.bundle import is_bundle
     from honed.predict import collect_inputs, load
+    from honed.predict_sharded import is_distributed_launch
     from honed.tracking.atomic import atomic_path
     from honed.tracking.runs import find_run
 
     if out.suffix.lower() not in (".csv", ".json"):
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
     model_path = Path(run) if is_bundle(run) else find_run(workspace, run)
-    predictor = load(model_path, device=device, backend=backend, tta=tta or None)
     paths = collect_inputs(images)
     console = Console(stderr=True)
+    if is_distributed_launch():  # under torchrun: each rank predicts a slice, rank 0 merges (predict_sharded)
+        _predict_sharded(model_path, paths, out, console, quiet=quiet, top_k=top_k, batch_size=batch_size,
+                         device=device, backend=backend, tta=tta or None)
+        return
+    predictor = load(model_path, device=device, backend=backend, tta=tta or None)
     with Progress(console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task("predicting", total=len(paths))
         frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size,
@@ -49,3 +54,20 @@ def predict(
     failed = int((frame["error"] != "").sum())
     console.print(f"{len(frame)} predictions written to {out}" + (f"; {failed} file(s) could not be read "
                                                                    "(see the error column)" if failed else ""))
+
+
+def _predict_sharded(model_path: Path, paths: List[str], out: Path, console: Console, *, quiet: bool,
+                     **options) -> None:
+    import os
+
+    from honed.predict_sharded import predict_sharded, shard_bounds
+
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
+    start, stop = shard_bounds(len(paths), rank, world)
+    with Progress(console=console, transient=True, disable=quiet or rank != 0) as progress:
+        task = progress.add_task(f"predicting (rank 0 of {world})", total=stop - start)
+        result = predict_sharded(model_path, paths, out, progress=lambda n: progress.advance(task, n), **options)
+    if result.out is not None:
+        console.print(f"{result.total} predictions by {result.world_size} processes written to {result.out}"
+                      + (f"; {result.failed} file(s) could not be read (see the error column)" if result.failed
+                         else ""))
