@@ -188,8 +188,14 @@ def suggest_lr(lrs: list[float], losses: list[float]) -> float:
     i_min = int(np.nanargmin(values))
     if i_min == 0:
         raise HonedError("the loss only rose during the range test: lower --min-lr (or --max-lr)")
-    slopes = np.gradient(values[: i_min + 1], log_lrs[: i_min + 1])
-    steepest = float(lrs[int(np.nanargmin(slopes))])
+    # Slopes over a window, after the smoother has warmed up: at the start a few noisy losses over a
+    # tiny lr range look like the steepest descent of the whole curve.
+    skip, half = max(3, len(values) // 10), max(2, len(values) // 25)
+    centres = np.arange(skip + half, i_min - half + 1)
+    if len(centres) == 0:
+        return max(lrs[i_min] / 10, lrs[0])
+    slopes = (values[centres + half] - values[centres - half]) / (log_lrs[centres + half] - log_lrs[centres - half])
+    steepest = float(lrs[int(centres[int(np.nanargmin(slopes))])])
     return max(min(steepest, lrs[i_min] / 10), lrs[0])
 
 
