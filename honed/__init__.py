@@ -10,11 +10,12 @@ High level::
 
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
+from honed.client import Client
 
 __version__ = "0.1.0"
 
-__all__ = ["DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
-           "from_datasets", "load", "train"]
+__all__ = ["Client", "DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
+           "build_report", "from_datasets", "load", "train", "tune"]
 
 
 def train(config, **kwargs):
@@ -24,11 +25,25 @@ def train(config, **kwargs):
     return _train(config, **kwargs)
 
 
+def tune(base, **kwargs):
+    """A hyperparameter search whose trials are runs, in an Optuna study; see :func:`honed.search.tune`."""
+    from honed.search import tune as _tune
+
+    return _tune(base, **kwargs)
+
+
 def load(path, **kwargs):
     """A Predictor for a run folder or an exported bundle (folder or .zip); see :func:`honed.predict.load`."""
     from honed.predict import load as _load
 
     return _load(path, **kwargs)
+
+
+def build_report(target, out, **kwargs):
+    """One self-contained HTML report of a run or a workspace; see :func:`honed.report.build_report`."""
+    from honed.report import build_report as _build_report
+
+    return _build_report(target, out, **kwargs)
 
 
 def from_datasets(datasets, **kwargs):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+import re
 from typing import Any
 
 import yaml
@@ -19,6 +20,7 @@ PRECISIONS = ("auto", "32", "bf16", "16")
 CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
 REGRESS_METRICS = ("mae", "rmse")
 HEAD_MODELS = ("", "logreg", "svm", "gbm", "ridge", "svr")  # probe heads; "" picks logreg or ridge by task
+LOGGERS = ("tensorboard", "mlflow")  # --log integrations (honed.tracking.loggers)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class ModelConfig:
     strategy: str = "full"  # a transfer strategy (honed.models.transfer: probe, head, partial, gradual, full,
     # scratch) or auto: the advisor picks one from the data (honed.advise), recorded in the run
     drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
+    head_bn: bool = False  # head as BatchNorm1d(features) -> Dropout(drop_rate) -> Linear (honed.models.factory)
+    drop_path: float = 0.0  # stochastic depth (timm's drop_path_rate); timm models that have it only
     unfreeze: int = 0  # partial / gradual: stages fine-tuned, counted from the head; 0: partial 2, gradual all
     head_model: str = ""  # probe: logreg | svm | gbm (classify), ridge | svr | gbm (regress); empty: logreg / ridge
 
@@ -69,6 +73,8 @@ class ModelConfig:
                              f"not {self.head_model!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise HonedError(f"--drop-path must be in [0, 1), not {self.drop_path}")
 
 
 @dataclass
@@ -107,14 +113,24 @@ class TrainConfig:
     label_smoothing: float = 0.0  # classification only
     patience: int = 0  # early stopping: epochs without improvement of the main metric; 0: off
     cache: str = "auto"  # decoded-image cache: auto (when it fits CACHE_AUTO_LIMIT_BYTES), on, off
+    log: list[str] = field(default_factory=list)  # also log to: tensorboard, mlflow (pip install honed[log])
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints a killed run resumes from; 0: epoch ends only
+    deterministic: bool = False  # torch deterministic algorithms: bit-identical reruns and resumes (slower on GPU)
+    swa: bool = False  # stochastic weight averaging of the epoch-end weights (honed.training.swa)
+    swa_start: float = 0.75  # fraction of the epochs done before averaging starts
+    swa_lr: float = 0.0  # constant learning rate from the first averaged epoch on; 0: the schedule's own
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise HonedError(f"--epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 1:
-            raise HonedError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.lr <= 0:
-            raise HonedError(f"--lr must be positive, not {self.lr}")
+        if self.batch_size < 2:  # BatchNorm cannot train on one image per batch
+            raise HonedError(f"--batch-size must be at least 2 (BatchNorm layers need two or more images per "
+                             f"batch), not {self.batch_size}")
+        if not self.lr > 0 or self.lr == float("inf"):  # also refuses NaN
+            raise HonedError(f"--lr must be a positive number, not {self.lr}")
+        for flag, value in (("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip)):
+            if not 0 <= value < float("inf"):  # also refuses NaN
+                raise HonedError(f"{flag} must be a number >= 0, not {value}")
         if self.optimizer not in OPTIMIZERS:
             raise HonedError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -124,12 +140,25 @@ class TrainConfig:
                              f"for {self.epochs} epochs; 0 picks one")
         if self.precision not in PRECISIONS:
             raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise HonedError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.cache not in ("auto", "on", "off"):
             raise HonedError(f"--cache must be auto, on or off, not {self.cache!r}")
+        if self.checkpoint_every < 0:
+            raise HonedError(f"--checkpoint-every must be 0 (epoch ends only) or a number of steps, "
+                             f"not {self.checkpoint_every}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise HonedError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience < 0:
             raise HonedError(f"--patience must be 0 (off) or more, not {self.patience}")
+        unknown = [name for name in self.log if name not in LOGGERS]
+        if unknown:
+            raise HonedError(f"--log must be one of {', '.join(LOGGERS)}, not {unknown[0]!r}")
+        self.log = list(dict.fromkeys(self.log))  # each integration once, in the order given
+        if not 0.0 <= self.swa_start < 1.0:
+            raise HonedError(f"--swa-start must be a fraction of the epochs in [0, 1), not {self.swa_start}")
+        if self.swa_lr < 0:
+            raise HonedError(f"--swa-lr must be positive (or 0: keep the schedule), not {self.swa_lr}")
         if self.augment:
             from honed.augment import parse_policy
 
@@ -184,7 +213,7 @@ class RunConfig:
             raw = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise HonedError(f"no config at {path}: is this a honed run folder?") from None
-        except yaml.YAMLError as error:
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise HonedError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise HonedError(f"{path} does not hold a honed config (expected a mapping)")

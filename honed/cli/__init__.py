@@ -17,7 +17,9 @@ def _register() -> None:
     from honed.cli import data_cmd, export_cmd, predict_cmd, runs_cmd, train_cmd
 
     app.command("train")(train_cmd.train)
-    app.command("demo")(train_cmd.demo)
+    from honed.cli import demo_cmd
+
+    app.command("demo")(demo_cmd.demo)
     app.command("predict")(predict_cmd.predict)
     app.command("runs")(runs_cmd.runs)
     app.command("show")(runs_cmd.show)
@@ -37,6 +39,26 @@ def _register() -> None:
     from honed.cli import advise_cmd
 
     app.command("advise")(advise_cmd.advise)
+    from honed.cli import regularize_cmd
+
+    app.command("bn-recalibrate")(regularize_cmd.bn_recalibrate)
+    app.command("fit-report")(regularize_cmd.fit_report)
+    from honed.cli import tune_cmd
+
+    app.command("tune")(tune_cmd.tune)
+    from honed.cli import report_cmd
+
+    app.command("report")(report_cmd.report)
+    app.command("compare")(report_cmd.compare)
+    from honed.cli import lr_find_cmd
+
+    app.command("lr-find")(lr_find_cmd.lr_find)
+    from honed.cli import workflow_cmd
+
+    app.command("workflow")(workflow_cmd.workflow)
+    from honed.cli import serve_cmd
+
+    app.command("serve")(serve_cmd.serve)
 
 
 def main() -> None:

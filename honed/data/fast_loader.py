@@ -2,8 +2,9 @@
 
 ``CachedBatchLoader`` keeps the contract of the DataLoader that ``honed.data.loader.make_loader`` builds, so the
 training loop cannot tell them apart: ``len(loader)`` batches of ``(uint8 [B, 3, S, S], targets [B])``, a
-``loader.sampler`` that is torch's own ``DistributedSampler`` when training (order fixed by (seed, epoch) via
-``set_epoch``, sharded by rank, the same ``drop_last`` rules), and the dataset's order with a final partial
+``loader.sampler`` that is the same ``ResumableSampler`` (torch's ``DistributedSampler``) when training (order
+fixed by (seed, epoch) via ``start_epoch``, sharded by rank, the same ``drop_last`` rules, and a mid-epoch
+start that skips the batches already trained on), and the dataset's order with a final partial
 batch when evaluating. Batch ``i`` holds the same samples, in the same order, as batch ``i`` of ``make_loader``.
 
 Each batch is one fancy-indexed read of the memory map (rows read in sorted order, then put in sampler order).
@@ -28,11 +29,11 @@ import threading
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from honed.data.cache import DecodedCache
 from honed.data.dataset import ImageDataset
-from honed.data.loader import make_loader
+from honed.data.loader import ResumableSampler, make_loader
 from honed.errors import HonedError
 
 RESIDENT_FRACTION = 0.5  # at most this share of the GPU's free memory may hold a resident image array
@@ -44,7 +45,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class CachedBatchLoader:
     """Batches ``(uint8 [B, 3, S, S], targets [B])`` from a ``[N, 3, S, S]`` uint8 array (a cache's memory map).
 
-    ``targets`` has one row per image, as the dataset's targets. ``train`` shuffles (``DistributedSampler``,
+    ``targets`` has one row per image, as the dataset's targets. ``train`` shuffles (``ResumableSampler``,
     seed, rank, world size) and drops the last partial batch as ``make_loader`` does; evaluation keeps order.
     ``prefetch`` reads the next batch on a background thread; by default only with ``pin_memory`` (CUDA), where
     reading overlaps the GPU's work. On a CPU run the thread would compete with torch's own threads for the
@@ -63,8 +64,8 @@ class CachedBatchLoader:
         self.prefetch = self.pin_memory if prefetch is None else prefetch
         self.device = torch.device(device) if device is not None else None
         positions = range(len(images))  # the samplers only need a length
-        self.sampler = (DistributedSampler(positions, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                           drop_last=world_size > 1)
+        self.sampler = (ResumableSampler(positions, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                         drop_last=world_size > 1)
                         if train else SequentialSampler(positions))
         self.drop_last = train and len(images) > batch_size
         self._resident = None  # (images, targets) on an accelerator

@@ -68,9 +68,11 @@ def train_head_and_last(model: nn.Module, stages: list[list[str]], count: int) -
             p.requires_grad_(True)
 
 
-def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weights: str) -> list[str]:
+def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weights: str,
+                   classes: list[str] | None = None) -> list[str]:
     """Zero the head tensors the starting weights did not provide (a new head on pretrained features); returns
-    their names. A zero head starts at uniform predictions and lets the features pick its weights. The
+    their names. Weights from a honed run trained on other ``classes`` (its ``labels.json`` says which) give a
+    head of the right shape for the wrong labels: that head counts as new too. A zero head starts at uniform predictions and lets the features pick its weights. The
     initialisations it replaces can be far off: timm's EfficientNet scales its classifier by 1/sqrt(classes),
     so a 10-class head on Lite0 features starts with logits of +-10 (initial training loss 12.8 measured on
     CIFAR-10); a head-only run of 56 AdamW steps on 200 CIFAR images then reached 22% test accuracy, 60% from
@@ -82,6 +84,9 @@ def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weigh
     state = read_state_dict(weights) if weights else pretrained_state_dict(model_name)
     if state is not None:
         _, new, _ = match_state_dict(model, state, skip_head=False)
+        if weights and classes is not None and _trained_on_other_labels(weights, classes):
+            last = _last_linear_name(model)
+            new = list(new) + ([f"{last}.weight", f"{last}.bias"] if last else [])
     else:  # weights from the model hub: timm (and honed, for torchvision) replaced a last layer of another size
         classes = (getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
         last = _last_linear_name(model)
@@ -96,6 +101,19 @@ def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weigh
         for key in zeroed:
             tensors[key].zero_()
     return zeroed
+
+
+def _trained_on_other_labels(weights: str, classes: list[str]) -> bool:
+    """Whether ``weights`` sit in a honed run folder whose labels differ from ``classes``."""
+    import json
+    from pathlib import Path
+
+    labels = Path(weights).parent / "labels.json"
+    try:
+        source = json.loads(labels.read_text()).get("classes")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(source, list) and source != list(classes)
 
 
 def _last_linear_name(model: nn.Module) -> str | None:

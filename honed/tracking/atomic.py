@@ -4,6 +4,12 @@ Each writer fills a temporary file next to the target, fsyncs it, renames it ove
 ``os.replace`` (atomic on POSIX and Windows within one filesystem) and fsyncs the folder so the rename
 itself survives a power cut. Temporary names start with ``.`` and end with ``.tmp`` and carry the pid and
 a random suffix, so concurrent writers never collide and readers can skip them with ``is_temp_name``.
+
+Fault injection (tests only): ``HONED_FAULT="atomic-rename:3"`` makes the 3rd atomic write of the process
+SIGKILL its own process after the temporary file is written and fsynced, just before the rename: the most
+dangerous moment a real kill can hit. ``fault_point(name)`` is the hook; other writers call it at their own
+dangerous moment (the ledger, ``"ledger-commit"``, just before its COMMIT). Several faults: comma-separated.
+Unset, a fault point costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import os
 from pathlib import Path
 import secrets
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +29,31 @@ if TYPE_CHECKING:  # torch is imported only when tensors are saved: writing JSON
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
+FAULT_ENV = "HONED_FAULT"
+
+# Fault injection's per-process hit counts: the one piece of module state, used only when HONED_FAULT is set.
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """SIGKILL this process on the N-th time it reaches the point ``name`` when ``HONED_FAULT`` says
+    ``name:N`` (tests only: the reliability suite kills runs at exact dangerous moments this way)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    wanted = dict(_parse_fault(part) for part in spec.split(",") if part.strip())
+    if name not in wanted:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] == wanted[name]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse_fault(part: str) -> tuple[str, int]:
+    name, _, count = part.strip().rpartition(":")
+    if not name or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"{FAULT_ENV}={part!r}: write point:N, e.g. atomic-rename:3")
+    return name, int(count)
 
 
 def is_temp_name(name: str) -> bool:
@@ -56,6 +88,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _make_folders(folder: Path) -> None:
+    """Create missing folders, fsyncing each new one's parent so the new entries survive a power cut too."""
+    if folder.is_dir():
+        return
+    _make_folders(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:  # made meanwhile by a concurrent writer
+        return
+    _fsync_dir(folder.parent)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on any exception it is removed.
@@ -64,11 +108,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     parent folders are created.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(target.parent)
     tmp = temp_path_for(target)
     try:
         yield tmp
         _fsync_file(tmp)
+        fault_point("atomic-rename")
         os.replace(tmp, target)
     except BaseException:  # KeyboardInterrupt included: Ctrl-C must not leave a temp file either
         with contextlib.suppress(OSError):
@@ -124,6 +169,18 @@ def save_tensors(
     prepared = _prepare_tensors(tensors)
     with atomic_path(path) as tmp:
         save_file(prepared, str(tmp), metadata=dict(metadata) if metadata else None)
+
+
+def link_or_copy(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Make ``path`` an atomic replica of the complete file ``source``: a hard link where the filesystem
+    allows (no bytes copied; safe because atomic writers never modify a file in place), else a copy."""
+    import shutil
+
+    with atomic_path(path) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (FAT, some network filesystems)
+            shutil.copyfile(source, tmp)
 
 
 def remove_stale_temps(folder: str | os.PathLike[str], *, min_age_s: float = 3600.0) -> list[Path]:

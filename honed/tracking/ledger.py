@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from honed.errors import HonedError
+from honed.tracking.atomic import fault_point
 
 LEDGER_FILENAME = "ledger.sqlite"
 SCHEMA_VERSION = 1
@@ -209,6 +210,7 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = body(conn)
+            fault_point("ledger-commit")  # reliability tests kill here (HONED_FAULT); a no-op otherwise
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

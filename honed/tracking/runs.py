@@ -6,6 +6,7 @@ never points at a file that is not complete.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from honed.config import RunConfig
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
-from honed.tracking.atomic import atomic_path, write_json, write_text
+from honed.tracking.atomic import atomic_path, is_temp_name, write_json, write_text
 from honed.tracking.ledger import Ledger, RunRecord, check_name
 from honed.tracking.plots import plot_curves
 
@@ -35,6 +36,7 @@ def claim_run_dir(workspace: Path, config: RunConfig, *, resume: bool, is_main: 
             if not config.name:
                 config.name = ledger.new_name(config.model.name.replace("/", "-"))
             check_name(config.name)
+            _reclaim_abandoned_start(workspace, config.name, ledger)
             if ledger.get(config.name) is not None or (workspace / config.name).exists():
                 raise HonedError(f"run {config.name!r} already exists in {workspace}: choose another --name, "
                                  f"or continue it with --resume {config.name}")
@@ -46,6 +48,17 @@ def claim_run_dir(workspace: Path, config: RunConfig, *, resume: bool, is_main: 
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
+
+
+def _reclaim_abandoned_start(workspace: Path, name: str, ledger: Ledger) -> None:
+    """A run killed (or failed) before it wrote its config leaves a folder that can neither be resumed (no
+    config) nor started again (the name is taken). Such a folder - no config, no ledger row, nothing in it but
+    what a start writes first - is taken back, so the same command simply starts the run again."""
+    folder = workspace / name
+    if not folder.is_dir() or (folder / CONFIG_FILE).exists() or ledger.get(name) is not None:
+        return
+    if all(is_temp_name(p.name) or p.name == "advice.json" for p in folder.iterdir()):
+        shutil.rmtree(folder)
 
 
 def start(workspace: Path, run_dir: Path, config: RunConfig, manifest: Manifest, bad_files: pd.DataFrame,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -23,14 +24,32 @@ def loss_fn(task: str, outputs: torch.Tensor, targets: torch.Tensor, *, label_sm
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
+@dataclass
+class EpochProgress:
+    """Where an epoch stands after a step: what a mid-epoch checkpoint records and a resumed epoch starts from."""
+
+    batches: int = 0  # batches of this epoch trained on so far
+    loss_sum: float = 0.0  # their summed training loss (a float32 value, so a resumed mean is bit-identical)
+
+
+AfterStep = Callable[[int, int, torch.Tensor], None]  # (global step, batches done in the epoch, loss sum)
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *, runtime: Runtime,
                     pipeline: BatchPipeline, task: str, schedule: LrSchedule, step: int, grad_clip: float,
                     label_smoothing: float = 0.0, generator: torch.Generator | None = None,
-                    on_batch: Callable[[], None] | None = None) -> tuple[float, int]:
-    """One pass over ``loader``. Returns the mean training loss and the global step reached."""
+                    on_batch: Callable[[], None] | None = None, start: EpochProgress | None = None,
+                    after_step: AfterStep | None = None) -> tuple[float, int]:
+    """One pass over ``loader``. Returns the mean training loss and the global step reached.
+
+    ``start`` continues an epoch part-way (the loader already positioned after ``start.batches``, see
+    ``honed.data.loader.start_epoch``). ``after_step`` runs after every optimizer step, e.g. to save a
+    mid-epoch checkpoint; the loss sum it gets stays on the device unless it reads it.
+    """
     train_mode(model)
-    loss_sum = torch.zeros((), device=runtime.device)  # summed on the device: no host sync per step
-    batches = 0
+    start = start or EpochProgress()
+    loss_sum = torch.tensor(start.loss_sum, dtype=torch.float32, device=runtime.device)  # no host sync per step
+    batches = start.batches
     for images, targets in loader:
         set_lr(optimizer, schedule.lr_at(step))
         images = images.to(runtime.device, non_blocking=True)
@@ -46,6 +65,8 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         loss_sum += loss.detach()
         batches += 1
         step += 1
+        if after_step is not None:
+            after_step(step, batches, loss_sum)
         if on_batch is not None:
             on_batch()
     return (loss_sum / max(batches, 1)).item(), step

@@ -26,7 +26,7 @@ from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.models.factory import build_model
 from honed.models.transfer import create_strategy, reset_new_head, train_mode
-from honed.training.fit import _batch_pipeline, _loader_factory  # the run's own loaders and pipeline
+from honed.training.fit import batch_pipeline, loader_factory  # the run's own loaders and pipeline
 from honed.training.loop import loss_fn
 from honed.training.optim import build_optimizer, set_lr
 from honed.training.reporter import LogReporter, Reporter
@@ -101,7 +101,7 @@ def _range_test(config: RunConfig, manifest: Manifest | None, reporter: Reporter
         config.model.pretrained, config.model.weights = False, ""
     model = build_model(config, data.manifest.num_outputs)
     reset_new_head(model, model_name=config.model.name, pretrained=config.model.pretrained,
-                   weights=config.model.weights)
+                   weights=config.model.weights, classes=data.manifest.classes)
     groups = strategy.param_groups(model)
     model.to(runtime.device)
     if runtime.device.type == "cuda" and config.train.channels_last:
@@ -109,10 +109,10 @@ def _range_test(config: RunConfig, manifest: Manifest | None, reporter: Reporter
     optimizer = build_optimizer(groups, name=config.train.optimizer, lr=min_lr,
                                 weight_decay=config.train.weight_decay)
     train_set = split_dataset(data.manifest, "train", config.preprocess.image_size)
-    loader = _loader_factory(config, runtime, train_set)(
+    loader = loader_factory(config, runtime, train_set)(
         train_set, batch_size=config.train.batch_size, train=True, workers=config.train.workers,
         seed=config.train.seed, pin_memory=runtime.device.type == "cuda")
-    pipeline = _batch_pipeline(config, data.manifest, runtime)
+    pipeline = batch_pipeline(config, data.manifest, runtime)
     generator = torch.Generator(device=runtime.device)
     generator.manual_seed(config.train.seed)
 

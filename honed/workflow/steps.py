@@ -156,7 +156,9 @@ def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, flo
     if saved is None:
         started = time.perf_counter()
         ctx.reporter.message(f"analyzing {run_dir.name}: mistakes and sensitivity to scale, colour, rotation, blur...")
-        saved = analyze_run(run_dir, reporter=ctx.reporter, workers=ctx.spec.base.train.workers).to_dict()
+        images = ctx.spec.analysis_images
+        saved = analyze_run(run_dir, reporter=ctx.reporter, workers=ctx.spec.base.train.workers, max_images=images,
+                            reference_images=max(images // 8, 32)).to_dict()
         ctx.state.put(Step(f"analysis-{run_dir.name}", "done", run=run_dir.name, seconds=time.perf_counter() - started,
                            change=_fix_in_words(saved)))
         ctx.save()

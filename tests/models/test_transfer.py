@@ -185,6 +185,37 @@ def test_a_new_head_on_pretrained_weights_starts_at_zero():
     assert reset_new_head(imagenet, model_name="tf_efficientnet_lite0", pretrained=True, weights="") == []
 
 
+def test_weights_from_a_run_on_other_labels_get_a_new_head(tmp_path):
+    """honed as its own pretrainer: a run's weights moved to a task with as many classes but other labels keep
+    the backbone, not the head (a head for the wrong labels started head-only training at 35.6% instead of
+    58.7% in benchmarks/results_pretrainer.md)."""
+    import json
+
+    import timm
+
+    from honed.models.transfer import reset_new_head
+    from honed.training.checkpoint import save_weights
+
+    source = timm.create_model("test_resnet", num_classes=2)
+    run = tmp_path / "source-run"
+    run.mkdir()
+    save_weights(run / "best.safetensors", source)
+    (run / "labels.json").write_text(json.dumps({"task": "classify", "classes": ["cat", "dog"]}))
+    weights = str(run / "best.safetensors")
+
+    same = timm.create_model("test_resnet", num_classes=2)
+    same.load_state_dict(source.state_dict())
+    assert reset_new_head(same, model_name="test_resnet", pretrained=False, weights=weights,
+                          classes=["cat", "dog"]) == []
+    other = timm.create_model("test_resnet", num_classes=2)
+    other.load_state_dict(source.state_dict())
+    zeroed = reset_new_head(other, model_name="test_resnet", pretrained=False, weights=weights,
+                            classes=["car", "truck"])
+    assert sorted(zeroed) == ["fc.bias", "fc.weight"] and not other.fc.weight.any()
+    assert torch.equal(other.conv1[0].weight if isinstance(other.conv1, torch.nn.Sequential) else other.conv1.weight,
+                       source.conv1[0].weight if isinstance(source.conv1, torch.nn.Sequential) else source.conv1.weight)
+
+
 @pytest.mark.slow
 def test_gradual_under_two_process_data_parallel_rebuilds_ddp_and_ranks_agree(color_folder, tmp_path):
     ws = tmp_path / "ws"

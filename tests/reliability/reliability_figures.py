@@ -1,4 +1,4 @@
-"""Print the figures for benchmarks/reliability_inputs.md: ``python -m tests.reliability.reliability_figures``.
+"""Print the figures for benchmarks/RELIABILITY.md (hostile inputs): ``python -m tests.reliability.reliability_figures``.
 
 Builds the hostile image corpus and the malicious model corpus in a temporary folder, decodes / loads each
 file, and times the scan and cache build of the shipped demo data (cifar_mini).

@@ -20,7 +20,8 @@ def tiny_spec(data, workspace, **overrides) -> WorkflowSpec:
     base = RunConfig(name="", workspace=str(workspace), data=DataConfig(source=str(data)),
                      model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=16),
                      train=TrainConfig(epochs=2, batch_size=32, workers=0, seed=0))
-    settings = dict(name="wf", base=base, budget_s=600, improve_rounds=1, tune_trials=2, ensemble_size=3)
+    settings = dict(name="wf", base=base, budget_s=600, improve_rounds=1, tune_trials=2, ensemble_size=3,
+                    analysis_images=200)
     settings.update(overrides)
     return WorkflowSpec(**settings)
 
@@ -98,3 +99,20 @@ def test_cli_workflow_json_and_bad_budget(cifar_mini, tmp_path):
     assert result["best"] == "workflow-baseline" and 0 <= result["best_score"] <= 1
     assert [s["key"] for s in result["steps"]][:2] == ["setup", "baseline"]
     assert np.isfinite(result["seconds"])
+
+
+def test_runs_shows_the_step_tree_with_deltas(tmp_path):
+    from honed.cli import _register, app
+    from honed.tracking.ledger import RunRecord
+
+    _register()
+    with Ledger(tmp_path) as ledger:
+        ledger.upsert(RunRecord(name="wf", kind="workflow", status="done", metric="accuracy"))
+        ledger.upsert(RunRecord(name="wf-baseline", parent="wf", status="done", metric="accuracy", score=0.5))
+        ledger.upsert(RunRecord(name="wf-improve-1", parent="wf-baseline", status="done", metric="accuracy",
+                                score=0.625, change="augment: +hflip"))
+    out = CliRunner().invoke(app, ["runs", "--workspace", str(tmp_path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if "wf" in line]
+    assert [line.split("│")[1].strip() for line in lines] == ["wf", "└ wf-baseline", "└ wf-improve-1"]
+    assert "+0.1250" in lines[2] and "augment: +hflip" in lines[2]
