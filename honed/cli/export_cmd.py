@@ -18,12 +18,22 @@ def export(
     archive: bool = typer.Option(False, "--archive", help="Write one .zip file instead of a folder."),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Export ONNX/TorchScript without folding BatchNorm."),
     tta: str = typer.Option("", help="Test-time augmentation the bundle applies when predicting, e.g. flip."),
+    backbone_only: bool = typer.Option(False, "--backbone-only", help="Write only the trained backbone (no head) "
+                                       "as RUN-backbone.safetensors (or --out), a start for `--weights` on other data."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
 ) -> None:
-    """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports."""
+    """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports (or, with
+    --backbone-only, its feature extractor as a weights file for training on other data)."""
     from honed.tracking.runs import find_run
 
     run_dir = find_run(workspace, run)  # before the export machinery is imported: a typo fails fast
+    if backbone_only:
+        from honed.export.backbone import export_backbone
+
+        path, count = export_backbone(run_dir, out or Path(f"{run_dir.name}-backbone.safetensors"))
+        Console().print(f"backbone of {run_dir.name} written to {path} ({count} tensors, head left out); "
+                        f"use it with `honed train DATA --model ... --weights {path}`", soft_wrap=True, highlight=False)
+        return
     from honed.export.bundle import export_bundle
 
     report = export_bundle(run_dir, out or Path(f"{run_dir.name}-bundle"), formats=formats, fuse=not no_fuse,
