@@ -36,14 +36,28 @@ def write_image(path: Path, color, size=(16, 16), noise_seed: int | None = None)
     return path
 
 
-@pytest.fixture
-def color_folder(tmp_path) -> Path:
+def write_color_folder(root: Path) -> Path:
     """A flat folder of 2 classes (reddish vs bluish), 12 noisy 16px images each: trivially learnable."""
-    root = tmp_path / "colors"
     for i in range(12):
         write_image(root / "red" / f"{i}.png", (200, 40, 40), noise_seed=i)
         write_image(root / "blue" / f"{i}.png", (40, 40, 200), noise_seed=100 + i)
     return root
+
+
+@pytest.fixture
+def color_folder(tmp_path) -> Path:
+    return write_color_folder(tmp_path / "colors")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +13,8 @@ from tests.training.test_train import tiny_config
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread) -> None:
+    """Every test here on one thread (see tests/conftest.py); a conftest's pytestmark would not apply."""
 
 
 def colour_folder(root: Path, per_class: int = 12, flipped: int = 0) -> Path:

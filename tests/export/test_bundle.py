@@ -3,7 +3,6 @@ model card, and loading one refuses anything tampered with and never executes wh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import json
 import os
 import pickle
@@ -24,26 +23,17 @@ from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, is_bun
 from honed.export.fuse import FusionResult, fuse_batchnorm
 from honed.tracking.atomic import is_temp_name
 from honed.training.fit import train
-from tests.conftest import write_image
+from tests.conftest import write_color_folder
 from tests.training.test_train import tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """One tiny trained run (two colours, an augmentation policy) shared by the module's tests."""
-    root = tmp_path_factory.mktemp("data") / "colors"
-    for i in range(12):
-        write_image(root / "red" / f"{i}.png", (200, 40, 40), noise_seed=i)
-        write_image(root / "blue" / f"{i}.png", (40, 40, 200), noise_seed=100 + i)
+    root = write_color_folder(tmp_path_factory.mktemp("data") / "colors")
     torch.set_num_threads(1)
     return train(tiny_config(root, tmp_path_factory.mktemp("ws"), augment="hflip")).run_dir
 

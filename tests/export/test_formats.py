@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import copy
 from pathlib import Path
 
@@ -19,13 +18,7 @@ from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tracking.atomic import is_temp_name
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def _tiny_resnet() -> nn.Module:

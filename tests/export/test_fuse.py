@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import timm
@@ -16,13 +16,7 @@ from honed.export.fuse import FoldedNormAct, FusionResult, fuse_batchnorm, iter_
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def _with_real_stats(model: nn.Module, size: int) -> nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,25 +10,18 @@ from PIL import Image
 
 from honed.export.bundle import export_bundle
 from honed.training.fit import train
-from tests.conftest import write_image
+from tests.conftest import write_color_folder, write_image
 from tests.training.test_train import tiny_config
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a shared 2-core machine thread sync dominates."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread) -> None:
+    """Every test here on one thread (see tests/conftest.py); a conftest's pytestmark would not apply."""
 
 
 @pytest.fixture(scope="session")
 def serve_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serve-data") / "colors"
-    for i in range(12):
-        write_image(root / "red" / f"{i}.png", (200, 40, 40), noise_seed=i)
-        write_image(root / "blue" / f"{i}.png", (40, 40, 200), noise_seed=100 + i)
+    root = write_color_folder(tmp_path_factory.mktemp("serve-data") / "colors")
     return root
 
 
