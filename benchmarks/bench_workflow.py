@@ -105,7 +105,8 @@ def report(args, hand: dict, flow: dict, metrics: dict[str, dict]) -> str:
         f"| hand-written (ImageFolder + DataLoader, crop + flip, AdamW OneCycle) | - | - | - | "
         f"{hand['test_accuracy']:.4f} (flip TTA {hand['test_accuracy_tta']:.4f}) | {hand['seconds']:.0f} |"]
     for step in flow["steps"]:
-        test = metrics.get(step["run"], {}).get("test_accuracy")
+        own = not step["key"].startswith("analysis")  # an analysis row names the run it analyzed
+        test = metrics.get(step["run"], {}).get("test_accuracy") if own else None
         score = "" if step["score"] is None else f"{step['score']:.4f}"
         lines.append(f"| honed: {step['key']} | {step['run']} | {step['change'][:90]} | {score} | "
                      f"{'' if test is None else f'{test:.4f}'} | {step['seconds']:.0f} |")
