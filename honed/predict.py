@@ -185,10 +185,12 @@ def _load(run_dir: Path, *, device: str, backend: str, weights: str) -> Predicto
     labels = json.loads((run_dir / LABELS_FILE).read_text())
     width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])
     model = build_model(config, width, for_inference=True)
+    from honed.training.gbm_head import with_gbm_head
     from honed.training.probe import refuse_without_weights
 
-    refuse_without_weights(run_dir, "loaded")  # a gbm probe run keeps no network head to predict with
+    refuse_without_weights(run_dir, "loaded")  # an old gbm probe run kept nothing to predict with
     load_weights(run_dir / weights, model)
+    model = with_gbm_head(model, run_dir)  # a gbm probe run: its trees refitted on the stored features
     return Predictor(model, config, task=labels["task"], classes=labels["classes"],
                      target_columns=labels["target_columns"], device=device)
 

@@ -6,6 +6,7 @@ Layout::
                            data fingerprint, honed version, created time, file hashes, parity reports
     model.safetensors      the run's best weights, unfused: the architecture is rebuilt from its name
     model_card.md          data, model and strategy, augmentations, settings, steps, scores
+    probe_features.safetensors  a gbm probe run only: the trees' training data, refitted at load (no pickle)
     model.onnx             optional: the BatchNorm-fused eval model, for ONNX Runtime
     model.torchscript.pt   optional: the same as TorchScript, for other runtimes (never loaded by honed)
 
@@ -44,6 +45,7 @@ from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript
 from honed.export.fuse import fuse_batchnorm
 from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
+from honed.training.gbm_head import FEATURES_FILE as GBM_FILE
 
 if TYPE_CHECKING:
     from honed.predict import Predictor
@@ -112,6 +114,7 @@ def export_bundle(
 
     refuse_without_weights(Path(run_dir), "exported")
     wanted = _check_formats(formats)
+    gbm_data = _gbm_data(Path(run_dir), wanted)
     setting = as_setting(tta)
     facts = read_run_facts(Path(run_dir))
     target = _target_path(Path(out_dir), archive)
@@ -121,6 +124,8 @@ def export_bundle(
     stage.mkdir(parents=True)
     try:
         shutil.copyfile(facts.run_dir / weights, stage / WEIGHTS_FILE)
+        if gbm_data is not None:
+            shutil.copyfile(gbm_data, stage / GBM_FILE)
         reports, fused_pairs = _export_models(model, inputs, stage, wanted, fuse=fuse)
         _refuse_failed(reports, described)
         meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
@@ -140,6 +145,18 @@ def _check_formats(formats: Sequence[str]) -> set[str]:
     if unknown:
         raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(FORMATS)}")
     return wanted | {"bundle"}
+
+
+def _gbm_data(run_dir: Path, formats: set[str]) -> Path | None:
+    """A gbm probe run's features file (refitted at load), or None; such a run exports as a plain bundle only."""
+    from honed.training.gbm_head import gbm_head_file
+
+    path = gbm_head_file(run_dir)
+    if path is not None and formats - {"bundle"}:
+        raise HonedError(f"{run_dir.name} is a gbm probe run: its trees are refitted by honed from "
+                         f"{GBM_FILE}, which ONNX and TorchScript cannot hold; export it without --format "
+                         "onnx/torchscript (a plain bundle), or train a logreg/svm probe for those formats")
+    return path
 
 
 def _target_path(out_dir: Path, archive: bool) -> Path:
@@ -260,7 +277,7 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "honed_version": honed.__version__,
         "created": utc_now(),
         "files": {p.name: {"sha256": _sha256(p.read_bytes()), "bytes": p.stat().st_size}
-                  for p in sorted(stage.iterdir()) if p.name in (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE)},
+                  for p in sorted(stage.iterdir()) if p.name in (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE, GBM_FILE)},
         "parity": {"reference": "eval-mode unfused model", "inputs": inputs, "fused": "fusion" in reports,
                    "fused_pairs": fused_pairs, "checks": {k: r.to_dict() for k, r in reports.items()}},
         "training": facts.config.to_dict(),  # for people reading the bundle; loading never uses it
@@ -318,11 +335,19 @@ def predictor_from_files(files: _BundleFiles, raw: Any, *, device: str, backend:
 
     meta = validate_meta(raw)
     config = _config(meta)
+    if GBM_FILE in meta["files"] and backend != "torch":
+        raise HonedError(f"the bundle {files.path} is a gbm probe: its trees are refitted by honed, so it "
+                         "loads with the torch backend only (leave out --backend onnx)")
     if backend == "onnx":
         model: nn.Module = OnnxModel(_checked(files, meta, ONNX_FILE))
         device = "cpu"  # ONNX Runtime runs on the CPU here; moving inputs to a GPU would only add copies
     else:
         model = _torch_model(config, meta, _checked(files, meta, WEIGHTS_FILE))
+    if GBM_FILE in meta["files"]:  # the network computes the features; the trees, refitted, predict from them
+        from honed.training.gbm_head import GbmHead, GbmProbeModel
+
+        head = GbmHead.from_bytes(_checked(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
+        model = GbmProbeModel(model, head)
     return Predictor(model, config, task=meta["task"], classes=meta["classes"],
                      target_columns=meta["target_columns"], device=device, tta=_tta(meta))
 
@@ -570,7 +595,7 @@ def _validate_preprocessing(pre: dict[str, Any]) -> None:
 
 
 def _validate_files(files: dict[str, Any]) -> None:
-    known = (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE)
+    known = (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE, GBM_FILE)
     if WEIGHTS_FILE not in files:
         raise HonedError(f"{BUNDLE_FILE} field 'files' does not list {WEIGHTS_FILE}")
     for name, info in files.items():

@@ -15,8 +15,9 @@ Heads (``--head-model``), all on standardized features:
   exactly a linear layer. scikit-learn's CalibratedClassifierCV is not, so it is not used.
 - ``ridge`` (regression default) and ``svr`` (a linear SVR per target): linear, written into the layer too.
 - ``gbm``: HistGradientBoosting on the features. Trees are not a linear layer, and honed never pickles, so a
-  gbm run records its scores and predictions (val/test, for comparison and ensembles) but writes no
-  weights: it cannot predict new images or be exported (as ``honed boost``'s gbm). Use logreg/svm to ship.
+  gbm run keeps the frozen network's weights and the head's training data (``probe_features.safetensors``):
+  loading refits the same trees (see ``honed.training.gbm_head``), so it predicts, exports as a bundle and
+  joins ensembles; ONNX / TorchScript cannot hold the trees.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -87,30 +89,40 @@ def extract_features(model: nn.Module, dataset: ImageDataset, *, mean: list[floa
             return np.load(cache)
         except (OSError, ValueError):
             pass  # damaged: extract again and overwrite
-    layer = last_linear(model)
-    captured: list[torch.Tensor] = []
-    hook = layer.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float().cpu()))
     pipeline = BatchPipeline(mean, std)
     loader = make_loader(dataset, batch_size=batch_size, train=False, workers=workers)
     eval_mode(model)
     if reporter is not None:
         reporter.phase_started(label, len(loader))
     try:
-        for images, _ in loader:
-            model(pipeline.eval_batch(images.to(device)))
-            if reporter is not None:
-                reporter.advance()
+        with captured_features(model) as captured:
+            for images, _ in loader:
+                model(pipeline.eval_batch(images.to(device)))
+                if reporter is not None:
+                    reporter.advance()
     finally:
-        hook.remove()
         if reporter is not None:
             reporter.phase_finished()
-    width = layer.in_features
+    width = last_linear(model).in_features
     features = torch.cat(captured).reshape(-1, width).numpy() if captured else np.zeros((0, width), np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
             np.save(handle, features)
     return features
+
+
+@contextmanager
+def captured_features(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Inside the block, every forward pass of ``model`` appends its last linear layer's input (float32, CPU):
+    the features a probe head is fitted on, and that a gbm probe's trees predict from."""
+    captured: list[torch.Tensor] = []
+    hook = last_linear(model).register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].float().cpu()))
+    try:
+        yield captured
+    finally:
+        hook.remove()
 
 
 def _cache_file(model: nn.Module, dataset: ImageDataset, mean, std, cache_dir: Path) -> Path | None:
@@ -369,9 +381,14 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     for s in splits[1:]:
         runs.save_predictions(run_dir / f"predictions_{s}.parquet",
                               predictions_table(sets[s].paths, outputs[s], targets[s], manifest))
-    if head.weight is not None:
-        save_weights(run_dir / "best.safetensors", model)
-        save_weights(run_dir / "last.safetensors", model)
+    if head.weight is None:  # trees: keep their training data, refitted at load (honed never pickles)
+        from honed.training.gbm_head import FEATURES_FILE, save_gbm_data
+
+        save_gbm_data(run_dir / FEATURES_FILE, train_features=features["train"], train_targets=targets["train"],
+                      val_features=features["val"], val_outputs=outputs["val"], task=manifest.task,
+                      outputs=manifest.num_outputs, seed=config.train.seed, rounds=GBM_ROUNDS)
+    save_weights(run_dir / "best.safetensors", model)  # a gbm run's head layer is untouched: only its input counts
+    save_weights(run_dir / "last.safetensors", model)
     seconds = time.perf_counter() - started
     row = {"epoch": 1, "train_loss": scores["train"]["loss"],
            **{k if k != "loss" else "val_loss": v for k, v in scores["val"].items()}, "lr": 0.0, "seconds": seconds}
@@ -379,10 +396,11 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     runs.save_history(run_dir, history, metric)
     write_json(run_dir / PROBE_FILE, {
         "head_model": kind, "features": int(features["train"].shape[1]), "details": head.details,
-        "weights_written": head.weight is not None, "train_" + metric: scores["train"].get(metric),
+        "weights_written": True, "head": "linear" if head.weight is not None else "gbm-refit",
+        "train_" + metric: scores["train"].get(metric),
         "extract_seconds": extracted - started, "fit_seconds": time.perf_counter() - extracted,
         "note": "" if head.weight is not None else "a gbm head is not a linear layer and honed never pickles: "
-                "this run's scores and predictions are recorded, but it cannot predict new images or be exported"})
+                "its training features are kept and the trees refitted when the run is loaded"})
     metrics = {k: v for k, v in row.items() if k not in ("epoch", "lr", "seconds")}
     metrics.update({f"test_{k}": v for k, v in scores.get("test", {}).items()})
     runs.record(workspace, run_dir, config, manifest, metric, metrics, status="done", duration_s=seconds)
@@ -392,13 +410,14 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
 
 
 def refuse_without_weights(run_dir: Path, action: str) -> None:
-    """HonedError when ``run_dir`` is a probe run whose head is not in its weights (gbm): it cannot be ``action``."""
+    """HonedError when ``run_dir`` is a gbm probe run from before gbm heads were refitted at load (no weights,
+    no features file): it cannot be ``action``."""
     path = Path(run_dir) / PROBE_FILE
     if path.is_file():
         facts = json.loads(path.read_text())
         if not facts.get("weights_written", True):
             raise HonedError(f"run {Path(run_dir).name!r} cannot be {action}: {facts.get('note', '')}; "
-                             "train it again with --head-model logreg or svm")
+                             "train it again (this honed keeps what a gbm head needs to predict)")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

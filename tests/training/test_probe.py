@@ -99,17 +99,6 @@ def test_regression_probe_predicts_brightness(tmp_path):
         train(bad)
 
 
-def test_gbm_probe_records_scores_but_refuses_to_export(color_folder, tmp_path):
-    from honed.export.bundle import export_bundle
-
-    result = train(_probe_config(color_folder, tmp_path / "ws", "gbm"))
-    assert (result.run_dir / "predictions_val.parquet").is_file()
-    assert not (result.run_dir / "best.safetensors").exists()
-    assert "cannot predict new images" in json.loads((result.run_dir / PROBE_FILE).read_text())["note"]
-    with pytest.raises(HonedError, match="gbm"):
-        export_bundle(result.run_dir, tmp_path / "bundle")
-
-
 def test_probe_run_exports_as_a_bundle(color_folder, tmp_path):
     from honed.export.bundle import export_bundle
 
