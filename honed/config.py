@@ -58,6 +58,7 @@ class ModelConfig:
     drop_path: float = 0.0  # stochastic depth (timm's drop_path_rate); timm models that have it only
     unfreeze: int = 0  # partial / gradual: stages fine-tuned, counted from the head; 0: partial 2, gradual all
     head_model: str = ""  # probe: logreg | svm | gbm (classify), ridge | svr | gbm (regress); empty: logreg / ridge
+    gbm_rounds: int = 0  # probe with a gbm head: boosting iterations; 0: honed.training.probe.GBM_ROUNDS
 
     def __post_init__(self) -> None:
         from honed.models.transfer import list_strategies  # the registry is the one list of strategies
@@ -71,6 +72,8 @@ class ModelConfig:
         if self.head_model not in HEAD_MODELS:
             raise HonedError(f"--head-model must be one of {', '.join(m for m in HEAD_MODELS if m)}, "
                              f"not {self.head_model!r}")
+        if self.gbm_rounds < 0:
+            raise HonedError(f"--rounds of a gbm head must be at least 1 (or 0: the default), not {self.gbm_rounds}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
         if not 0.0 <= self.drop_path < 1.0:

@@ -126,7 +126,8 @@ def boost(
     data: str = typer.Argument(..., help="A folder of class folders or a CSV/Parquet manifest."),
     rounds: int = typer.Option(5, min=1, help="SAMME: boosting rounds (members); gbm: boosting iterations."),
     method: str = typer.Option("samme", help="samme (AdaBoost with neural members re-sampled by weight) or gbm "
-                               "(gradient boosting on a frozen backbone's pooled features, scikit-learn)."),
+                               "(gradient boosting on a frozen backbone's pooled features, scikit-learn; saved "
+                               "as a probe run that predicts and exports, as --strategy probe --head-model gbm)."),
     model: str = typer.Option("resnet18", help="Members' model (samme) or the frozen backbone (gbm)."),
     epochs: int = typer.Option(5, min=1, help="Training epochs per member (samme)."),
     name: str = typer.Option("", help="Name of the ensemble (members are NAME-r0, NAME-r1, ...)."),
@@ -170,7 +171,8 @@ def _config(data: str, *, model: str, epochs: int, name: str, task: str, target:
 def _print_result(result, console: Console | None = None) -> None:
     """Members, the ensemble, and (classification) the majority-vote error against independence."""
     console = console or Console()
-    table = Table(title=f"{result.name}: {result.kind} ensemble, {result.rule.method if result.rule else 'gbm'}")
+    table = Table(title=f"{result.name}: {result.kind} ensemble, {result.rule.method}" if result.rule else
+                  f"{result.name}: gradient boosting on frozen features (a gbm probe run)")
     table.add_column("")
     table.add_column(result.metric, justify="right")
     for member, score in result.member_scores.items():

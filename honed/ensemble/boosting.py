@@ -38,13 +38,14 @@ def samme_alpha(error: float, classes: int) -> float:
 def boost(config: RunConfig, *, rounds: int = 5, method: str = "samme", manifest: Manifest | None = None,
           reporter: Reporter | None = None, workers: int = 0) -> EnsembleResult:
     """AdaBoost (SAMME) over ``rounds`` neural members, or (``method="gbm"``) gradient boosting on frozen
-    features (see ``honed.ensemble.gbm``). ``config`` holds the members' shared training settings."""
+    features, saved as a gbm probe run that predicts (see ``honed.ensemble.gbm``). ``config`` holds the members'
+    shared training settings (gbm: the backbone, preprocessing and DataLoader workers)."""
     if method not in BOOST_METHODS:
         raise HonedError(f"unknown boosting method {method!r}: use {' or '.join(BOOST_METHODS)}")
     if method == "gbm":
         from honed.ensemble.gbm import boost_gbm
 
-        return boost_gbm(config, rounds=rounds, manifest=manifest, reporter=reporter, workers=workers)
+        return boost_gbm(config, rounds=rounds, manifest=manifest, reporter=reporter)
     if config.data.task != "classify":
         raise HonedError("SAMME boosting is for classification: for regression use --method gbm or `honed bag`")
     if rounds < 1:

@@ -47,9 +47,6 @@ def export_ensemble_bundle(run_dir: str | os.PathLike[str], out_dir: str | os.Pa
     """Pack an ensemble run: each member exported as its own bundle (parity-checked), then the rule."""
     run_dir = Path(run_dir)
     definition = read_definition(run_dir)
-    if definition["kind"] == "gbm":
-        raise HonedError(f"{run_dir.name} is gradient boosting on frozen features: it cannot be exported "
-                         "(honed never pickles a scikit-learn model)")
     members = definition_members(run_dir, definition)
     if len(members) > MAX_MEMBERS:
         raise HonedError(f"an ensemble bundle holds at most {MAX_MEMBERS} members, not {len(members)}")

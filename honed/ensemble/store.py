@@ -40,7 +40,7 @@ from honed.tracking.runs import CONFIG_FILE, LABELS_FILE, save_table
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT_NAME = "honed-ensemble"
 FORMAT_VERSION = 1
-KINDS = ("vote", "snapshot", "bag", "boost", "gbm")  # what built the ensemble
+KINDS = ("vote", "snapshot", "bag", "boost")  # what built the ensemble
 
 
 @dataclass
@@ -50,7 +50,7 @@ class EnsembleResult:
     name: str
     run_dir: Path
     kind: str
-    rule: CombinationRule | None
+    rule: CombinationRule | None  # None: boost --method gbm, whose run is a gbm probe run, not an ensemble
     metric: str
     score: float
     metrics: dict[str, float]  # validation metrics (cross-fitted for fitted rules), test_* when shared, extras
@@ -92,7 +92,7 @@ def member_entry(member: Member, ensemble_dir: Path) -> dict[str, str]:
     return {"name": member.name, "path": path, "weights": member.weights}
 
 
-def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: CombinationRule | None,
+def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: CombinationRule,
                   task: str, classes: Sequence[str], target_columns: Sequence[str], metric: str,
                   val: SplitOutputs | None, test: SplitOutputs | None, diversity: DiversityReport | None,
                   metrics: dict[str, float], base_config: RunConfig, parent: str | None, change: str,
@@ -107,7 +107,7 @@ def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: 
     definition = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind, "name": run_dir.name, "task": task,
         "classes": list(classes), "target_columns": list(target_columns), "metric": metric,
-        "rule": None if rule is None else rule.to_dict(), "tie_rule": TIE_RULE,
+        "rule": rule.to_dict(), "tie_rule": TIE_RULE,
         "members": [member_entry(m, run_dir) for m in members], "metrics": metrics, "details": details,
     }
     write_text(run_dir / CONFIG_FILE, _config(base_config, run_dir, parent, change).to_yaml())
@@ -126,7 +126,7 @@ def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: 
     with Ledger(run_dir.parent) as ledger:
         ledger.upsert(RunRecord(
             name=run_dir.name, parent=parent, change=change, kind="ensemble", status="done", task=task,
-            model=f"ensemble:{rule.method if rule else kind}", data_fingerprint=fingerprint, metric=metric,
+            model=f"ensemble:{rule.method}", data_fingerprint=fingerprint, metric=metric,
             score=metrics.get(metric), greater_is_better=GREATER_IS_BETTER[metric],
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)},
             duration_s=duration_s, path=run_dir.name))
@@ -166,6 +166,10 @@ def read_definition(run_dir: Path) -> dict[str, Any]:
         raise HonedError(f"{path} is not a honed ensemble definition")
     if raw.get("format_version") != FORMAT_VERSION:
         raise HonedError(f"{path} has format_version {raw.get('format_version')}; this honed reads {FORMAT_VERSION}")
+    if raw.get("kind") == "gbm":  # honed boost --method gbm before it saved a probe run: scores only
+        raise HonedError(f"{Path(run_dir).name} is a gradient-boosting run from an older honed: it recorded scores "
+                         "but kept nothing to predict with; run `honed boost --method gbm` again, which now saves "
+                         "a probe run that predicts and exports")
     if raw.get("kind") not in KINDS:
         raise HonedError(f"{path}: unknown ensemble kind {raw.get('kind')!r}; known: {', '.join(KINDS)}")
     members = raw.get("members")
@@ -173,8 +177,7 @@ def read_definition(run_dir: Path) -> dict[str, Any]:
             isinstance(m, dict) and set(m) == {"name", "path", "weights"}
             and all(isinstance(v, str) for v in m.values()) and WEIGHTS_NAME.match(m["weights"]) for m in members):
         raise HonedError(f"{path}: 'members' must be a list of {{name, path, weights}} entries")
-    if raw["kind"] != "gbm":
-        raw["rule"] = CombinationRule.from_dict(raw.get("rule"), len(members), where=str(path))
+    raw["rule"] = CombinationRule.from_dict(raw.get("rule"), len(members), where=str(path))
     return raw
 
 
@@ -197,9 +200,6 @@ def load_ensemble(run_dir: Path, *, device: str = "auto", backend: str = "torch"
     from honed.ensemble.predictor import EnsemblePredictor
 
     definition = read_definition(run_dir)
-    if definition["kind"] == "gbm":
-        raise HonedError(f"{Path(run_dir).name} is a gradient-boosting run on frozen features: it records scores "
-                         "but cannot predict new images, because honed never pickles a scikit-learn model")
     if backend != "torch":
         raise HonedError(f"backend {backend!r} needs a bundle: export the ensemble with `honed export "
                          f"{Path(run_dir).name} --format {backend}` and load the bundle")

@@ -31,8 +31,9 @@ MIN_LOG_PROB = 1e-30  # a class the trees give probability 0: log of this instea
 
 
 def save_gbm_data(path: Path, *, train_features: np.ndarray, train_targets: np.ndarray, val_features: np.ndarray,
-                  val_outputs: np.ndarray, task: str, outputs: int, seed: int, rounds: int) -> None:
-    """Write what refitting needs (and what checks the refit) as safetensors, atomically."""
+                  val_outputs: np.ndarray, task: str, outputs: int, seed: int, rounds: int, leaf: int) -> None:
+    """Write what refitting needs (the fit's settings: ``rounds``, ``leaf`` = min_samples_leaf, ``seed``) and
+    what checks the refit, as safetensors, atomically."""
     import sklearn
     from safetensors.numpy import save
 
@@ -42,7 +43,8 @@ def save_gbm_data(path: Path, *, train_features: np.ndarray, train_targets: np.n
                "val_features": np.ascontiguousarray(val_features, dtype=np.float32),
                "val_outputs": np.ascontiguousarray(val_outputs, dtype=np.float64)}
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "gbm", "task": task,
-                "outputs": str(outputs), "seed": str(seed), "rounds": str(rounds), "sklearn": sklearn.__version__}
+                "outputs": str(outputs), "seed": str(seed), "rounds": str(rounds), "min_samples_leaf": str(leaf),
+                "sklearn": sklearn.__version__}
     with atomic_path(Path(path)) as tmp:
         Path(tmp).write_bytes(save(tensors, metadata=metadata))
 
@@ -69,12 +71,15 @@ class GbmHead:
         """Parse (data only: safetensors and a JSON header), refit, and check the refit; HonedError if it differs."""
         import sklearn
 
-        from honed.training.probe import fit_head
+        from honed.training.probe import GBM_LEAF, GBM_ROUNDS, fit_head
 
         metadata, tensors = _parse(data, where)
         task, outputs, seed = metadata["task"], int(metadata["outputs"]), int(metadata["seed"])
+        # the fit's own settings; files from before they were recorded used the defaults of then
+        rounds = int(metadata.get("rounds", GBM_ROUNDS))
+        leaf = int(metadata.get("min_samples_leaf", GBM_LEAF))
         head = fit_head("gbm", tensors["train_features"], tensors["train_targets"], task=task, outputs=outputs,
-                        seed=seed)
+                        seed=seed, rounds=rounds, leaf=leaf)
         refit = head.predict(tensors["val_features"])
         expected = tensors["val_outputs"]
         if refit.shape != expected.shape or not np.allclose(refit, expected, rtol=0, atol=REFIT_ATOL):
@@ -82,7 +87,7 @@ class GbmHead:
             raise HonedError(
                 f"the gbm head refitted from {where} does not reproduce the run's validation predictions (max "
                 f"difference {gap:.3g}): it was trained with scikit-learn {metadata['sklearn']} and "
-                f"{metadata['rounds']} rounds, this is scikit-learn {sklearn.__version__}; install scikit-learn "
+                f"{rounds} rounds, this is scikit-learn {sklearn.__version__}; install scikit-learn "
                 f"{metadata['sklearn']} or train the probe again")
         return cls(task, outputs, head.predict)
 

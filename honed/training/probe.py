@@ -14,10 +14,11 @@ Heads (``--head-model``), all on standardized features:
   fitted on out-of-fold decision values (Platt scaling for several classes): softmax(T (W x + b)), still
   exactly a linear layer. scikit-learn's CalibratedClassifierCV is not, so it is not used.
 - ``ridge`` (regression default) and ``svr`` (a linear SVR per target): linear, written into the layer too.
-- ``gbm``: HistGradientBoosting on the features. Trees are not a linear layer, and honed never pickles, so a
-  gbm run keeps the frozen network's weights and the head's training data (``probe_features.safetensors``):
-  loading refits the same trees (see ``honed.training.gbm_head``), so it predicts, exports as a bundle and
-  joins ensembles; ONNX / TorchScript cannot hold the trees.
+- ``gbm``: HistGradientBoosting on the features (``model.gbm_rounds`` iterations, as ``honed boost --method
+  gbm --rounds`` sets them; a smaller min_samples_leaf on tiny data). Trees are not a linear layer, and honed
+  never pickles, so a gbm run keeps the frozen network's weights and the head's training data
+  (``probe_features.safetensors``): loading refits the same trees (see ``honed.training.gbm_head``), so it
+  predicts, exports as a bundle and joins ensembles; ONNX / TorchScript cannot hold the trees.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ if TYPE_CHECKING:
 C_GRID = (0.01, 0.1, 1.0)  # logreg / svm inverse regularization, on standardized features; chosen by CV
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)  # ridge strengths, chosen by (efficient leave-one-out) CV
 CV_FOLDS = 3  # folds for choosing C and fitting the SVM temperature; fewer when a class has fewer images
-GBM_ROUNDS = 100  # boosting iterations, as honed boost's gbm
+GBM_ROUNDS = 100  # boosting iterations unless config.model.gbm_rounds (honed boost --method gbm --rounds) says
+GBM_LEAF = 20  # scikit-learn's min_samples_leaf; fewer on tiny data (gbm_leaf), so the trees can split at all
 ABSENT_CLASS_BIAS = -30.0  # logit of a class with no training image: probability ~1e-13
 FEATURES_FORMAT = 1  # bump when what a feature file holds changes: old caches then get new keys
 PROBE_FILE = "probe.json"
@@ -169,10 +171,20 @@ def head_kind(task: str, head_model: str) -> str:
 
 
 def fit_head(kind: str, features: np.ndarray, targets: np.ndarray, *, task: str, outputs: int,
-             seed: int = 0) -> FittedHead:
-    """Fit the scikit-learn head ``kind`` on ``features`` [N, F]; ``targets`` are class indices or [N, T]."""
+             seed: int = 0, rounds: int = GBM_ROUNDS, leaf: int | None = None) -> FittedHead:
+    """Fit the scikit-learn head ``kind`` on ``features`` [N, F]; ``targets`` are class indices or [N, T].
+
+    gbm only: ``rounds`` boosting iterations, ``leaf`` rows a leaf at least (None: ``gbm_leaf`` of N)."""
     with sklearn_threads():
+        if kind == "gbm":
+            return _fit_gbm(features, targets, task, outputs, seed, rounds,
+                            gbm_leaf(len(features)) if leaf is None else leaf)
         return _fit_head(kind, features, targets, task=task, outputs=outputs, seed=seed)
+
+
+def gbm_leaf(rows: int) -> int:
+    """min_samples_leaf for ``rows`` training rows: scikit-learn's 20, or a tenth of the rows on tiny data."""
+    return max(1, min(GBM_LEAF, rows // 10))
 
 
 def sklearn_threads():
@@ -185,8 +197,6 @@ def sklearn_threads():
 
 def _fit_head(kind: str, features: np.ndarray, targets: np.ndarray, *, task: str, outputs: int,
               seed: int) -> FittedHead:
-    if kind == "gbm":
-        return _fit_gbm(features, targets, task, outputs, seed)
     mu, sigma = features.mean(axis=0), features.std(axis=0) + 1e-6
     scaled = (features - mu) / sigma
     if task == "classify":
@@ -304,10 +314,11 @@ def _fit_regressor(kind: str, x: np.ndarray, y: np.ndarray, seed: int):
     return coef * sy[:, None], intercept * sy + my, details
 
 
-def _fit_gbm(features: np.ndarray, targets: np.ndarray, task: str, outputs: int, seed: int) -> FittedHead:
+def _fit_gbm(features: np.ndarray, targets: np.ndarray, task: str, outputs: int, seed: int, rounds: int,
+             leaf: int) -> FittedHead:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    options = dict(max_iter=GBM_ROUNDS, early_stopping=False, random_state=seed)
+    options = dict(max_iter=rounds, early_stopping=False, random_state=seed, min_samples_leaf=leaf)
     if task == "classify":
         model = HistGradientBoostingClassifier(**options).fit(features, targets)
 
@@ -322,7 +333,7 @@ def _fit_gbm(features: np.ndarray, targets: np.ndarray, task: str, outputs: int,
         def predict(x: np.ndarray) -> np.ndarray:
             return np.stack([m.predict(x) for m in models], axis=1)
 
-    return FittedHead("gbm", predict, details={"rounds": GBM_ROUNDS})
+    return FittedHead("gbm", predict, details={"rounds": rounds, "min_samples_leaf": leaf})
 
 
 def write_head(model: nn.Module, head: FittedHead) -> None:
@@ -367,7 +378,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     extracted = time.perf_counter()
     targets = {s: np.asarray(sets[s].targets) for s in splits}
     head = fit_head(kind, features["train"], targets["train"], task=manifest.task, outputs=manifest.num_outputs,
-                    seed=config.train.seed)
+                    seed=config.train.seed, rounds=config.model.gbm_rounds or GBM_ROUNDS)
     if head.weight is not None:
         write_head(model, head)
         layer = last_linear(model).cpu()
@@ -386,7 +397,8 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
 
         save_gbm_data(run_dir / FEATURES_FILE, train_features=features["train"], train_targets=targets["train"],
                       val_features=features["val"], val_outputs=outputs["val"], task=manifest.task,
-                      outputs=manifest.num_outputs, seed=config.train.seed, rounds=GBM_ROUNDS)
+                      outputs=manifest.num_outputs, seed=config.train.seed, rounds=head.details["rounds"],
+                      leaf=head.details["min_samples_leaf"])
     save_weights(run_dir / "best.safetensors", model)  # a gbm run's head layer is untouched: only its input counts
     save_weights(run_dir / "last.safetensors", model)
     seconds = time.perf_counter() - started

@@ -1,5 +1,5 @@
 """Bagging (bootstrap draws, out-of-bag score), AdaBoost (SAMME) with neural members, gradient boosting on
-frozen features, and snapshot ensembles from one cyclic run: on real small data, checked against the
+frozen features (a gbm probe run), and snapshot ensembles from one cyclic run: on real small data, checked against the
 members' own predictions."""
 
 from __future__ import annotations
@@ -90,16 +90,54 @@ def test_samme_boosting_reweights_and_votes_by_alpha(tmp_path):
     assert json.loads((result.run_dir / "ensemble.json").read_text())["rule"]["method"] == "samme"
 
 
-def test_gradient_boosting_on_frozen_features_scores_but_refuses_to_predict(tmp_path):
+def test_gradient_boosting_on_frozen_features_is_a_probe_run_that_predicts(tmp_path):
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from honed.config import RunConfig
+    from honed.ensemble.store import ENSEMBLE_FILE
+    from honed.training.gbm_head import FEATURES_FILE
+    from tests.ensemble.test_ensemble_runs import cli_app
+
     data = colour_folder(tmp_path / "colors")
-    config = tiny_config(data, tmp_path / "ws")
+    ws = tmp_path / "ws"
+    config = tiny_config(data, ws)
     config.name = "gbm"
     result = boost(config, rounds=20, method="gbm")
-    assert result.kind == "gbm" and result.metrics["accuracy"] >= 0.8  # colour survives random conv features
-    assert result.details["features"] > 0
-    assert (result.run_dir / "predictions_val.parquet").is_file()
-    with pytest.raises(HonedError, match="never pickles"):
-        honed.load(result.run_dir)
+    assert result.kind == "gbm" and result.rule is None and result.run_dir == ws / "gbm"
+    assert result.metrics["accuracy"] >= 0.8  # colour survives random conv features
+    assert result.details["features"] > 0 and result.details["rounds"] == 20
+    saved = RunConfig.from_yaml(result.run_dir / "config.yaml").model
+    assert (saved.strategy, saved.head_model, saved.gbm_rounds) == ("probe", "gbm", 20)
+    with safe_open(str(result.run_dir / FEATURES_FILE), "np") as handle:
+        meta = handle.metadata()
+    assert meta["rounds"] == "20" and meta["min_samples_leaf"] == "1"  # 18 training rows: a leaf of 18 // 10
+    assert not (result.run_dir / ENSEMBLE_FILE).exists()
+    with Ledger(ws) as ledger:
+        assert ledger.get("gbm").score == pytest.approx(result.score)
+
+    val = pd.read_parquet(result.run_dir / "predictions_val.parquet")
+    predicted = honed.load(result.run_dir).predict_proba(val["path"].tolist(), workers=0)
+    np.testing.assert_allclose(predicted, val[["p:blue", "p:red"]].to_numpy(float), atol=1e-6)
+
+    # the rounds reach the trees: one round on the same (cached) features predicts otherwise
+    made = CliRunner().invoke(cli_app(), [
+        "boost", str(data), "--method", "gbm", "--rounds", "1", "--name", "gbm1", "--model", "test_resnet",
+        "--image-size", "16", "--val-fraction", "0.25", "--workers", "0", "--device", "cpu", "--workspace",
+        str(ws), "-q"])
+    assert made.exit_code == 0, made.output
+    assert "gbm1: gradient boosting on frozen features (a gbm probe run)" in " ".join(made.output.split())
+    one = pd.read_parquet(ws / "gbm1" / "predictions_val.parquet").set_index("path").loc[val["path"]]
+    assert np.abs(one[["p:blue", "p:red"]].to_numpy(float) - predicted).max() > 1e-3
+    np.testing.assert_allclose(honed.load(ws / "gbm1").predict_proba(val["path"].tolist(), workers=0),
+                               one[["p:blue", "p:red"]].to_numpy(float), atol=1e-6)
+
+    old = ws / "old-gbm"  # boost --method gbm before it saved a probe run: an ensemble folder of kind gbm
+    old.mkdir()
+    (old / ENSEMBLE_FILE).write_text(json.dumps({"format": "honed-ensemble", "format_version": 1, "kind": "gbm",
+                                                 "members": [], "rule": None}))
+    with pytest.raises(HonedError, match="older honed.*boost --method gbm"):
+        honed.load(old)
 
 
 def test_cyclic_schedule_restarts_and_saves_a_snapshot_per_cycle(tmp_path):
