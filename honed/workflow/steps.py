@@ -114,6 +114,9 @@ def train_step(ctx: Context, key: str, config: RunConfig, *, parent_score: float
 
 def improve(ctx: Context) -> None:
     """Analyze the best run, train a child with the fix the analysis recommends; repeat while it helps."""
+    if ctx.spec.improve_rounds and _probe(ctx) and not ctx.state.step("improve-1"):
+        ctx.skip("improve-1", PROBE_FIXED)
+        return
     for round_ in range(1, ctx.spec.improve_rounds + 1):
         key = f"improve-{round_}"
         done = ctx.state.done(key)
@@ -179,6 +182,9 @@ def tune(ctx: Context) -> None:
         return
     if ctx.spec.tune_trials <= 0:
         ctx.skip("tune", "no trials asked for (--tune-trials 0)")
+        return
+    if _probe(ctx):
+        ctx.skip("tune", PROBE_FIXED)
         return
     from honed.search import tune as run_search
 
@@ -290,6 +296,14 @@ def report(ctx: Context) -> Path | None:
     bundle = ctx.folder / "bundle"
     return build_report(ctx.workspace / ctx.state.best, ctx.folder / "report.html", workspace=ctx.workspace,
                         bundle=bundle if bundle.exists() else None)
+
+
+PROBE_FIXED = ("the probe strategy fits a light classifier on frozen features: augmentation, dropout, the "
+               "learning rate and epochs do not change it (give --strategy head or full to tune them)")
+
+
+def _probe(ctx: Context) -> bool:
+    return base_config(ctx).model.strategy == "probe"
 
 
 def _train_estimate(ctx: Context) -> float:

@@ -116,3 +116,13 @@ def test_runs_shows_the_step_tree_with_deltas(tmp_path):
     lines = [line for line in out.output.splitlines() if "wf" in line]
     assert [line.split("│")[1].strip() for line in lines] == ["wf", "└ wf-baseline", "└ wf-improve-1"]
     assert "+0.1250" in lines[2] and "augment: +hflip" in lines[2]
+
+
+def test_a_probe_workflow_skips_the_steps_that_cannot_change_it(color_folder, tmp_path):
+    spec = tiny_spec(color_folder, tmp_path / "ws", strategy="probe", tune_trials=2, improve_rounds=2, tta="",
+                     ensemble_size=0)
+    result = run_workflow(spec)
+    for key in ("improve-1", "tune"):
+        step = result.state.step(key)
+        assert step.status == "skipped" and "probe" in step.change
+    assert result.best == "wf-baseline" and honed.load(result.bundle).predict([str(next(color_folder.rglob("*.png")))]) is not None
