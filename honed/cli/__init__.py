@@ -13,52 +13,30 @@ app = typer.Typer(help="honed: train, analyze, improve and ship image models.", 
                   pretty_exceptions_enable=False, add_completion=False)
 
 
+# (command, module in honed.cli, function), in the order of the practice: `honed --help` lists them so.
+COMMANDS = (
+    ("workflow", "workflow_cmd", "workflow"), ("demo", "demo_cmd", "demo"),
+    ("advise", "advise_cmd", "advise"), ("lr-find", "lr_find_cmd", "lr_find"), ("train", "train_cmd", "train"),
+    ("runs", "runs_cmd", "runs"), ("show", "runs_cmd", "show"), ("compare", "report_cmd", "compare"),
+    ("report", "report_cmd", "report"), ("analyze", "analyze_cmd", "analyze"),
+    ("fit-report", "regularize_cmd", "fit_report"), ("bn-recalibrate", "regularize_cmd", "bn_recalibrate"),
+    ("improve", "analyze_cmd", "improve"), ("tune", "tune_cmd", "tune"), ("evaluate", "ensemble_cmd", "evaluate"),
+    ("ensemble", "ensemble_cmd", "ensemble"), ("bag", "ensemble_cmd", "bag"), ("boost", "ensemble_cmd", "boost"),
+    ("export", "export_cmd", "export"), ("predict", "predict_cmd", "predict"), ("serve", "serve_cmd", "serve"),
+)
+GROUPS = (("data", "data_cmd", "app"), ("augment", "analyze_cmd", "augment_app"))  # commands with subcommands
+
+
 def _register() -> None:
-    from honed.cli import data_cmd, export_cmd, predict_cmd, runs_cmd, train_cmd
+    """Attach every command to ``app`` (once: tests call this before each CliRunner use)."""
+    from importlib import import_module
 
-    app.command("train")(train_cmd.train)
-    from honed.cli import demo_cmd
-
-    app.command("demo")(demo_cmd.demo)
-    app.command("predict")(predict_cmd.predict)
-    app.command("runs")(runs_cmd.runs)
-    app.command("show")(runs_cmd.show)
-    app.command("export")(export_cmd.export)
-    app.add_typer(data_cmd.app, name="data")
-    from honed.cli import ensemble_cmd
-
-    app.command("evaluate")(ensemble_cmd.evaluate)
-    app.command("ensemble")(ensemble_cmd.ensemble)
-    app.command("bag")(ensemble_cmd.bag)
-    app.command("boost")(ensemble_cmd.boost)
-    from honed.cli import analyze_cmd
-
-    app.command("analyze")(analyze_cmd.analyze)
-    app.command("improve")(analyze_cmd.improve)
-    app.add_typer(analyze_cmd.augment_app, name="augment")
-    from honed.cli import advise_cmd
-
-    app.command("advise")(advise_cmd.advise)
-    from honed.cli import regularize_cmd
-
-    app.command("bn-recalibrate")(regularize_cmd.bn_recalibrate)
-    app.command("fit-report")(regularize_cmd.fit_report)
-    from honed.cli import tune_cmd
-
-    app.command("tune")(tune_cmd.tune)
-    from honed.cli import report_cmd
-
-    app.command("report")(report_cmd.report)
-    app.command("compare")(report_cmd.compare)
-    from honed.cli import lr_find_cmd
-
-    app.command("lr-find")(lr_find_cmd.lr_find)
-    from honed.cli import workflow_cmd
-
-    app.command("workflow")(workflow_cmd.workflow)
-    from honed.cli import serve_cmd
-
-    app.command("serve")(serve_cmd.serve)
+    if app.registered_commands:
+        return
+    for name, module, function in COMMANDS:
+        app.command(name)(getattr(import_module(f"honed.cli.{module}"), function))
+    for name, module, attribute in GROUPS:
+        app.add_typer(getattr(import_module(f"honed.cli.{module}"), attribute), name=name)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ def runs(workspace: Path = typer.Option(Path("honed-runs"), help="Workspace fold
          json_out: bool = typer.Option(False, "--json", help="Print the runs as a JSON list (ledger records, "
                                        "best first) instead of a table.")) -> None:
     """The step tree: every run under its parent, with its score, the change from the parent and what changed
-    (``--leaderboard``: best first)."""
+    (--leaderboard: best first)."""
     from honed.tracking.ledger import Ledger
     from honed.tracking.tree import run_tree
 
