@@ -210,9 +210,21 @@ def _model_section(facts: RunFacts, meta: dict[str, Any]) -> str:
         f"- started from: {start}",
         f"- transfer strategy: {model.strategy} ({STRATEGY_WORDS.get(model.strategy, model.strategy)})",
         f"- dropout before the head: {model.drop_rate}",
+        *_regularization_lines(facts.config),
         f"- preprocessing: {pre['image_size']} px, {pre['resize']}, mean {pre['mean']}, std {pre['std']}",
         f"- test-time augmentation: {meta['tta']}",
     ])
+
+
+def _regularization_lines(config: RunConfig) -> list[str]:
+    """The regularization the run used beyond dropout, one line each; nothing for what it left off."""
+    model, train = config.model, config.train
+    lines = ["- head: batch norm -> dropout -> linear (--head-bn)" if model.head_bn else "",
+             f"- stochastic depth (drop path): {model.drop_path}" if model.drop_path else "",
+             f"- weight decay: {train.weight_decay} (not on norms and biases)" if train.weight_decay else "",
+             f"- label smoothing: {train.label_smoothing}" if train.label_smoothing else "",
+             f"- stochastic weight averaging from {train.swa_start:.0%} of the epochs" if train.swa else ""]
+    return [line for line in lines if line]
 
 
 def _augment_section(config: RunConfig) -> str:

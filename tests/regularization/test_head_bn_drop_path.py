@@ -134,3 +134,5 @@ def test_a_head_bn_run_reloads_exports_and_predicts_as_saved(color_folder, tmp_p
     assert report.passed
     bundled = honed.load(report.path)
     np.testing.assert_allclose(bundled.predict_proba(saved["path"].tolist(), workers=0), expected, atol=1e-5)
+    card = (report.path / "model_card.md").read_text()
+    assert "--head-bn" in card and "drop path): 0.1" in card and "dropout before the head: 0.3" in card
