@@ -17,7 +17,7 @@ from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import atomic_path, is_temp_name, write_json, write_text
-from honed.tracking.ledger import Ledger, RunRecord, check_name
+from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord, check_name
 from honed.tracking.plots import plot_curves
 
 CONFIG_FILE = "config.yaml"
@@ -59,6 +59,14 @@ def _reclaim_abandoned_start(workspace: Path, name: str, ledger: Ledger) -> None
         return
     if all(is_temp_name(p.name) or p.name == "advice.json" for p in folder.iterdir()):
         shutil.rmtree(folder)
+
+
+def release_unstarted(workspace: Path, name: str) -> None:
+    """Give back the folder of a run that failed before it started (bad data, unknown model): nothing in it is
+    worth keeping, and leaving it would make the corrected command fail with 'already exists'."""
+    if name and (workspace / LEDGER_FILENAME).exists():
+        with Ledger(workspace) as ledger:
+            _reclaim_abandoned_start(workspace, name, ledger)
 
 
 def start(workspace: Path, run_dir: Path, config: RunConfig, manifest: Manifest, bad_files: pd.DataFrame,

@@ -60,6 +60,10 @@ def train(config: RunConfig, *, manifest: Manifest | None = None, reporter: Repo
     try:
         with _deterministic_algorithms(config.train.deterministic, strict=runtime.device.type == "cpu"):
             return _train(config, manifest, reporter, runtime, resume)
+    except BaseException:
+        if runtime.is_main and not resume:
+            runs.release_unstarted(Path(config.workspace), config.name)
+        raise
     finally:
         teardown_runtime(runtime)
 

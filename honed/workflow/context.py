@@ -92,6 +92,12 @@ class Context:
         self.reporter.message(describe(step, self.metric, self.budget.remaining()))
         return step
 
+    def finish_against_best(self, step: Step) -> Step:
+        """A scored step measured against the best so far: its delta, and kept when it beats it."""
+        step.delta = self.delta(step.score, self.state.best_score)
+        step.kept = self.improves(step.score)
+        return self.finish_step(step)
+
     def skip(self, key: str, why: str) -> Step:
         return self.finish_step(Step(key, "skipped", change=why))
 

@@ -80,6 +80,9 @@ def resume_workflow(workspace: Path, name: str, *, reporter: Reporter | None = N
 def _claim(folder: Path, spec: WorkflowSpec) -> WorkflowState:
     """The saved state of an unfinished workflow with this name, or a fresh one in a new folder."""
     state = WorkflowState.load(folder)
+    if state is not None and not state.steps:  # failed before its first step (e.g. a wrong path): start afresh
+        write_json(folder / SPEC_FILE, spec.to_dict())
+        return state
     if state is not None:
         if state.finished:
             raise HonedError(f"workflow {spec.name!r} in {folder.parent} is finished: choose another --name "

@@ -84,10 +84,10 @@ def baseline(ctx: Context) -> None:
     config = base_config(ctx)
     config.name, config.parent = ctx.run_name("baseline"), ctx.spec.name
     config.change = f"baseline: {config.model.strategy}, lr {config.train.lr:.2g}, no augmentation or regularization"
-    train_step(ctx, "baseline", config, parent_score=None)
+    train_step(ctx, "baseline", config)
 
 
-def train_step(ctx: Context, key: str, config: RunConfig, *, parent_score: float | None) -> Step:
+def train_step(ctx: Context, key: str, config: RunConfig) -> Step:
     """Train (or resume) one run as a step; it is kept when it beats the workflow's best."""
     from honed.training.fit import train
 
@@ -105,11 +105,9 @@ def train_step(ctx: Context, key: str, config: RunConfig, *, parent_score: float
     ctx.reporter.message(f"[bold]{key}[/]: training {config.name} ({config.change})")
     result = train(config, reporter=ctx.reporter, resume=resume)
     step.status, step.score = "done", float(result.score)
-    step.delta = ctx.delta(step.score, parent_score)
     step.seconds += time.perf_counter() - started
-    step.kept = ctx.improves(step.score)
     step.details.update(runs=1, metrics=result.metrics)
-    return ctx.finish_step(step)
+    return ctx.finish_against_best(step)
 
 
 def improve(ctx: Context) -> None:
@@ -138,7 +136,7 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
 
     prior = ctx.state.step(key)
     if prior is not None and prior.status == "running":
-        return train_step(ctx, key, RunConfig.from_dict(prior.details["config"]), parent_score=ctx.state.best_score)
+        return train_step(ctx, key, RunConfig.from_dict(prior.details["config"]))
     parent_dir = ctx.workspace / ctx.state.best
     policy, dropout, weight_decay = _recommendation(ctx, parent_dir)
     if not policy and dropout is None and weight_decay is None:
@@ -147,7 +145,7 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
     parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
     config, _ = child_config(parent, parent_dir, augment=policy or None, dropout=dropout, weight_decay=weight_decay,
                              epochs=None, name=ctx.run_name(key))
-    return train_step(ctx, key, config, parent_score=ctx.state.best_score)
+    return train_step(ctx, key, config)
 
 
 def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, float | None]:
@@ -201,13 +199,10 @@ def tune(ctx: Context) -> None:
     ctx.save()
     result = run_search(base, trials=trials, timeout_s=ctx.budget.remaining() * 0.8, study_name=ctx.run_name("tune"),
                         reporter=ctx.reporter)
-    parent_score = ctx.state.best_score
     step = Step("tune", "done", run=result.best_run, parent=base.parent or "", score=result.best_score,
                 change="tune: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()),
                 seconds=time.perf_counter() - started, details={"runs": len(result.trials), "trials": trials})
-    step.delta = ctx.delta(step.score, parent_score)
-    step.kept = ctx.improves(step.score)
-    ctx.finish_step(step)
+    ctx.finish_against_best(step)
 
 
 def tta(ctx: Context) -> None:
@@ -254,14 +249,11 @@ def ensemble(ctx: Context) -> None:
     from honed.ensemble import create_ensemble
 
     started = time.perf_counter()
-    parent_score = ctx.state.best_score
     result = create_ensemble(members, name=ctx.run_name("ensemble"), workspace=ctx.workspace)
     step = Step("ensemble", "done", run=result.name, parent=members[0], score=float(result.score),
                 change=f"soft vote of {', '.join(members)}", seconds=time.perf_counter() - started,
                 details={"members": members, "member_scores": result.member_scores})
-    step.delta = ctx.delta(step.score, parent_score)
-    step.kept = ctx.improves(step.score)
-    ctx.finish_step(step)
+    ctx.finish_against_best(step)
 
 
 def export(ctx: Context) -> None:

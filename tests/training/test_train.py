@@ -186,3 +186,13 @@ def test_training_on_a_users_own_dataset(tmp_path):
     assert result.metrics["accuracy"] >= 0.9
     assert honed.load(result.run_dir).predict([Stripes(4, 2)[i][0] for i in range(4)])["prediction"].tolist() == [
         "horizontal", "vertical", "horizontal", "vertical"]
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_folder_behind(color_folder, tmp_path):
+    workspace = tmp_path / "ws"
+    broken = tiny_config(color_folder, workspace)
+    broken.model.name = "no_such_model_anywhere"
+    with pytest.raises(HonedError):
+        train(broken)
+    assert not (workspace / "tiny").exists()
+    assert train(tiny_config(color_folder, workspace, epochs=1)).run_dir == workspace / "tiny"

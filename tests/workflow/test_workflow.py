@@ -126,3 +126,16 @@ def test_a_probe_workflow_skips_the_steps_that_cannot_change_it(color_folder, tm
         step = result.state.step(key)
         assert step.status == "skipped" and "probe" in step.change
     assert result.best == "wf-baseline" and honed.load(result.bundle).predict([str(next(color_folder.rglob("*.png")))]) is not None
+
+
+def test_a_workflow_that_failed_before_its_first_step_starts_again_with_the_corrected_command(color_folder,
+                                                                                               tmp_path):
+    workspace = tmp_path / "ws"
+    with pytest.raises(honed.HonedError, match="not found"):
+        run_workflow(tiny_spec(tmp_path / "nope", workspace))
+    spec = tiny_spec(color_folder, workspace, strategy="full", lr=3e-3, improve_rounds=0, tune_trials=0, tta="",
+                     ensemble_size=0)
+    result = run_workflow(spec)  # same name: the empty attempt is taken over, with the new data
+    assert result.state.finished and result.best == "wf-baseline"
+    saved = json.loads((workspace / "wf" / "workflow-spec.json").read_text())
+    assert saved["base"]["data"]["source"] == str(color_folder)
