@@ -22,15 +22,14 @@ from typing import Any, Sequence
 from honed.ensemble.combine import TIE_RULE, CombinationRule
 from honed.ensemble.store import definition_members, read_definition
 from honed.errors import HonedError
+from honed.export.bundle_files import BundleFiles, read_meta, sha256
 from honed.export.bundle import (
     BUNDLE_FILE,
     CARD_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
     BundleReport,
-    _BundleFiles,
     _publish,
-    _sha256,
     _target_path,
     export_bundle,
     predictor_from_files,
@@ -65,7 +64,7 @@ def export_ensemble_bundle(run_dir: str | os.PathLike[str], out_dir: str | os.Pa
             parity.update({f"{folder}/{k}": v for k, v in report.parity.items()})
             fused += report.fused_pairs
             entries.append({"name": member.name, "folder": folder,
-                            "bundle_sha256": _sha256((stage / folder / BUNDLE_FILE).read_bytes())})
+                            "bundle_sha256": sha256((stage / folder / BUNDLE_FILE).read_bytes())})
         meta = _meta(definition, entries)
         write_text(stage / CARD_FILE, _card(meta))
         write_json(stage / BUNDLE_FILE, meta)
@@ -115,19 +114,18 @@ def _number(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_ensemble_bundle(files: _BundleFiles, raw: Any, *, device: str = "auto", backend: str = "torch"):
+def load_ensemble_bundle(files: BundleFiles, raw: Any, *, device: str = "auto", backend: str = "torch"):
     """An EnsemblePredictor from an ensemble bundle's files (see the module docstring)."""
     from honed.ensemble.predictor import EnsemblePredictor
-    from honed.export.bundle import _read_meta
 
     meta = validate_ensemble_meta(raw)
     predictors = []
     for entry in meta["members"]:
         member = files.sub(entry["folder"])
-        if _sha256(member.read(BUNDLE_FILE)) != entry["bundle_sha256"]:
+        if sha256(member.read(BUNDLE_FILE)) != entry["bundle_sha256"]:
             raise HonedError(f"{entry['folder']}/{BUNDLE_FILE} in {files.path} does not match the SHA-256 in the "
                              f"ensemble's {BUNDLE_FILE}: a member was changed or swapped; export the bundle again")
-        member_meta = _read_meta(member)
+        member_meta = read_meta(member)
         if isinstance(member_meta, dict) and member_meta.get("kind") == "ensemble":
             raise HonedError(f"{entry['folder']} in {files.path} is itself an ensemble: nested ensembles are "
                              "not loaded")

@@ -24,15 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-import hashlib
-import json
 import os
 from pathlib import Path
 import shutil
 from typing import TYPE_CHECKING, Any
 import warnings
 import zipfile
-import zlib
 
 import pandas as pd
 import torch
@@ -40,6 +37,7 @@ from torch import nn
 
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig
 from honed.errors import HonedError
+from honed.export.bundle_files import BUNDLE_FILE, ONNX_FILE, BundleFiles, checked_file, read_meta, sha256
 from honed.export.card import RunFacts, model_card, read_run_facts
 from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript
 from honed.export.fuse import fuse_batchnorm
@@ -52,17 +50,14 @@ if TYPE_CHECKING:
 
 FORMAT_NAME = "honed-bundle"
 FORMAT_VERSION = 1  # bump when bundle.json changes incompatibly; loaders refuse versions they do not know
-BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.md"
-ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 FORMATS = ("bundle", "onnx", "torchscript")  # "bundle" is always written; the others add a file each
 BACKENDS = ("torch", "onnx")
 RESIZE_POLICY = "shorter side + centre crop"  # the only one honed's preprocessing implements
 TTA_POLICIES = ("none",)  # the string form of "tta"; an object {views, aggregate, weights} names a TTA setting
 PARITY_IMAGES = 32  # validation images the parity checks run on
-MAX_JSON_BYTES = 4 * 1024 * 1024  # a bundle.json is a few KiB; anything huge is not one
 
 
 @dataclass(frozen=True)
@@ -276,16 +271,12 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "data_fingerprint": facts.data_fingerprint,
         "honed_version": honed.__version__,
         "created": utc_now(),
-        "files": {p.name: {"sha256": _sha256(p.read_bytes()), "bytes": p.stat().st_size}
+        "files": {p.name: {"sha256": sha256(p.read_bytes()), "bytes": p.stat().st_size}
                   for p in sorted(stage.iterdir()) if p.name in (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE, GBM_FILE)},
         "parity": {"reference": "eval-mode unfused model", "inputs": inputs, "fused": "fusion" in reports,
                    "fused_pairs": fused_pairs, "checks": {k: r.to_dict() for k, r in reports.items()}},
         "training": facts.config.to_dict(),  # for people reading the bundle; loading never uses it
     }
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _publish(stage: Path, target: Path, *, archive: bool) -> None:
@@ -320,8 +311,8 @@ def load_bundle(path: str | os.PathLike[str], *, device: str = "auto", backend: 
     """
     if backend not in BACKENDS:
         raise HonedError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
-    files = _BundleFiles(Path(path))
-    raw = _read_meta(files)
+    files = BundleFiles(Path(path))
+    raw = read_meta(files)
     if isinstance(raw, dict) and raw.get("kind") == "ensemble":
         from honed.ensemble.bundle import load_ensemble_bundle
 
@@ -329,7 +320,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str = "auto", backend: 
     return predictor_from_files(files, raw, device=device, backend=backend)
 
 
-def predictor_from_files(files: _BundleFiles, raw: Any, *, device: str, backend: str) -> Predictor:
+def predictor_from_files(files: BundleFiles, raw: Any, *, device: str, backend: str) -> Predictor:
     """A Predictor from one (member) bundle's files and its parsed bundle.json, validated here."""
     from honed.predict import Predictor
 
@@ -339,14 +330,14 @@ def predictor_from_files(files: _BundleFiles, raw: Any, *, device: str, backend:
         raise HonedError(f"the bundle {files.path} is a gbm probe: its trees are refitted by honed, so it "
                          "loads with the torch backend only (leave out --backend onnx)")
     if backend == "onnx":
-        model: nn.Module = OnnxModel(_checked(files, meta, ONNX_FILE))
+        model: nn.Module = OnnxModel(checked_file(files, meta, ONNX_FILE))
         device = "cpu"  # ONNX Runtime runs on the CPU here; moving inputs to a GPU would only add copies
     else:
-        model = _torch_model(config, meta, _checked(files, meta, WEIGHTS_FILE))
+        model = _torch_model(config, meta, checked_file(files, meta, WEIGHTS_FILE))
     if GBM_FILE in meta["files"]:  # the network computes the features; the trees, refitted, predict from them
         from honed.training.gbm_head import GbmHead, GbmProbeModel
 
-        head = GbmHead.from_bytes(_checked(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
+        head = GbmHead.from_bytes(checked_file(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
         model = GbmProbeModel(model, head)
     return Predictor(model, config, task=meta["task"], classes=meta["classes"],
                      target_columns=meta["target_columns"], device=device, tta=_tta(meta))
@@ -357,86 +348,6 @@ def _tta(meta: dict[str, Any]) -> Any:
     from honed.tta.setting import TTASetting
 
     return None if meta["tta"] == "none" else TTASetting.from_dict(meta["tta"], where=BUNDLE_FILE)
-
-
-class _BundleFiles:
-    """Reads the named files of a bundle folder or zip (at its top level, or in its one top folder, as
-    zipping a bundle folder by hand gives), never extracting anything to disk."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.prefix = ""
-        if path.is_dir():
-            links = sorted(p.name for p in path.iterdir() if p.is_symlink())
-            if links:  # a link may point anywhere (outside the bundle, at a device): bundles hold plain files
-                raise HonedError(f"{path} holds symbolic links ({', '.join(links)}): a bundle holds plain files "
-                                 "only; copy the real files in or export the bundle again")
-            self._sizes = {p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}
-        elif path.is_file() and zipfile.is_zipfile(path):
-            self._sizes = self._zip_members(path)
-        else:
-            raise HonedError(f"{path} is not a honed bundle: give a bundle folder or its .zip (see `honed export`)")
-        if BUNDLE_FILE not in self._sizes:
-            raise HonedError(f"{path} is not a honed bundle: it has no {BUNDLE_FILE} at its top level")
-
-    def _zip_members(self, path: Path) -> dict[str, int]:
-        """Member name -> uncompressed size, with the single top folder (if that is where bundle.json is) cut off."""
-        with zipfile.ZipFile(path) as zf:
-            sizes = {info.filename: info.file_size for info in zf.infolist() if not info.is_dir()}
-        nested = [name for name in sizes if name.count("/") == 1 and name.endswith("/" + BUNDLE_FILE)]
-        if BUNDLE_FILE not in sizes and len(nested) == 1:
-            self.prefix = nested[0][: -len(BUNDLE_FILE)]
-        return {name[len(self.prefix):]: size for name, size in sizes.items() if name.startswith(self.prefix)}
-
-    def sub(self, folder: str) -> _BundleFiles:
-        """The files of the bundle nested in ``folder`` (an ensemble's member), read the same way."""
-        if self.path.is_dir():
-            return _BundleFiles(self.path / folder)
-        view = object.__new__(_BundleFiles)
-        view.path, view.prefix = self.path, f"{self.prefix}{folder}/"
-        view._sizes = {n[len(folder) + 1:]: s for n, s in self._sizes.items() if n.startswith(f"{folder}/")}
-        if BUNDLE_FILE not in view._sizes:
-            raise HonedError(f"{self.path} has no {folder}/{BUNDLE_FILE}: the ensemble bundle is incomplete")
-        return view
-
-    def size(self, name: str) -> int:
-        if name not in self._sizes:
-            raise HonedError(f"the bundle {self.path} has no {name}: export it again with `honed export`")
-        return self._sizes[name]
-
-    def read(self, name: str) -> bytes:
-        self.size(name)
-        if self.path.is_dir():
-            return (self.path / name).read_bytes()
-        with zipfile.ZipFile(self.path) as zf:
-            try:
-                return zf.read(self.prefix + name)
-            except (zipfile.BadZipFile, OSError, zlib.error) as error:
-                raise HonedError(f"{name} in {self.path} cannot be read ({error}): the archive is damaged") from None
-
-
-def _read_meta(files: _BundleFiles) -> Any:
-    """bundle.json parsed, after its size is checked (a huge one is no bundle description, maybe a zip bomb)."""
-    size = files.size(BUNDLE_FILE)
-    if size > MAX_JSON_BYTES:
-        raise HonedError(f"{BUNDLE_FILE} in {files.path} is {size} bytes: too large to be a bundle description")
-    data = files.read(BUNDLE_FILE)
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HonedError(f"{BUNDLE_FILE} in {files.path} is not valid JSON ({error})") from None
-
-
-def _checked(files: _BundleFiles, meta: dict[str, Any], name: str) -> bytes:
-    """A file's bytes, refused unless bundle.json lists it and its SHA-256 matches."""
-    if name not in meta["files"]:
-        hint = " (export with --format onnx)" if name == ONNX_FILE else ""
-        raise HonedError(f"the bundle {files.path} has no {name}{hint}")
-    data = files.read(name)
-    if _sha256(data) != meta["files"][name]["sha256"]:
-        raise HonedError(f"{name} in {files.path} does not match the SHA-256 in {BUNDLE_FILE}: "
-                         "the file was changed or damaged; export the bundle again")
-    return data
 
 
 def _config(meta: dict[str, Any]) -> RunConfig:

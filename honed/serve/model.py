@@ -45,7 +45,8 @@ class ServedModel:
 def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "torch",
                 tta: str | None = None) -> ServedModel:
     """Load a local bundle (folder or .zip) for serving; HonedError for URLs, run folders and broken bundles."""
-    from honed.export.bundle import BUNDLE_FILE, CARD_FILE, _BundleFiles, _read_meta, is_bundle
+    from honed.export.bundle import CARD_FILE, is_bundle
+    from honed.export.bundle_files import BUNDLE_FILE, BundleFiles, read_meta
     from honed.predict import load
 
     text = str(bundle)
@@ -59,8 +60,8 @@ def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "tor
         raise HonedError(f"{path} is not a bundle (no {BUNDLE_FILE}): export the run first with "
                          f"`honed export {path.name}` and serve the bundle")
     predictor = load(path, device=device, backend=backend, tta=tta)
-    files = _BundleFiles(path)  # bundle.py's reader: zip or folder, size-checked, nothing extracted
-    raw = _read_meta(files)
+    files = BundleFiles(path)  # zip or folder, size-checked, nothing extracted
+    raw = read_meta(files)
     try:
         card = files.read(CARD_FILE).decode("utf-8", "replace")
     except HonedError:  # an ensemble bundle keeps its cards with the members

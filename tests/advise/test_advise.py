@@ -13,7 +13,6 @@ import pytest
 from honed.advise import ADVICE_FILE, Measurements, advise, decide
 from honed.advise import rule
 from honed.config import DataConfig
-from honed.data.synthetic import generate_shapes
 from honed.training.fit import train
 from tests.training.test_train import tiny_config
 

@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 
 from honed.data.manifest import Manifest

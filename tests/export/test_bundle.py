@@ -20,6 +20,7 @@ import honed
 from honed.errors import HonedError
 from honed.export import bundle as bundle_module
 from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, is_bundle, load_bundle
+from honed.export.bundle_files import sha256
 from honed.export.fuse import FusionResult, fuse_batchnorm
 from honed.tracking.atomic import is_temp_name
 from honed.training.fit import train
@@ -180,7 +181,7 @@ def test_pickle_renamed_to_safetensors_is_refused_and_never_run(bundle, tmp_path
     with pytest.raises(HonedError, match="does not match the SHA-256"):  # first line of defence: the hash
         honed.load(copy)
     meta = _meta(copy)
-    meta["files"][WEIGHTS_FILE]["sha256"] = bundle_module._sha256(payload)  # a careful attacker fixes it
+    meta["files"][WEIGHTS_FILE]["sha256"] = sha256(payload)  # a careful attacker fixes it
     (copy / BUNDLE_FILE).write_text(json.dumps(meta))
     with pytest.raises(HonedError, match="not a valid safetensors file"):
         honed.load(copy)
