@@ -5,8 +5,10 @@ The similarity measure is a quick linear probe: a few images per class, their fr
 regression (ridge for regression) scored by cross-validation; once with the pretrained weights, once with
 random ones. Data the backbone "knows" (natural photos for ImageNet weights) gains a lot from pretraining;
 data unlike it (synthetic shapes, medical scans, spectrograms) gains little. A distance between feature
-statistics of the data and of the pretraining data (a Fréchet distance) would need reference statistics of
-ImageNet features, which honed does not ship: the probe gain measures the same question without them.
+statistics of the data and of the pretraining data (a Fréchet distance) needs statistics of the source's
+features: honed does not ship ImageNet's, so for hub weights the probe gain answers alone; a backbone that
+honed exported (``--backbone-only``) carries its source run's statistics, and then the distance is measured
+too (``honed.advise.source_stats``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from honed.advise.source_stats import load_stats
 from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
@@ -47,6 +50,10 @@ class Measurements:
     probe_random: float  # the same on random-weight features of the same network
     chance: float  # accuracy of always predicting the commonest class (regression: 0, the R^2 of the mean)
     seconds: float
+    # with --weights from `honed export --backbone-only`: the Fréchet distance of the sample's features to the
+    # source run's training features, and the source's distance to itself at the same sample size
+    source_distance: float | None = None
+    source_baseline: float | None = None
 
     @property
     def gain(self) -> float:
@@ -71,6 +78,7 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
     targets = manifest.targets(sample)
     outputs = max(manifest.num_outputs, 1)
     scores = {}
+    distance: tuple[float | None, float | None] = (None, None)
     for kind in ("pretrained", "random") if (pretrained or weights) else ("random",):
         torch.manual_seed(seed + RANDOM_SEED_OFFSET)
         network = create_backbone_with_pretrained(model, outputs, pretrained=kind == "pretrained" and pretrained,
@@ -83,13 +91,30 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
                                     cache_dir=default_cache_dir())
         with sklearn_threads():
             scores[kind] = _probe_score(features, targets, manifest.task, seed)
+        if kind == "pretrained" and weights:
+            distance = _source_distance(weights, features, model=model, image_size=size, reporter=reporter)
     commonest = counts.max() / counts.sum() if manifest.task == "classify" else 0.0
     return Measurements(
         task=manifest.task, model=model, image_size=size, pretrained=bool(pretrained or weights),
         train_images=len(train), classes=len(manifest.classes) if manifest.task == "classify" else 0,
         per_class_min=int(counts.min()), per_class_median=float(counts.median()), sample=len(sample),
         probe_pretrained=scores.get("pretrained", scores["random"]), probe_random=scores["random"],
-        chance=float(commonest), seconds=time.perf_counter() - started)
+        chance=float(commonest), seconds=time.perf_counter() - started, source_distance=distance[0],
+        source_baseline=distance[1])
+
+
+def _source_distance(weights: str, features: np.ndarray, *, model: str, image_size: int,
+                     reporter: Reporter | None) -> tuple[float | None, float | None]:
+    """(distance, the source's self-distance) when ``weights`` has feature statistics of this model and size."""
+    stats = load_stats(weights)
+    if stats is None:
+        return None, None
+    if (stats.model, stats.image_size) != (model, image_size):
+        if reporter is not None:
+            reporter.message(f"feature statistics of {weights} are for {stats.model} at {stats.image_size} px, "
+                             f"not {model} at {image_size} px: no distance to the source measured")
+        return None, None
+    return stats.distance(features), stats.baseline
 
 
 def _sample(train: pd.DataFrame, task: str, per_class: int, seed: int) -> pd.DataFrame:

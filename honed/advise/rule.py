@@ -49,6 +49,10 @@ def decide(m: Measurements) -> tuple[str, list[str]]:
     score = "accuracy" if m.task == "classify" else "R^2"
     probe = (f"a quick linear probe on {m.sample} images scores {m.probe_pretrained:.2f} {score} with the "
              f"pretrained features and {m.probe_random:.2f} with random ones (gain {m.gain:+.2f})")
+    if m.source_distance is not None and m.source_baseline:
+        probe += (f"; the sample's features lie {m.source_distance / m.source_baseline:.1f}x as far from the source "
+                  f"run's training data as a sample of that data from the rest of it (Fréchet distance "
+                  f"{m.source_distance:.3g} vs {m.source_baseline:.3g})")
     if m.gain >= GAIN_MIN:
         reasons = [probe + f": at least {GAIN_MIN:.2f}, the pretrained features transfer"]
         if n < PROBE_MAX_PER_CLASS:

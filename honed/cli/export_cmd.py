@@ -20,6 +20,8 @@ def export(
     tta: str = typer.Option("", help="Test-time augmentation the bundle applies when predicting, e.g. flip."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Write only the trained backbone (no head) "
                                        "as RUN-backbone.safetensors (or --out), a start for `--weights` on other data."),
+    no_stats: bool = typer.Option(False, "--no-stats", help="With --backbone-only: skip the feature statistics of "
+                                  "the run's training images that `honed advise` compares new data with."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
 ) -> None:
     """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports (or, with
@@ -28,11 +30,16 @@ def export(
 
     run_dir = find_run(workspace, run)  # before the export machinery is imported: a typo fails fast
     if backbone_only:
-        from honed.export.backbone import export_backbone
+        from honed.export.backbone import export_backbone, export_source_stats
+        from honed.cli.progress import RichReporter
 
+        console = Console()
         path, count = export_backbone(run_dir, out or Path(f"{run_dir.name}-backbone.safetensors"))
-        Console().print(f"backbone of {run_dir.name} written to {path} ({count} tensors, head left out); "
-                        f"use it with `honed train DATA --model ... --weights {path}`", soft_wrap=True, highlight=False)
+        console.print(f"backbone of {run_dir.name} written to {path} ({count} tensors, head left out); "
+                      f"use it with `honed train DATA --model ... --weights {path}`", soft_wrap=True, highlight=False)
+        if not no_stats:
+            _, said = export_source_stats(run_dir, path, reporter=RichReporter(console))
+            console.print(said, soft_wrap=True, highlight=False)
         return
     from honed.export.bundle import export_bundle
 
