@@ -7,8 +7,8 @@ The source run trains resnet10t from random weights on airplane, automobile, bir
 best weights (``<run>/best.safetensors``) are then the ``ModelConfig.weights`` of every transfer run, on two
 targets: (a) CIFAR-10's other five classes (dog, frog, horse, ship, truck: same photos, new classes) and
 (b) drawn shapes (honed.data.synthetic, any angle, size, place, with noise and blur: a different-looking
-domain), at 20, 100 and 500 training images per class. Strategies probe, head, partial and full start from
-those weights; scratch trains the same network from random weights with the same epochs, data and learning
+domain), at 20, 100, 500 and 1,000 training images per class. Strategies probe, head, partial, gradual and
+full start from those weights; scratch trains the same network from random weights with the same epochs, data and learning
 rate. The advisor (``honed.advise.measure`` with the source weights, then ``decide``) measures each training
 set; the table says what it would pick and how far that pick is from the best strategy.
 
@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,8 +43,10 @@ from honed.advise.measure import Measurements  # noqa: E402
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig  # noqa: E402
 from honed.data.prepare import prepare_data  # noqa: E402
 from honed.data.synthetic import ShapeFactors, generate_shapes  # noqa: E402
-from honed.models.weights import head_keys, read_state_dict  # noqa: E402
+from honed.export.backbone import export_backbone, export_source_stats  # noqa: E402
+from honed.advise.source_stats import stats_path  # noqa: E402
 from honed.training.fit import train  # noqa: E402
+from benchmarks.seeds import accuracy_text, mean_accuracy, seed_key  # noqa: E402
 
 MODEL = "resnet10t"
 SIZE = 32
@@ -56,12 +57,12 @@ SOURCE_PER_CLASS = 1500  # of CIFAR's 5,000 per class: CPU time
 SOURCE_VAL_PER_CLASS = 200
 VAL_PER_CLASS = 20  # target validation images per class: best-epoch selection only
 TEST_PER_CLASS = 200  # target test images per class: 1,000 CIFAR, 800 shapes (standard error ~1.5 points)
-SIZES = (20, 100, 500)  # training images per class
-EPOCHS = {20: 15, 100: 8, 500: 4}  # the same for every strategy at a size; fewer as data grows (CPU time)
+SIZES = (20, 100, 500, 1000)  # training images per class
+EPOCHS = {20: 15, 100: 8, 500: 4, 1000: 3}  # the same for every strategy at a size; fewer as data grows (CPU time)
 BATCH = 32
 LR = 1e-3  # honed's default peak learning rate, every strategy: no per-strategy tuning
 AUGMENT = "crop:4,hflip"  # every run, source included
-STRATEGIES = ("probe", "head", "partial", "full", "scratch")
+STRATEGIES = ("probe", "head", "partial", "gradual", "full", "scratch")
 KEPT_HEAD = ("head", "full")  # strategies also run from the whole file (source head kept) on target a
 KEPT_HEAD_SIZES = (20,)
 HARD_SHAPES = ShapeFactors(size=(0.3, 0.8), rotation=(0.0, 360.0), offset=(0.0, 0.2), noise=(0.0, 0.1),
@@ -107,11 +108,12 @@ def shapes_set(dest: Path, per_class: int) -> Path:
     return dest
 
 
-def config(name: str, data: Path, work: Path, *, strategy: str, weights: str, epochs: int, batch: int) -> RunConfig:
+def config(name: str, data: Path, work: Path, *, strategy: str, weights: str, epochs: int, batch: int,
+           seed: int = 0) -> RunConfig:
     return RunConfig(name=name, workspace=str(work / "runs"), data=DataConfig(source=str(data)),
                      model=ModelConfig(name=MODEL, pretrained=False, weights=weights, strategy=strategy),
                      preprocess=PreprocessConfig(image_size=SIZE),
-                     train=TrainConfig(epochs=epochs, batch_size=batch, lr=LR, workers=0, seed=0, augment=AUGMENT))
+                     train=TrainConfig(epochs=epochs, batch_size=batch, lr=LR, workers=0, seed=seed, augment=AUGMENT))
 
 
 def timed(run) -> dict:
@@ -126,20 +128,16 @@ def pretrain(cifar: Path, work: Path, epochs: int, per_class: int) -> dict:
     """The source run: resnet10t from random weights on CIFAR-10 classes 0-4; writes the backbone-only file."""
     data = cifar_subset(cifar, work / "data" / "source", SOURCE_CLASSES, per_class, SOURCE_VAL_PER_CLASS, 1000)
     result = train(config("source", data, work, strategy="full", weights="", epochs=epochs, batch=128))
-    full = result.run_dir / "best.safetensors"
-    backbone = work / "source_backbone.safetensors"
-    state = read_state_dict(full)
-    from honed.models.weights import create_backbone_with_pretrained
-
-    head = head_keys(create_backbone_with_pretrained(MODEL, len(SOURCE_CLASSES), pretrained=False, weights=None))
-    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items() if k not in head}, str(backbone))
+    backbone, _ = export_backbone(result.run_dir, work / "source_backbone.safetensors")  # `--backbone-only`
+    export_source_stats(result.run_dir, backbone)
     return {"test_accuracy": result.metrics["test_accuracy"], "val_accuracy": result.metrics["accuracy"],
-            "best_epoch": result.best_epoch, "epochs": epochs, "weights": str(full), "backbone": str(backbone),
-            "head_keys": sorted(head), "train_per_class": per_class}
+            "best_epoch": result.best_epoch, "epochs": epochs, "weights": str(result.run_dir / "best.safetensors"),
+            "backbone": str(backbone), "train_per_class": per_class}
 
 
-def run_cell(name: str, data: Path, work: Path, strategy: str, weights: str, epochs: int) -> dict:
-    result = train(config(name, data, work, strategy=strategy, weights=weights, epochs=epochs, batch=BATCH))
+def run_cell(name: str, data: Path, work: Path, strategy: str, weights: str, epochs: int, seed: int) -> dict:
+    result = train(config(name, data, work, strategy=strategy, weights=weights, epochs=epochs, batch=BATCH,
+                          seed=seed))
     return {"test_accuracy": result.metrics["test_accuracy"], "val_accuracy": result.metrics["accuracy"],
             "best_epoch": result.best_epoch, "epochs": epochs}
 
@@ -167,9 +165,9 @@ def report(results: dict, wall: float) -> str:
     verdicts: list[bool] = []
     for name, entry in cells.items():
         runs = entry["cells"]
-        scores = {s: runs[s]["test_accuracy"] for s in STRATEGIES if s in runs}
+        scores = {s: mean_accuracy(runs, s) for s in STRATEGIES if s in runs}
         row = [entry["target"], str(entry["per_class"]), str(EPOCHS.get(entry["per_class"], "?"))]
-        row += [f"{100 * runs[s]['test_accuracy']:.1f} ({runs[s]['seconds']:.0f}s, L{runs[s]['load']:.1f})"
+        row += [f"{accuracy_text(runs, s)} ({runs[s]['seconds']:.0f}s, L{runs[s]['load']:.1f})"
                 if s in runs else "-" for s in STRATEGIES]
         transfer = {s: v for s, v in scores.items() if s != "scratch"}
         best = max(scores, key=scores.get) if scores else "-"
@@ -196,17 +194,17 @@ def report(results: dict, wall: float) -> str:
                 kept.append(f"| {entry['target']} | {entry['per_class']} | {s} | "
                             f"{100 * entry['cells'][s]['test_accuracy']:.1f} | "
                             f"{100 * entry['cells'][key]['test_accuracy']:.1f} |")
-    advisor = ["| target | imgs/class | probe acc, source weights | probe acc, random | gain | advisor s |",
-               "|---|---|---|---|---|---|"]
+    advisor = ["| target | imgs/class | probe acc, source weights | probe acc, random | gain | distance to source "
+               "(x the source's own) | advisor s |", "|---|---|---|---|---|---|---|"]
     for entry in cells.values():
         a = entry["cells"].get("advisor")
         if a:
             advisor.append(f"| {entry['target']} | {entry['per_class']} | {a['probe_pretrained']:.3f} | "
-                           f"{a['probe_random']:.3f} | {a['gain']:+.3f} | {a['seconds']:.0f} |")
+                           f"{a['probe_random']:.3f} | {a['gain']:+.3f} | {_distance_text(a)} | {a['seconds']:.0f} |")
     loads = [c["load"] for e in cells.values() for c in e["cells"].values() if "load" in c]
     return "\n".join([
         "# honed as the pretrainer: CIFAR-10 classes 0-4 -> classes 5-9 and drawn shapes (CPU)", "",
-        f"`{results.get('_command', 'nice python benchmarks/bench_pretrainer.py')}` on "
+        f"`{results.get('_command', 'python benchmarks/bench_pretrainer.py')}` on "
         f"{platform.processor() or 'CPU'}, {results.get('_threads', torch.get_num_threads())} torch threads, "
         f"torch {torch.__version__}. "
         f"{MODEL} at {SIZE} px throughout.", "",
@@ -219,8 +217,9 @@ def report(results: dict, wall: float) -> str:
         f"Transfer cells: batch {BATCH}, AdamW, peak lr {LR} (cosine, 0.5 warm-up epochs), augmentation "
         f"{AUGMENT}, the same epochs for every strategy at a size; {VAL_PER_CLASS} validation images per class "
         f"pick the best epoch; test accuracy on {TEST_PER_CLASS} held-out images per class (standard error "
-        "about 1.5 points: differences of 2-3 points are noise). One seed (0) per cell. Each cell: test "
-        "accuracy % (wall seconds, load average at its end). 'best - scratch' is the best transfer strategy "
+        "about 1.5 points: differences of 2-3 points are noise). Each cell: test accuracy %, the mean over the "
+        "training seeds run (± their standard deviation, n: same data, other initialization, order and "
+        "augmentation), then seed 0's wall seconds and the load average at its end. 'best - scratch' is the best transfer strategy "
         "minus scratch. The advisor's pick is recomputed from its saved measurements with the current rule "
         "(honed/advise/rule.py); 'auto - best': its accuracy minus the best strategy's, (yes) within one point.",
         "",
@@ -232,11 +231,20 @@ def report(results: dict, wall: float) -> str:
         "b has 4 classes, so the source head never fits):", "",
         *kept, "",
         "The advisor's measurements (3-fold CV logistic regression on frozen features of up to 200 training "
-        "images, source weights vs random weights):", "",
+        "images, source weights vs random weights; and the Fréchet distance of that sample's pooled features to "
+        "the statistics of the source run's training features that `honed export --backbone-only` stores, with "
+        "its ratio to the distance between 200 source images and the rest of the source):", "",
         *advisor, "",
         f"Whole run: {wall / 60:.1f} min wall on a shared 2-core machine (load average {min(loads, default=0):.1f}"
         f"-{max(loads, default=0):.1f} at the ends of cells).", "",
     ])
+
+
+def _distance_text(advisor: dict) -> str:
+    """The Fréchet distance of the target sample's features to the source run's, over the source's own."""
+    if advisor.get("source_distance") is None or not advisor.get("source_baseline"):
+        return "-"
+    return f"{advisor['source_distance']:.3g} ({advisor['source_distance'] / advisor['source_baseline']:.1f}x)"
 
 
 def main() -> None:
@@ -249,6 +257,8 @@ def main() -> None:
                         help="source training images per class (at most 5,000 less the validation ones)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training images per class")
+    parser.add_argument("--seeds", default="0", help="training seeds per cell, e.g. 0,1,2: the table shows "
+                        "their mean and spread (data and test set fixed)")
     parser.add_argument("--report", action="store_true", help="only rewrite the table from saved results")
     args = parser.parse_args()
     if args.threads:
@@ -263,7 +273,7 @@ def main() -> None:
         store.write_text(json.dumps(results, indent=2))
 
     if not args.report:
-        results["_command"] = "nice python benchmarks/bench_pretrainer.py " + " ".join(sys.argv[1:])
+        results["_command"] = "python benchmarks/bench_pretrainer.py " + " ".join(sys.argv[1:])
         results["_threads"] = torch.get_num_threads()
         if "source" not in results:
             print("source run", flush=True)
@@ -272,24 +282,29 @@ def main() -> None:
             print(f"    {results['source']}", flush=True)
             save()
         backbone, whole = results["source"]["backbone"], results["source"]["weights"]
+        if not stats_path(backbone).is_file():  # a source run from before the backbone carried its statistics
+            print(export_source_stats(Path(whole).parent, backbone)[1], flush=True)
         sizes = tuple(int(s) for s in args.sizes.split(","))
+        seeds = [int(s) for s in args.seeds.split(",")]
         for name, (target, per_class, data) in datasets(args.cifar, args.work, sizes).items():
             entry = results.setdefault(name, {"target": target, "per_class": per_class, "cells": {}})
             todo = ["advisor", *STRATEGIES] + ([f"{s}+source-head" for s in KEPT_HEAD]
                                               if "CIFAR" in target and per_class in KEPT_HEAD_SIZES else [])
-            for cell in todo:
-                if cell in entry["cells"]:
+            for seed, cell in [(seed, cell) for seed in seeds for cell in todo]:
+                key = seed_key(cell, seed)
+                measured = key in entry["cells"] and (cell != "advisor" or "source_distance" in entry["cells"][key])
+                if measured or (seed and cell == "advisor"):  # the advisor measures once
                     continue
-                print(f"[{time.perf_counter() - started:6.0f}s] {name} {cell} (load {load_average()})", flush=True)
+                print(f"[{time.perf_counter() - started:6.0f}s] {name} {key} (load {load_average()})", flush=True)
                 strategy, _, kept = cell.partition("+")
                 weights = whole if kept else backbone
                 if cell == "advisor":
                     run = lambda: run_advisor(data, backbone)  # noqa: E731
                 else:
-                    run = lambda: run_cell(f"{name}-{cell}", data, args.work, strategy, weights,  # noqa: E731
-                                           EPOCHS[per_class])
-                entry["cells"][cell] = timed(run)
-                print(f"    {entry['cells'][cell]}", flush=True)
+                    run = lambda: run_cell(f"{name}-{key}", data, args.work, strategy, weights,  # noqa: E731
+                                           EPOCHS[per_class], seed)
+                entry["cells"][key] = timed(run)
+                print(f"    {entry['cells'][key]}", flush=True)
                 save()
     results["_wall_seconds"] = results.get("_wall_seconds", 0.0) + time.perf_counter() - started
     save()

@@ -4,10 +4,12 @@ Every strategy (probe, head, partial, gradual, full, scratch) trains tf_efficien
 ImageNet weights (pip-shipped) on small CIFAR-10 subsets (natural photos: like ImageNet) and on synthetic
 images unlike it (drawn shapes; a disk left or right on noise), and is scored on held-out test images. The
 advisor measures each training set and decides; the table says whether its pick was within one point of the
-best strategy. CPU only: ~26 CPU-minutes in all (each cell's CPU time is in the table).
+best strategy. CPU only: about 1.5 CPU-hours for one seed of every cell (each cell's CPU time is in the
+table), 40 minutes of it the 10,000-image cifar-1000 row.
 
     python benchmarks/bench_transfer.py --cifar /tmp/cifar                   # the grid (results_transfer.md)
-    python benchmarks/bench_transfer.py --extra cifar-200-224px,cifar-1000   # + probe-only cells
+    python benchmarks/bench_transfer.py --seeds 0,1,2 --only cifar-20,...    # repeat cells with other seeds
+    python benchmarks/bench_transfer.py --extra cifar-200-224px              # + the probe at 224 px
     python benchmarks/bench_transfer.py --report                             # the table from saved results
 
 Each cell's result is saved in ``<work>/results.json`` as it finishes, so an interrupted run continues where
@@ -38,6 +40,7 @@ from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, T
 from honed.data.prepare import prepare_data  # noqa: E402
 from honed.data.synthetic import ShapeFactors, generate_shapes  # noqa: E402
 from honed.training.fit import train  # noqa: E402
+from benchmarks.seeds import accuracy_text, mean_accuracy, seed_key  # noqa: E402
 
 MODEL = "tf_efficientnet_lite0"
 MEASURED = {f.name for f in dataclasses.fields(Measurements)}  # an advisor cell also holds gain and timings
@@ -59,11 +62,12 @@ DATASETS = {
     "cifar-100": ("cifar", 100, 96, 3),
     "position-20": ("position", 20, 64, 6),
     "position-100": ("position", 100, 64, 5),
+    "cifar-1000": ("cifar", 1000, 96, 3),
+    "position-1000": ("position", 1000, 64, 3),
 }
 # --extra: probe only. cifar-200-224px is the setting of the reference figure (logistic regression on pooled
-# 224 px features, 200 per class: 72-75%); cifar-1000 shows the probe with 10x the data. Fine-tuning 10,000
-# images even for one epoch is CPU-hours at this machine's speed: not run.
-EXTRA = {"cifar-200-224px": ("cifar", 200, 224, 1), "cifar-1000": ("cifar", 1000, 96, 1)}
+# 224 px features, 200 per class: 72-75%).
+EXTRA = {"cifar-200-224px": ("cifar", 200, 224, 1)}
 
 
 def cifar_subset(source: Path, dest: Path, per_class: int, seed: int = 0) -> Path:
@@ -136,12 +140,12 @@ def timed(work: Path, cell: str, run) -> dict:
     return {**result, "seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
 
 
-def run_cell(name: str, spec: tuple, data: Path, strategy: str, work: Path) -> dict:
+def run_cell(name: str, spec: tuple, data: Path, strategy: str, work: Path, seed: int = 0) -> dict:
     _, _, size, epochs = spec
-    config = RunConfig(name=f"{name}-{strategy}", workspace=str(work / "runs"), data=DataConfig(source=str(data)),
+    config = RunConfig(name=f"{name}-{seed_key(strategy, seed)}", workspace=str(work / "runs"), data=DataConfig(source=str(data)),
                        model=ModelConfig(name=MODEL, pretrained=True, strategy=strategy),
                        preprocess=PreprocessConfig(image_size=size),
-                       train=TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, workers=0, seed=0))
+                       train=TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, workers=0, seed=seed))
     result = train(config)
     return {"test_accuracy": result.metrics["test_accuracy"], "val_accuracy": result.metrics["accuracy"],
             "best_epoch": result.best_epoch, "epochs": epochs}
@@ -160,9 +164,9 @@ def report(results: dict, names: list[str], wall: float) -> str:
     verdicts: list[bool] = []
     for name in names:
         cells, spec = results[name], specs[name]
-        scores = {s: cells[s]["test_accuracy"] for s in STRATEGIES if s in cells}
+        scores = {s: mean_accuracy(cells, s) for s in STRATEGIES if s in cells}
         row = [name, str(spec[1]), str(spec[2]), "-" if name in EXTRA else str(spec[3])]
-        row += [f"{100 * cells[s]['test_accuracy']:.1f} ({cells[s]['cpu_seconds']:.0f})" if s in cells else "-"
+        row += [f"{accuracy_text(cells, s)} ({cells[s]['cpu_seconds']:.0f})" if s in cells else "-"
                 for s in STRATEGIES]
         best = max(scores, key=scores.get) if scores else "-"
         row.append(best)
@@ -186,14 +190,15 @@ def report(results: dict, names: list[str], wall: float) -> str:
     cpu = sum(c.get("cpu_seconds", 0.0) for n in names for c in results[n].values())
     return "\n".join([
         "# Transfer strategies and the advisor (CPU)", "",
-        f"`python benchmarks/bench_transfer.py --extra cifar-200-224px,cifar-1000` on {platform.processor() or 'CPU'}, "
+        f"`{results.get('_command', 'python benchmarks/bench_transfer.py')}` (the last command; cells come from "
+        f"every run saved in results.json) on {platform.processor() or 'CPU'}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}. {MODEL} with its ImageNet weights "
         f"(pip-shipped); batch {BATCH}, AdamW, peak lr {LR} (cosine, 0.5 warm-up epochs) for every gradient "
         f"strategy; {VAL_PER_CLASS} validation images per class pick the best epoch; test accuracy on "
         f"{TEST_PER_CLASS} held-out test images per class (500 CIFAR, 200 shapes, 100 position: a standard error of "
-        "2-3 points at these accuracies, so differences of 1-2 points are noise). "
-        "One seed (0) per cell.", "",
-        "Cells: test accuracy % (CPU seconds of the cell, all threads, feature extraction included: the machine "
+        "2-3 points at these accuracies, so differences of 1-2 points are noise).", "",
+        "Cells: test accuracy %, the mean over the training seeds run (± their standard deviation, n: same data "
+        "and test set, other initialization, order and augmentation), then (seed 0's CPU seconds of the cell, all threads, feature extraction included: the machine "
         "was shared with other jobs, so wall time overstates the cost; CPU seconds vary with that load too, up to "
         "~2x between similar cells). The advisor's pick is recomputed from its saved measurements with the "
         "current rule (honed/advise/rule.py); 'auto - best' is its test accuracy minus the best strategy's, "
@@ -209,11 +214,10 @@ def report(results: dict, names: list[str], wall: float) -> str:
         "in the table.", "",
         f"Total: {cpu:.0f} CPU seconds ({cpu / 60 / 2:.0f} min on 2 fully used cores); this run's wall time "
         f"{wall / 60:.0f} min on a shared machine.", "",
-        "Cut for CPU time: epochs (3 to 6; 100 images per class get 3), one seed, no per-strategy learning rate, "
+        "Cut for CPU time: epochs (3 to 6, fewer as data grows), few seeds, no per-strategy learning rate, "
         "5 validation images per class, test sets of 100-500 images; CIFAR at 96 px (32 px upsampled), shapes "
-        "and position at 64 px; 1,000 images per class only for the probe (--extra cifar-1000): fine-tuning "
-        "10,000 images for a few epochs is hours of this CPU per strategy, so the thresholds above 100 images "
-        "per class are not measured (honed/advise/rule.py says which).", "",
+        "and position at 64 px. Short schedules favour what starts closest to the answer (pretrained, partly "
+        "frozen); scratch in particular would gain most from more epochs.", "",
     ])
 
 
@@ -225,6 +229,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated datasets to run (default: all)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated strategies")
     parser.add_argument("--extra", default="", help="comma-separated probe-only cells: " + ", ".join(EXTRA))
+    parser.add_argument("--seeds", default="0", help="training seeds per cell, e.g. 0,1,2: the table shows "
+                        "their mean and spread (data and test set fixed)")
     parser.add_argument("--report", action="store_true", help="only rewrite the table from saved results")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -232,18 +238,23 @@ def main() -> None:
     results = json.loads(store.read_text()) if store.exists() else {}
     chosen = {n: s for n, s in DATASETS.items() if not args.only or n in args.only.split(",")}
     chosen.update({n: EXTRA[n] for n in args.extra.split(",") if n})
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if not args.report:
+        results["_command"] = "python benchmarks/bench_transfer.py " + " ".join(sys.argv[1:])
     started = time.perf_counter()
     for name, spec in ([] if args.report else chosen.items()):
         data = build(name, spec, args.cifar, args.work)
         cells = results.setdefault(name, {})
-        for cell in ["probe"] if name in EXTRA else ["advisor", *args.strategies.split(",")]:
-            if cell in cells:
+        todo = ["probe"] if name in EXTRA else ["advisor", *args.strategies.split(",")]
+        for seed, cell in [(seed, cell) for seed in seeds for cell in todo]:
+            key = seed_key(cell, seed)
+            if key in cells or (seed and cell == "advisor"):  # the advisor measures once
                 continue
-            print(f"[{time.perf_counter() - started:6.0f}s] {name} {cell}", flush=True)
+            print(f"[{time.perf_counter() - started:6.0f}s] {name} {key}", flush=True)
             run = (lambda: run_advisor(spec, data)) if cell == "advisor" else (
-                lambda: run_cell(name, spec, data, cell, args.work))
-            cells[cell] = timed(args.work, f"{name}-{cell}", run)
-            print(f"    {cells[cell]}", flush=True)
+                lambda: run_cell(name, spec, data, cell, args.work, seed))
+            cells[key] = timed(args.work, f"{name}-{key}", run)
+            print(f"    {cells[key]}", flush=True)
             store.write_text(json.dumps(results, indent=2))
     results.setdefault("_wall_seconds", 0.0)
     results["_wall_seconds"] += time.perf_counter() - started
