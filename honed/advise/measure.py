@@ -60,8 +60,15 @@ class Measurements:
         """What pretraining adds to a linear probe: pretrained minus random score."""
         return self.probe_pretrained - self.probe_random
 
+    @property
+    def source_ratio(self) -> float | None:
+        """The distance to the source's data over the source's own; None without the source's statistics."""
+        if self.source_distance is None or not self.source_baseline:
+            return None
+        return self.source_distance / self.source_baseline
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "gain": self.gain}
+        return {**asdict(self), "gain": self.gain, "source_ratio": self.source_ratio}
 
 
 def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = "", image_size: int = 0,

@@ -47,7 +47,7 @@ def advise(
     table.add_column("measurement")
     table.add_column("value", justify="right")
     for key, value in m.to_dict().items():
-        if key not in ("task", "model", "image_size"):
+        if key not in ("task", "model", "image_size") and value is not None:  # no source statistics: no rows
             table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"[bold]advice: --strategy {advice.decision}[/]")

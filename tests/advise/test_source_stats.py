@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from honed.advise import advise
+from honed.advise import advise, rule
 from honed.advise.source_stats import FeatureStats, frechet_distance, load_stats, save_stats, stats_path
 from honed.config import DataConfig
 from honed.errors import HonedError
@@ -63,16 +63,17 @@ def test_exported_backbone_carries_its_data_and_the_advisor_measures_the_distanc
     assert "feature statistics of 420 training images (16 px)" in done.output  # 560 less a quarter for validation
     assert load_stats(backbone).images == 420
 
-    def distance(folder):
-        advice = advise(DataConfig(source=str(folder), val_fraction=0.25), model="test_resnet", weights=str(backbone),
-                        image_size=16)
-        m = advice.measurements
-        assert m.source_baseline > 0 and "Fréchet distance" in advice.reasons[0]
-        return m.source_distance / m.source_baseline
+    def advice(folder):
+        return advise(DataConfig(source=str(folder), val_fraction=0.25), model="test_resnet", weights=str(backbone),
+                      image_size=16)
 
-    alike = _colour_folder(tmp_path / "alike", {"red": (200, 40, 40), "blue": (40, 40, 200)}, 60, 10_000)
-    unlike = _colour_folder(tmp_path / "unlike", {"light": (230, 230, 120), "dark": (20, 90, 20)}, 60, 20_000)
-    assert distance(alike) < 2 < distance(unlike)  # new draws of the source vs other colours
+    alike = advice(_colour_folder(tmp_path / "alike", {"red": (200, 40, 40), "blue": (40, 40, 200)}, 60, 10_000))
+    unlike = advice(_colour_folder(tmp_path / "unlike", {"light": (230, 230, 120), "dark": (20, 90, 20)}, 60,
+                                   20_000))
+    assert "Fréchet distance" in alike.reasons[0] and "Fréchet distance" in unlike.reasons[0]
+    # new draws of the source lie about as far as the source from itself; other colours, far beyond
+    assert alike.measurements.source_ratio < 2 < rule.FAR_FROM_SOURCE < unlike.measurements.source_ratio
+    assert unlike.decision == "full" and "far from what the backbone learned on" in unlike.reasons[0]
 
 
 def test_no_statistics_without_enough_source_images(color_folder, tmp_path):
