@@ -16,8 +16,15 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray) -> dict[str, 
     return {
         "accuracy": float(accuracy_score(targets, predicted)),
         "macro_f1": float(f1_score(targets, predicted, labels=labels, average="macro", zero_division=0)),
-        "log_loss": float(log_loss(targets, np.clip(probs, 1e-7, 1.0), labels=labels)),
+        "log_loss": float(log_loss(targets, _bounded(probs), labels=labels)),
     }
+
+
+def _bounded(probs: np.ndarray) -> np.ndarray:
+    """Probabilities kept off zero (a confident miss costs -log(1e-7), not infinity), rows summing to 1 again:
+    clipping alone breaks the sum, which scikit-learn warns about and then renormalizes anyway."""
+    bounded = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1.0)
+    return bounded / bounded.sum(axis=1, keepdims=True)
 
 
 def regression_metrics(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
