@@ -1,7 +1,10 @@
-"""Fold every BatchNorm that directly follows a convolution into that convolution, for inference.
+"""Fold every BatchNorm that directly follows a convolution into that convolution, for inference; and a
+classifier head's ``BatchNorm1d -> Dropout -> Linear`` (``--head-bn``) into its Linear.
 
 In eval mode a BatchNorm is a per-channel affine map, so ``bn(conv(x))`` equals a conv with rescaled
 weights and a shifted bias: folding removes a layer and a memory pass per block at no cost in accuracy.
+Before a Linear the same map folds into the Linear's input side (dropout is the identity in eval mode);
+that pattern is only trusted inside a plain ``nn.Sequential``, where the order is fixed.
 
 Which conv feeds which norm is read from the data flow, not from a per-architecture table: ``torch.fx``
 traces the model with convs and norms kept as leaves, and a pair is folded only when the conv's output
@@ -58,7 +61,8 @@ class FoldedNormAct(nn.Module):
 
 
 def fuse_batchnorm(model: nn.Module) -> FusionResult:
-    """Return an eval-mode copy of ``model`` with each conv->BatchNorm pair folded; ``model`` is untouched.
+    """Return an eval-mode copy of ``model`` with each conv->BatchNorm pair folded, and a head's
+    BatchNorm1d->Linear pair; ``model`` is untouched.
 
     Only pairs proven safe are folded: the conv's output feeds that norm alone, each module is used once,
     the conv is linear in its weights (plain or "same"-padded Conv2d, not weight-standardized), and the
@@ -69,6 +73,10 @@ def fuse_batchnorm(model: nn.Module) -> FusionResult:
     pairs = _unshared(fused, _find_pairs(fused, prefix=""))
     for conv_name, norm_name in pairs:
         _fold_pair(fused, conv_name, norm_name)
+    head_pairs = _unshared(fused, _norm_linear_pairs(fused))
+    for linear_name, norm_name in head_pairs:
+        _fold_into_linear(fused, linear_name, norm_name)
+    pairs += head_pairs
     logger.debug("folded %d conv/norm pairs in %s", len(pairs), type(model).__name__)
     return FusionResult(model=fused, fused_pairs=len(pairs), pairs=tuple(pairs))
 
@@ -221,7 +229,61 @@ def _unshared(root: nn.Module, pairs: list[Pair]) -> list[Pair]:
     return kept
 
 
+def _norm_linear_pairs(root: nn.Module) -> list[Pair]:
+    """(Linear, BatchNorm1d) pairs where the norm feeds the Linear inside a plain Sequential, with only
+    eval-mode identities (dropout, Identity) between them: a ``--head-bn`` head."""
+    pairs = []
+    for name, module in root.named_modules():
+        if not (isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward):
+            continue
+        children = list(module.named_children())
+        for i, (norm_name, norm) in enumerate(children):
+            if not _is_foldable_norm_1d(norm):
+                continue
+            rest = children[i + 1:]
+            j = next((k for k, child in enumerate(rest) if not _is_eval_identity(child[1])), None)
+            if j is None:
+                continue
+            linear_name, linear = rest[j]
+            if _is_foldable_linear(linear) and linear.in_features == norm.num_features:
+                prefix = f"{name}." if name else ""
+                pairs.append((prefix + linear_name, prefix + norm_name))
+    return pairs
+
+
+def _is_foldable_norm_1d(module: nn.Module) -> bool:
+    return (type(module) is nn.BatchNorm1d and not _has_hooks(module) and module.running_mean is not None
+            and module.running_var is not None)
+
+
+def _is_foldable_linear(module: nn.Module) -> bool:
+    return type(module) is nn.Linear and not _has_hooks(module)
+
+
+def _is_eval_identity(module: nn.Module) -> bool:
+    return type(module) in (nn.Identity, nn.Dropout, nn.AlphaDropout) and not _has_hooks(module)
+
+
 # ---------------------------------------------------------------- folding
+
+
+@torch.no_grad()
+def _fold_into_linear(root: nn.Module, linear_name: str, norm_name: str) -> None:
+    """``linear(norm(x))`` as one Linear: the norm's per-feature scale into the weight's columns, its shift
+    through the weight into the bias (float64 on the CPU, cast back)."""
+    linear, norm = root.get_submodule(linear_name), root.get_submodule(norm_name)
+    as64 = {"device": "cpu", "dtype": torch.float64}
+    mean, var = norm.running_mean.to(**as64), norm.running_var.to(**as64)
+    gamma = norm.weight.to(**as64) if norm.weight is not None else torch.ones_like(mean)
+    beta = norm.bias.to(**as64) if norm.bias is not None else torch.zeros_like(mean)
+    scale = gamma / torch.sqrt(var + norm.eps)
+    weight = linear.weight.to(**as64)
+    bias = linear.bias.to(**as64) if linear.bias is not None else torch.zeros(weight.shape[0], **as64)
+    like = {"device": linear.weight.device, "dtype": linear.weight.dtype}
+    linear.bias = nn.Parameter((bias + weight @ (beta - mean * scale)).to(**like),
+                               requires_grad=linear.weight.requires_grad)
+    linear.weight = nn.Parameter((weight * scale).to(**like), requires_grad=linear.weight.requires_grad)
+    _set_submodule(root, norm_name, nn.Identity())
 
 
 @torch.no_grad()

@@ -194,3 +194,27 @@ def test_frozen_norm_folds_and_weight_standardized_conv_does_not() -> None:
     x = torch.randn(2, 3, 12, 12)
     with torch.no_grad():
         torch.testing.assert_close(result.model(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_head_batchnorm_folds_into_the_linear_after_it() -> None:
+    """--head-bn's BatchNorm1d -> Dropout -> Linear becomes one Linear; outputs unchanged."""
+    from honed.models.factory import add_head_bn
+
+    model = timm.create_model("resnet10t", num_classes=10)
+    head = add_head_bn(model, drop_rate=0.3)
+    model = _with_real_stats(model, 32)  # head BN1d gets random gamma/beta and running stats too
+    assert head[0].running_var.std() > 0
+
+    result = fuse_batchnorm(model)
+
+    assert ("fc.2", "fc.0") in result.pairs and result.fused_pairs == len(result.pairs)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in result.model.modules())
+    assert isinstance(result.model.fc[0], nn.Identity) and isinstance(result.model.fc[2], nn.Linear)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(result.model(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_after_a_linear_is_not_folded_into_it() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)).eval()
+    assert fuse_batchnorm(model).pairs == ()

@@ -3,6 +3,8 @@ that reload, export and predict with it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,6 +134,9 @@ def test_a_head_bn_run_reloads_exports_and_predicts_as_saved(color_folder, tmp_p
     np.testing.assert_allclose(predictor.predict_proba(saved["path"].tolist(), workers=0), expected, atol=1e-5)
     report = export_bundle(run, tmp_path / "bundle", formats=["onnx"])
     assert report.passed
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in predictor.model.modules())
+    fused = json.loads((report.path / "bundle.json").read_text())["parity"]["fused_pairs"]
+    assert fused == norms  # the head's BatchNorm1d is folded into its Linear too, not only the conv norms
     bundled = honed.load(report.path)
     np.testing.assert_allclose(bundled.predict_proba(saved["path"].tolist(), workers=0), expected, atol=1e-5)
     card = (report.path / "model_card.md").read_text()
