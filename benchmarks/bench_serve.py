@@ -24,22 +24,21 @@ import io
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from honed.serve.process import running_server  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -50,7 +49,6 @@ def make_bundle(work: Path, *, model: str = "resnet18", size: int = 64) -> Path:
     bundle = work / f"{model}-{size}-bundle"
     if (bundle / "bundle.json").is_file():
         return bundle
-    sys.path.insert(0, str(REPO))
     from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
     from honed.export.bundle import export_bundle
     from honed.training.fit import train
@@ -75,47 +73,6 @@ def test_image(size: int = 96) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server(bundle: Path, *args: str, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`honed serve BUNDLE ARGS` on a free loopback port; yields (url, process) once /health answers."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen([sys.executable, "-m", "honed", "serve", str(bundle), "--port", str(port),
-                                "--device", "cpu", "--log-level", "warning", *args],
-                               stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"honed serve exited with {process.returncode}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("honed serve did not start within 180 s")
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if log:
-            out.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -183,7 +140,8 @@ def compare(bundle: Path, *, clients: int, requests: int, time_cap: float, log: 
     image = test_image()
     results = {}
     for label, batch in (("batching on (max-batch 32)", "32"), ("batching off (max-batch 1)", "1")):
-        with server(bundle, "--max-batch", batch, "--max-wait-ms", "5", "--max-queue", "1024", log=log) as (url, _):
+        with running_server(bundle, "--device", "cpu", "--max-batch", batch, "--max-wait-ms", "5", "--max-queue", "1024",
+                            log=log, start_timeout=180) as (url, _):
             closed_loop(url, image, clients=4, requests=40, time_cap=30)  # warm-up, not counted
             load = load_average()
             row = closed_loop(url, image, clients=clients, requests=requests, time_cap=time_cap)
@@ -198,7 +156,8 @@ def soak(bundle: Path, *, seconds: float, sample_every: float = 5.0, log: Path |
          capacity_requests: int = 600) -> dict:
     """Open-loop load at 2x the measured capacity for ``seconds``; RSS of the server sampled."""
     image = test_image()
-    with server(bundle, "--max-batch", "32", "--timeout-s", "30", log=log) as (url, process):
+    with running_server(bundle, "--device", "cpu", "--max-batch", "32", "--timeout-s", "30", log=log,
+                            start_timeout=180) as (url, process):
         closed_loop(url, image, clients=4, requests=40, time_cap=30)
         capacity = closed_loop(url, image, clients=64, requests=capacity_requests, time_cap=60)["throughput"]
         rate = 2 * capacity

@@ -12,7 +12,7 @@ from PIL import Image
 
 from honed.serve import ServeSettings, create_app, load_served
 from tests.conftest import write_image
-from tests.serve.server import free_port
+from honed.serve.process import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

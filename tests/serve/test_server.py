@@ -13,7 +13,7 @@ import pytest
 
 import honed
 from honed.errors import HonedError
-from tests.serve.server import REPO, free_port, running_server
+from honed.serve.process import SOURCE_ROOT as REPO, free_port, running_server
 
 
 @pytest.mark.slow  # a fresh `python -m honed` process: 20-60 s to import on the shared 2-core box
