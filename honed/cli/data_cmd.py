@@ -22,7 +22,8 @@ def check(
     cheap: bool = typer.Option(False, help="Skip near-duplicate search and pixel statistics."),
 ) -> None:
     """Audit a dataset: class balance, sizes and modes, bad files, duplicates and leakage across splits."""
-    from honed.data.audit import audit, render_audit
+    from honed.data.audit import audit
+    from honed.data.audit_tables import render_audit
     from honed.data.sources import load_source
     from honed.tracking.atomic import write_text
 

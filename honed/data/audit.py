@@ -5,9 +5,8 @@ once on a thread pool: its bytes are hashed (blake2b) for exact duplicates, its 
 and (unless cheap) it is decoded through ``honed.data.decode`` - so bad files carry the same reasons training
 reports - downscaled, perceptually hashed (``imagehash.phash``) and measured for darkness and information.
 
-Near duplicates are found without comparing all pairs: two 64-bit hashes within ``d`` bits of each other agree
-exactly on at least one of ``d + 1`` bit bands (pigeonhole), so only hashes sharing a band value are compared,
-with vectorised XOR and popcount.
+Near duplicates come from ``honed.data.near_duplicates`` (no all-pairs comparison); ``honed.data.audit_tables``
+renders a report for the terminal.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image
-from rich.table import Table
 
 from honed.data.decode import (
     DEFAULT_MAX_PIXELS,
@@ -33,6 +31,7 @@ from honed.data.decode import (
     probe_image,
     read_image_bytes,
 )
+from honed.data.near_duplicates import near_duplicate_pairs
 from honed.data.scan import BadFile, map_files
 from honed.errors import HonedError
 
@@ -43,7 +42,6 @@ TINY_SIDE = 8  # px: images with a shorter side are flagged
 EXTREME_ASPECT = 10.0  # longer side / shorter side: a centre crop keeps under 10% of such images
 DARK_MEAN = 20.0  # mean grey level (0..255) under which an image counts as very dark
 LOW_ENTROPY_BITS = 2.0  # grey-level entropy (of 8 bits) under which an image carries little information
-SHOWN = 10  # rows per problem kind in the rendered tables; the JSON report has all of them
 SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -57,7 +55,7 @@ class DuplicateGroup:
 
     @property
     def spanned_splits(self) -> list[str]:
-        return _ordered_splits(set(self.splits))
+        return ordered_splits(set(self.splits))
 
     @property
     def conflicting_labels(self) -> bool:
@@ -139,34 +137,6 @@ def audit(
     )
     report.warnings = _warnings(report)
     return report
-
-
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int) -> np.ndarray:
-    """Index pairs ``[k, 2]`` (i < j, sorted) of 64-bit hashes that differ in at most ``max_distance`` bits."""
-    if not 0 <= max_distance < 64:
-        raise ValueError(f"max_distance must be in 0..63, got {max_distance}")
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    n = len(hashes)
-    codes = [np.empty(0, dtype=np.int64)]
-    for shift, width in _bands(max_distance + 1):
-        keys = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-        order = np.argsort(keys, kind="stable")
-        codes.append(_close_pairs_sharing_key(keys[order], order, hashes, max_distance))
-    unique = np.unique(np.concatenate(codes))
-    return np.stack([unique // max(n, 1), unique % max(n, 1)], axis=1)
-
-
-def render_audit(report: AuditReport) -> list[Table]:
-    """Tables for the CLI to print: overview, classes, image properties, problems, warnings."""
-    tables = [_overview_table(report)]
-    if report.class_counts:
-        tables.append(_class_table(report))
-    tables.append(_images_table(report))
-    problems = _problems_table(report)
-    if problems.row_count:
-        tables.append(problems)
-    tables.append(_warnings_table(report))
-    return tables
 
 
 # --- per file -------------------------------------------------------------------------------------------
@@ -341,7 +311,7 @@ def _bad_file_warnings(report: AuditReport) -> list[str]:
         return []
     reasons = Counter(b.reason for b in report.bad_files).most_common()
     summary = ", ".join(f"{count} {reason}" for reason, count in reasons)
-    files = _plural(len(report.bad_files), "file", "files")
+    files = plural(len(report.bad_files), "file", "files")
     return [f"{files} cannot be decoded and will be skipped in training: {summary}"]
 
 
@@ -351,15 +321,15 @@ def _duplicate_warnings(groups: list[DuplicateGroup], leak: tuple[str, tuple[str
     for a, b in combinations(SPLIT_ORDER, 2):
         count = sum(1 for g in groups if a in g.splits and b in g.splits)
         if count:
-            found.append(template.format(count=_plural(count, *nouns), a=a, b=b))
+            found.append(template.format(count=plural(count, *nouns), a=a, b=b))
     conflicts = sum(1 for g in groups if g.conflicting_labels)
     if conflicts:
-        found.append(f"{_plural(conflicts, 'group', 'groups')} of {alike} images with different labels")
+        found.append(f"{plural(conflicts, 'group', 'groups')} of {alike} images with different labels")
     for split in SPLIT_ORDER:
         within = [g for g in groups if g.splits.count(split) > 1]
         if within:
             files = sum(g.splits.count(split) for g in within)
-            found.append(f"{split}: {files} files in {_plural(len(within), 'group', 'groups')} of {alike} images")
+            found.append(f"{split}: {files} files in {plural(len(within), 'group', 'groups')} of {alike} images")
     return found
 
 
@@ -369,10 +339,10 @@ def _class_warnings(report: AuditReport) -> list[str]:
     if report.imbalance_ratio is not None and report.imbalance_ratio >= IMBALANCE_WARN:
         rare, common = min(train, key=train.get), max(train, key=train.get)
         found.append(
-            f"class {rare!r} has {_ratio_text(report.imbalance_ratio)} fewer images than {common!r} in train"
+            f"class {rare!r} has {ratio_text(report.imbalance_ratio)} fewer images than {common!r} in train"
         )
     for label in report.labels_missing_from_train:
-        elsewhere = " and ".join(_ordered_splits(set(report.class_counts[label])))
+        elsewhere = " and ".join(ordered_splits(set(report.class_counts[label])))
         found.append(f"class {label!r} appears in {elsewhere} but not in train: the model cannot learn it")
     for label, split in report.labels_in_one_split.items():
         if split == "train":
@@ -388,139 +358,22 @@ def _flag_warnings(report: AuditReport) -> list[str]:
         "low_information": f"of little information (grey-level entropy under {LOW_ENTROPY_BITS} bits)",
     }
     return [
-        f"{_plural(len(report.flags[name]), 'image is', 'images are')} {text}"
+        f"{plural(len(report.flags[name]), 'image is', 'images are')} {text}"
         for name, text in texts.items()
         if report.flags.get(name)
     ]
 
 
-def _plural(count: int, singular: str, plural: str) -> str:
-    return f"{count} {singular if count == 1 else plural}"
+# --- words, shared with honed.data.audit_tables -------------------------------------------------------
 
 
-def _ratio_text(ratio: float) -> str:
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def ratio_text(ratio: float) -> str:
     return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
 
 
-def _ordered_splits(splits: set[str]) -> list[str]:
+def ordered_splits(splits: set[str]) -> list[str]:
     return sorted(splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
-
-
-# --- tables ---------------------------------------------------------------------------------------------
-
-
-def _overview_table(report: AuditReport) -> Table:
-    table = Table(title="Data" + (" (cheap: headers only)" if report.cheap else ""))
-    table.add_column("")
-    table.add_column("value", justify="right")
-    for split in _ordered_splits(set(report.split_counts)):
-        table.add_row(f"{split} images", str(report.split_counts[split]))
-    if report.imbalance_ratio is not None:
-        table.add_row("class imbalance in train", _ratio_text(report.imbalance_ratio))
-    table.add_row("bad files", str(len(report.bad_files)))
-    table.add_row("exact duplicate groups", str(len(report.exact_duplicates)))
-    if not report.cheap:
-        table.add_row("near duplicate groups", str(len(report.near_duplicates)))
-    return table
-
-
-def _class_table(report: AuditReport) -> Table:
-    splits = _ordered_splits(set(report.split_counts))
-    table = Table(title=_plural(len(report.class_counts), "class", "classes"))
-    table.add_column("class")
-    for split in splits:
-        table.add_column(split, justify="right")
-    rows = sorted(report.class_counts.items(), key=lambda item: -sum(item[1].values()))
-    shown = rows if len(rows) <= 2 * SHOWN else rows[:SHOWN] + [None] + rows[-SHOWN:]
-    for row in shown:
-        if row is None:
-            table.add_row(f"... {len(rows) - 2 * SHOWN} more", *[""] * len(splits))
-            continue
-        label, per_split = row
-        table.add_row(label, *[str(per_split.get(split, 0)) for split in splits])
-    return table
-
-
-def _images_table(report: AuditReport) -> Table:
-    table = Table(title="Images")
-    table.add_column("property")
-    table.add_column("values")
-    for name, stats in report.sizes.items():
-        table.add_row(name, f"min {stats['min']}  median {stats['median']:g}  max {stats['max']}")
-    table.add_row("modes", ", ".join(f"{mode} {count}" for mode, count in report.modes.items()))
-    table.add_row("formats", ", ".join(f"{fmt} {count}" for fmt, count in report.formats.items()))
-    return table
-
-
-def _problems_table(report: AuditReport) -> Table:
-    table = Table(title="Problems" + (" (cheap: no pixel checks)" if report.cheap else ""))
-    table.add_column("kind")
-    table.add_column("files")
-    for bad in report.bad_files[:SHOWN]:
-        table.add_row(f"bad: {bad.reason}", bad.path)
-    for kind, groups in (("exact duplicate", report.exact_duplicates), ("near duplicate", report.near_duplicates)):
-        for group in groups[:SHOWN]:
-            where = "/".join(group.spanned_splits)
-            table.add_row(f"{kind} ({where})", "\n".join(group.paths))
-    for name, paths in report.flags.items():
-        for path in paths[:SHOWN]:
-            table.add_row(name.replace("_", " "), path)
-    return table
-
-
-def _warnings_table(report: AuditReport) -> Table:
-    table = Table(title="Warnings")
-    table.add_column("finding")
-    for warning in report.warnings:
-        table.add_row(warning)
-    if not report.warnings:
-        table.add_row("none", style="green")
-    return table
-
-
-# --- hashing --------------------------------------------------------------------------------------------
-
-
-def _bands(count: int) -> list[tuple[int, int]]:
-    """(shift, width) of ``count`` contiguous bit bands covering 64 bits, widths differing by at most one."""
-    widths = [64 // count + (1 if i < 64 % count else 0) for i in range(count)]
-    shifts = np.concatenate([[0], np.cumsum(widths)[:-1]]).tolist()
-    return list(zip(shifts, widths))
-
-
-def _close_pairs_sharing_key(
-    sorted_keys: np.ndarray, order: np.ndarray, hashes: np.ndarray, max_distance: int
-) -> np.ndarray:
-    """Pair codes ``i * n + j`` (i < j) of hashes with equal band key and distance <= max_distance.
-
-    Equal keys sit next to each other once sorted, so comparing each position with the one ``offset`` later,
-    for offset 1, 2, ... while any run of equal keys is longer than offset, visits every same-key pair once.
-    """
-    n = len(sorted_keys)
-    if n < 2:
-        return np.empty(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    run_end = np.repeat(np.r_[starts[1:], n], np.diff(np.r_[starts, n]))  # end of each position's run
-    active = np.arange(n)
-    found = []
-    offset = 1
-    while True:
-        active = active[run_end[active] - active > offset]
-        if active.size == 0:
-            break
-        a, b = order[active], order[active + offset]
-        close = _popcount(hashes[a] ^ hashes[b]) <= max_distance
-        low, high = np.minimum(a[close], b[close]), np.maximum(a[close], b[close])
-        found.append(low.astype(np.int64) * n + high)
-        offset += 1
-    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    """Set bits per uint64 (numpy >= 2 has it built in; the fallback is the classic SWAR count)."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(values)
-    x = values - ((values >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)

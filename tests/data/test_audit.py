@@ -16,7 +16,9 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from honed.data.audit import audit, near_duplicate_pairs, render_audit
+from honed.data.audit import audit
+from honed.data.audit_tables import render_audit
+from honed.data.near_duplicates import near_duplicate_pairs
 from honed.errors import HonedError
 
 
