@@ -22,18 +22,9 @@ from typing import Any, Sequence
 from honed.ensemble.combine import TIE_RULE, CombinationRule
 from honed.ensemble.store import definition_members, read_definition
 from honed.errors import HonedError
-from honed.export.bundle_files import BundleFiles, read_meta, sha256
-from honed.export.bundle import (
-    BUNDLE_FILE,
-    CARD_FILE,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    BundleReport,
-    _publish,
-    _target_path,
-    export_bundle,
-    predictor_from_files,
-)
+from honed.export.bundle import BundleReport, export_bundle, predictor_from_files, publish, target_path
+from honed.export.bundle_files import BUNDLE_FILE, BundleFiles, read_meta, sha256
+from honed.export.bundle_meta import CARD_FILE, FORMAT_NAME, FORMAT_VERSION
 from honed.tracking.atomic import temp_path_for, write_json, write_text
 
 MEMBER_FOLDER = re.compile(r"^members/[0-9]{2}$")
@@ -49,7 +40,7 @@ def export_ensemble_bundle(run_dir: str | os.PathLike[str], out_dir: str | os.Pa
     members = definition_members(run_dir, definition)
     if len(members) > MAX_MEMBERS:
         raise HonedError(f"an ensemble bundle holds at most {MAX_MEMBERS} members, not {len(members)}")
-    target = _target_path(Path(out_dir), archive)
+    target = target_path(Path(out_dir), archive)
     stage = temp_path_for(target)
     (stage / "members").mkdir(parents=True)
     try:
@@ -69,7 +60,7 @@ def export_ensemble_bundle(run_dir: str | os.PathLike[str], out_dir: str | os.Pa
         write_text(stage / CARD_FILE, _card(meta))
         write_json(stage / BUNDLE_FILE, meta)
         files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
-        _publish(stage, target, archive=archive)
+        publish(stage, target, archive=archive)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return BundleReport(target, files, parity, fused, f"each member's own validation images ({len(members)})")
