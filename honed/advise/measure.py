@@ -25,7 +25,8 @@ from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.models.weights import create_backbone_with_pretrained, data_config_for, default_cache_dir
-from honed.training.probe import C_GRID, CV_FOLDS, extract_features, sklearn_threads
+from honed.training.features import extract_features
+from honed.training.probe import C_GRID, CV_FOLDS, sklearn_threads
 from honed.training.reporter import Reporter
 
 SAMPLE_IMAGES = 200  # images in the quick probe (at least MIN_PER_CLASS per class): a stable CV score, seconds

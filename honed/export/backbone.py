@@ -46,7 +46,7 @@ def export_source_stats(run_dir: str | Path, backbone: str | Path, *, reporter: 
     from honed.data.dataset import ImageDataset
     from honed.data.manifest import Manifest
     from honed.models.weights import create_backbone_with_pretrained, data_config_for
-    from honed.training.probe import extract_features
+    from honed.training.features import extract_features
 
     facts = read_run_facts(Path(run_dir))
     train = _source_images(facts)

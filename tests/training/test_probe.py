@@ -14,7 +14,8 @@ import honed
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
 from honed.training.fit import train
-from honed.training.probe import PROBE_FILE, extract_features, fit_head, last_linear
+from honed.training.features import extract_features, last_linear
+from honed.training.probe import PROBE_FILE, fit_head
 from tests.training.test_train import tiny_config
 
 
