@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript  # noqa: E402
 from honed.export.fuse import fuse_batchnorm  # noqa: E402
-from honed.models.weights import create_backbone_with_pretrained  # noqa: E402
+from honed.models.backbones import create_backbone_with_pretrained  # noqa: E402
 
 Runner = Callable[[torch.Tensor], np.ndarray]
 WARMUP_CALLS = 2  # TorchScript's profiling executor optimizes the graph on the second call

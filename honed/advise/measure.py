@@ -24,7 +24,8 @@ from honed.advise.source_stats import load_stats
 from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
-from honed.models.weights import create_backbone_with_pretrained, data_config_for, default_cache_dir
+from honed.data.cache import cache_root
+from honed.models.backbones import create_backbone_with_pretrained, data_config_for
 from honed.training.features import extract_features
 from honed.training.probe import C_GRID, CV_FOLDS, sklearn_threads
 from honed.training.reporter import Reporter
@@ -96,7 +97,7 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
         dataset = ImageDataset(sample, targets, size, datasets=manifest.datasets)
         features = extract_features(network, dataset, mean=list(defaults["mean"]), std=list(defaults["std"]),
                                     workers=workers, reporter=reporter, label=f"advisor: {kind} features",
-                                    cache_dir=default_cache_dir())
+                                    cache_dir=cache_root())
         with sklearn_threads():
             scores[kind] = _probe_score(features, targets, manifest.task, seed)
         if kind == "pretrained" and weights:

@@ -149,10 +149,15 @@ class DecodedCache:
         return cls(images, key=index["key"], size=int(index["size"]), bad=bad, location=array_path)
 
 
+def cache_root() -> Path:
+    """The root of honed's caches (decoded images, frozen features, converted weights): ``$HONED_CACHE``, else
+    ``~/.cache/honed``; read at call time, not import time."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "honed")
+
+
 def default_cache_dir() -> Path:
-    """``$HONED_CACHE/decoded``, else ``~/.cache/honed/decoded``; read at call time, not import time."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "honed"
-    return Path(root) / "decoded"
+    """Where decoded images are cached: ``cache_root()/decoded``."""
+    return cache_root() / "decoded"
 
 
 def cache_key(

@@ -45,7 +45,7 @@ def export_source_stats(run_dir: str | Path, backbone: str | Path, *, reporter: 
     a line saying what was written, or None and why nothing was (the images are gone, too few of them)."""
     from honed.data.dataset import ImageDataset
     from honed.data.manifest import Manifest
-    from honed.models.weights import create_backbone_with_pretrained, data_config_for
+    from honed.models.backbones import create_backbone_with_pretrained, data_config_for
     from honed.training.features import extract_features
 
     facts = read_run_facts(Path(run_dir))

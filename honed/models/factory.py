@@ -20,7 +20,8 @@ import torch.nn as nn
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.models.stages import head_name
-from honed.models.weights import _family, create_backbone_with_pretrained, data_config_for, head_keys, read_state_dict
+from honed.models.backbones import create_backbone_with_pretrained, data_config_for, model_family
+from honed.models.weights import head_keys, read_state_dict
 
 
 def build_model(config: RunConfig, num_outputs: int, *, for_inference: bool = False) -> nn.Module:
@@ -94,7 +95,7 @@ def _load_head(model: nn.Module, weights: str) -> None:
 
 
 def _check_drop_path(name: str, drop_path: float) -> None:
-    if drop_path > 0 and _family(name) != "timm":
+    if drop_path > 0 and model_family(name) != "timm":
         raise HonedError(f"--drop-path is timm's stochastic depth; torchvision's {name} does not take it: "
                          "leave it out, or use the timm version of the model")
 

@@ -36,7 +36,7 @@ from honed.config import RunConfig
 from honed.data.dataset import split_dataset
 from honed.data.prepare import PreparedData
 from honed.errors import HonedError
-from honed.models.weights import default_cache_dir
+from honed.data.cache import cache_root
 from honed.tracking import runs
 from honed.tracking.atomic import write_json
 from honed.training.checkpoint import save_weights
@@ -284,7 +284,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     features = {s: extract_features(model, sets[s], mean=config.preprocess.mean, std=config.preprocess.std,
                                     device=runtime.device, batch_size=config.train.batch_size * 2,
                                     workers=config.train.workers, reporter=reporter, label=f"{s} features",
-                                    cache_dir=default_cache_dir()) for s in splits}
+                                    cache_dir=cache_root()) for s in splits}
     extracted = time.perf_counter()
     targets = {s: np.asarray(sets[s].targets) for s in splits}
     head = fit_head(kind, features["train"], targets["train"], task=manifest.task, outputs=manifest.num_outputs,

@@ -175,7 +175,7 @@ def test_scratch_ignores_pretrained_weights(color_folder, tmp_path):
 
 def test_a_new_head_on_pretrained_weights_starts_at_zero():
     from honed.models.transfer import reset_new_head
-    from honed.models.weights import create_backbone_with_pretrained
+    from honed.models.backbones import create_backbone_with_pretrained
 
     model = create_backbone_with_pretrained("tf_efficientnet_lite0", 10, pretrained=True, weights=None)
     assert sorted(reset_new_head(model, model_name="tf_efficientnet_lite0", pretrained=True, weights="")) == [

@@ -15,16 +15,10 @@ import torch.nn as nn
 import torchvision
 
 from honed.errors import HonedError
-from honed.models import weights
-from honed.models.weights import (
-    PipSource,
-    create_backbone_with_pretrained,
-    data_config_for,
-    load_into,
-    pip_weights_path,
-    pretrained_state_dict,
-    read_state_dict,
-)
+from honed.models import backbones, pip_weights
+from honed.models.backbones import create_backbone_with_pretrained, data_config_for
+from honed.models.pip_weights import PipSource, pip_weights_path, pretrained_state_dict
+from honed.models.weights import load_into, read_state_dict
 
 LITE0 = "tf_efficientnet_lite0"
 DAISY, PALACE = 985, 698  # ImageNet-1k class indices of sklearn's bundled flower.jpg and china.jpg
@@ -204,7 +198,7 @@ def test_pip_weights_path():
 
 def test_pip_source_not_installed_gives_none(monkeypatch):
     fake = MappingProxyType({"fake_net": PipSource("honed_no_such_weights_pkg", "models/x.pth")})
-    monkeypatch.setattr(weights, "PIP_WEIGHTS", fake)
+    monkeypatch.setattr(pip_weights, "PIP_WEIGHTS", fake)
     assert pip_weights_path("fake_net") is None
     assert pretrained_state_dict("fake_net") is None
 
@@ -226,7 +220,7 @@ def test_lite0_converts_to_timm_names_and_caches(tmp_path, monkeypatch):
     def no_conversion(path):
         raise AssertionError(f"read {path} instead of the cache")
 
-    monkeypatch.setattr(weights, "read_state_dict", no_conversion)
+    monkeypatch.setattr(pip_weights, "read_state_dict", no_conversion)
     again = pretrained_state_dict(LITE0, cache_dir=tmp_path)
     assert all(torch.equal(again[k], state[k]) for k in state)
 
@@ -280,7 +274,7 @@ def test_hub_failure_names_the_fix(monkeypatch, name, library):
             raise OSError("We couldn't connect to 'https://huggingface.co'")
         return real(*args, **kwargs)
 
-    target = (timm, "create_model") if library == "timm" else (weights.tv_models, "get_model")
+    target = (timm, "create_model") if library == "timm" else (backbones.tv_models, "get_model")
     real = getattr(*target)
     monkeypatch.setattr(*target, offline)
     with pytest.raises(HonedError, match=rf"could not download pretrained weights for {name} "
