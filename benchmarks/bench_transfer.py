@@ -1,11 +1,11 @@
 """Transfer strategies against each other, and what the advisor (``--strategy auto``) picks, on CPU.
 
 Every strategy (probe, head, partial, gradual, full, scratch) trains tf_efficientnet_lite0 from its real
-ImageNet weights (pip-shipped) on small CIFAR-10 subsets (natural photos: like ImageNet) and on synthetic
-images unlike it (drawn shapes; a disk left or right on noise), and is scored on held-out test images. The
-advisor measures each training set and decides; the table says whether its pick was within one point of the
-best strategy. CPU only: about 1.5 CPU-hours for one seed of every cell (each cell's CPU time is in the
-table), 40 minutes of it the 10,000-image cifar-1000 row.
+ImageNet weights (pip-shipped) on small CIFAR-10 subsets (natural photos: like ImageNet), the same photos
+with inverted colours, and synthetic images unlike it (drawn shapes; a disk left or right on noise), and is
+scored on held-out test images. The advisor measures each training set and decides; the table says whether
+its pick was within one point of the best strategy. CPU only: about 2 CPU-hours for one seed of every cell
+(each cell's CPU time is in the table), most of it the two 10,000-image rows.
 
     python benchmarks/bench_transfer.py --cifar /tmp/cifar                   # the grid (results_transfer.md)
     python benchmarks/bench_transfer.py --seeds 0,1,2 --only cifar-20,...    # repeat cells with other seeds
@@ -65,6 +65,8 @@ DATASETS = {
     "position-100": ("position", 100, 64, 5),
     "cifar-1000": ("cifar", 1000, 96, 3),
     "position-1000": ("position", 1000, 64, 3),
+    "inverted-cifar-100": ("inverted-cifar", 100, 96, 3),
+    "inverted-cifar-1000": ("inverted-cifar", 1000, 96, 3),
 }
 # --extra: probe only. cifar-200-224px is the setting of the reference figure (logistic regression on pooled
 # 224 px features, 200 per class: 72-75%).
@@ -124,10 +126,26 @@ def position_set(dest: Path, per_class: int, seed: int = 0) -> Path:
     return dest
 
 
+def inverted(folder: Path, dest: Path) -> Path:
+    """Every image of ``folder`` with its colours inverted (255 - value): the same photos in a colour space
+    ImageNet never showed the backbone (a different domain whose shapes still transfer)."""
+    if (dest / "done").exists():
+        return dest
+    for path in sorted(p for p in folder.rglob("*.jpg")):
+        target = dest / path.relative_to(folder).with_suffix(".png")  # PNG: no new JPEG artefacts
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - np.asarray(Image.open(path).convert("RGB"))).save(target)
+    (dest / "done").write_text("")
+    return dest
+
+
 def build(name: str, spec: tuple, cifar: Path, work: Path) -> Path:
     kind, per_class, _, _ = spec
     if kind == "cifar":
         return cifar_subset(cifar, work / "data" / name, per_class)
+    if kind == "inverted-cifar":
+        plain = cifar_subset(cifar, work / "data" / name.removeprefix("inverted-"), per_class)
+        return inverted(plain, work / "data" / name)
     if kind == "position":
         return position_set(work / "data" / name, per_class)
     return shapes_set(work / "data" / name, per_class, HARD_SHAPES if kind == "shapes" else ShapeFactors())
