@@ -57,12 +57,17 @@ def run_workflow(spec: WorkflowSpec, *, reporter: Reporter | None = None) -> Wor
     except (KeyboardInterrupt, Exception):
         ctx.save()  # the time spent counts against the budget when it resumes
         raise
-    state.finished = True
-    ctx.save()
-    report = steps.report(ctx)
+    steps.report(ctx)
     _close_root_row(ctx)
-    bundle = folder / "bundle"
-    return WorkflowResult(spec.name, folder, state, bundle if bundle.exists() else None, report)
+    state.finished = True  # last: a workflow killed before this point resumes and writes its report again
+    ctx.save()
+    return _result(spec.name, folder, state)
+
+
+def _result(name: str, folder: Path, state: WorkflowState) -> WorkflowResult:
+    bundle, report = folder / "bundle", folder / "report.html"
+    return WorkflowResult(name, folder, state, bundle if bundle.exists() else None,
+                          report if report.exists() else None)
 
 
 def resume_workflow(workspace: Path, name: str, *, reporter: Reporter | None = None) -> WorkflowResult:
@@ -74,6 +79,10 @@ def resume_workflow(workspace: Path, name: str, *, reporter: Reporter | None = N
         raise HonedError(f"no workflow {name!r} in {workspace} to resume: see `honed runs --workspace {workspace}`")
     spec = WorkflowSpec.from_dict(json.loads(path.read_text()))
     spec.base.workspace = str(workspace)
+    state = WorkflowState.load(path.parent)
+    if state is not None and state.finished:  # nothing left to do (e.g. retried after a kill at its very end)
+        (reporter or LogReporter()).message(f"workflow {name} had already finished: nothing to resume")
+        return _result(spec.name, path.parent, state)
     return run_workflow(spec, reporter=reporter)
 
 

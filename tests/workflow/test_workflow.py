@@ -79,7 +79,29 @@ def test_an_interrupted_workflow_resumes_without_redoing_steps(cifar_mini, tmp_p
     assert (workspace / "wf-baseline" / "best.safetensors").read_bytes() == baseline_weights  # not retrained
     assert result.state.seconds >= saved["seconds"]
     with pytest.raises(honed.HonedError, match="finished"):
+        run_workflow(spec)  # a new workflow may not take a finished one's name
+    again = resume_workflow(workspace, "wf")  # resuming a finished one trains nothing and gives its result
+    assert again.state.finished and again.bundle == result.bundle and again.report == result.report
+    assert (workspace / "wf-baseline" / "best.safetensors").read_bytes() == baseline_weights
+
+
+def test_the_workflow_is_finished_only_once_its_report_is_written(cifar_mini, tmp_path, monkeypatch):
+    """A kill while the report is written leaves the workflow unfinished: resuming writes the report."""
+    workspace = tmp_path / "ws"
+    spec = tiny_spec(cifar_mini, workspace, strategy="full", lr=3e-3, improve_rounds=0, tune_trials=0,
+                     ensemble_size=0, tta="")
+    real_report = steps.report
+
+    def killed(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(steps, "report", killed)
+    with pytest.raises(KeyboardInterrupt):
         run_workflow(spec)
+    assert not json.loads((workspace / "wf" / "workflow.json").read_text()).get("finished")
+    monkeypatch.setattr(steps, "report", real_report)
+    result = resume_workflow(workspace, "wf")
+    assert result.state.finished and result.report is not None and result.report.is_file()
 
 
 def test_cli_workflow_json_and_bad_budget(cifar_mini, tmp_path):
