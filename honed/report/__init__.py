@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from honed.report.collect import ReportData, collect
+from honed.report.collect import collect
+from honed.report.data import ReportData
 
 __all__ = ["ReportData", "build_report", "collect"]
 

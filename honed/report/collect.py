@@ -1,4 +1,5 @@
-"""Gather what a report shows from a workspace and a run folder into plain dataclasses.
+"""Gather what a report shows from a workspace and a run folder into the plain dataclasses of
+``honed.report.data``.
 
 Every piece is optional: a field left ``None`` means its files are missing, and the page says how to add
 them instead of failing. Nothing here draws or renders; ``figures`` and ``html`` do that.
@@ -6,7 +7,7 @@ them instead of failing. Nothing here draws or renders; ``figures`` and ``html``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import json
 import math
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from honed.errors import HonedError
+from honed.report.data import AnalysisData, BundleCard, Outcome, ReportData, StepRow, Worst
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
 from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
 
@@ -25,89 +27,6 @@ DIVERSITY_FILE = "diversity.json"
 WORKFLOW_FILE = "workflow.json"  # a workflow's state (honed.workflow.state), read as plain JSON
 BUNDLE_KINDS = ("export", "bundle", "finalize")  # ledger kinds whose row's path may point at a bundle
 WORST_SHOWN = 12  # worst predictions listed with thumbnails
-
-
-@dataclass
-class StepRow:
-    """One run of the leaderboard tree."""
-
-    name: str
-    depth: int  # 0 for a root, parent depth + 1 below it
-    parent: str | None
-    kind: str
-    status: str
-    model: str
-    metric: str
-    score: float | None
-    delta: float | None  # score minus the parent's score on the same metric, None when not comparable
-    improved: bool | None  # delta in the metric's good direction (None when no delta)
-    duration_s: float
-    change: str
-    is_focus: bool = False
-    is_best: bool = False
-
-
-@dataclass
-class Worst:
-    """A validation mistake: the image path, what it is, what the model said."""
-
-    path: str
-    target: str
-    prediction: str
-    confidence: float | None
-    loss: float | None
-
-
-@dataclass
-class Outcome:
-    """What a child run bought over the analyzed run: its change and the score delta."""
-
-    name: str
-    change: str
-    metric: str
-    score: float | None
-    delta: float | None
-    improved: bool | None
-
-
-@dataclass
-class AnalysisData:
-    """The parts of analysis.json the report shows, from ``source`` (the focus run or its nearest ancestor)."""
-
-    source: str
-    factors: list[dict]  # FactorScore.to_dict(), best explanation first
-    recommendations: list[dict]  # Recommendation.to_dict(), strongest first
-    recommended: dict  # {"policy", "regularization"}: what `honed improve` applies
-    outcomes: list[Outcome]  # the analyzed run's trained children
-
-
-@dataclass
-class BundleCard:
-    path: Path
-    markdown: str
-    run: str = ""  # the run the bundle was exported from ('' when unknown)
-
-
-@dataclass
-class ReportData:
-    """Everything one report page shows."""
-
-    title: str
-    workspace: Path | None
-    focus: str  # the run the page centres on
-    run_dir: Path
-    task: str
-    metric: str
-    greater_is_better: bool
-    steps: list[StepRow] = field(default_factory=list)  # tree order
-    history: pd.DataFrame | None = None  # metrics.csv
-    confusion: tuple[list[str], np.ndarray] | None = None  # classes and counts [true, predicted]
-    worst: list[Worst] | None = None
-    worst_source: str = ""  # "analysis" or "predictions"
-    analysis: AnalysisData | None = None
-    diversity: dict | None = None  # diversity.json
-    diversity_run: str = ""
-    card: BundleCard | None = None
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib's Agg backend into PNG bytes (never to the screen or a file).
 
-Each function takes plain data from ``honed.report.collect`` and returns the PNG; the page inlines it as a
+Each function takes plain data (``honed.report.data``) and returns the PNG; the page inlines it as a
 data: URI, so the report stays one file.
 """
 

@@ -14,7 +14,7 @@ from string import Template
 from typing import Callable, Sequence
 
 from honed.report import figures
-from honed.report.collect import ReportData, StepRow
+from honed.report.data import ReportData, StepRow
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en">

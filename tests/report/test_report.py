@@ -129,7 +129,7 @@ def test_a_workflow_folder_centres_on_its_best_run_and_final_bundle(workspace, t
 
 
 def test_regression_sections_say_what_applies_instead(tmp_path):
-    from honed.report.collect import ReportData
+    from honed.report.data import ReportData
     from honed.report.html import render
 
     page = render(ReportData(title="t", workspace=None, focus="r<1>", run_dir=tmp_path, task="regress",
