@@ -12,6 +12,7 @@ import pandas as pd
 from safetensors.torch import load_file
 
 from honed.advise.source_stats import BASELINE_SAMPLE, SOURCE_SAMPLE, FeatureStats, save_stats, stats_path
+from honed.data.decode import DecodeError, probe_image
 from honed.errors import HonedError
 from honed.export.card import RunFacts, read_run_facts
 from honed.models.factory import build_model
@@ -54,15 +55,20 @@ def export_source_stats(run_dir: str | Path, backbone: str | Path, *, reporter: 
         return None, (f"no feature statistics: {len(train)} of the run's training images are readable files, "
                       f"fewer than {2 * BASELINE_SAMPLE}")
     train = train.sample(min(SOURCE_SAMPLE, len(train)), random_state=seed).reset_index(drop=True)
+    train = train[train["path"].map(_decodable_header).astype(bool)].reset_index(drop=True)  # changed since
     manifest = Manifest(train, task=facts.task, classes=facts.classes, target_columns=facts.target_columns)
     name = facts.config.model.name
     network = create_backbone_with_pretrained(name, max(manifest.num_outputs, 1), pretrained=False,
                                               weights=str(backbone))
     defaults = data_config_for(network)
     size = facts.config.preprocess.image_size or int(defaults["input_size"][-1])
-    features = extract_features(network, ImageDataset(train, manifest.targets(train), size),
-                                mean=list(defaults["mean"]), std=list(defaults["std"]), reporter=reporter,
-                                label="source feature statistics")
+    try:
+        features = extract_features(network, ImageDataset(train, manifest.targets(train), size),
+                                    mean=list(defaults["mean"]), std=list(defaults["std"]), reporter=reporter,
+                                    label="source feature statistics")
+    except DecodeError as error:  # a file damaged since training, past its header: the backbone stands
+        return None, (f"no feature statistics: one of the run's training images no longer decodes "
+                      f"({error.reason}); repair or remove it and export again (or pass --no-stats)")
     path = stats_path(backbone)
     save_stats(path, FeatureStats.of(features, model=name, image_size=size, seed=seed))
     return path, f"feature statistics of {len(train)} training images ({size} px) written to {path}"
@@ -73,3 +79,11 @@ def _source_images(facts: RunFacts) -> pd.DataFrame:
     frame = facts.manifest if facts.manifest is not None else pd.DataFrame({"path": [], "split": []})
     train = frame[frame["split"] == "train"]
     return train[train["path"].map(lambda p: Path(str(p)).is_file()).astype(bool)].reset_index(drop=True)
+
+
+def _decodable_header(path: str) -> bool:
+    try:
+        probe_image(str(path))
+    except DecodeError:
+        return False
+    return True

@@ -88,3 +88,18 @@ def test_no_statistics_without_enough_source_images(color_folder, tmp_path):
     measured = advise(DataConfig(source=str(color_folder), val_fraction=0.25), model="test_resnet",
                       weights=str(backbone), image_size=16).measurements
     assert measured.source_distance is None
+
+
+def test_a_source_image_damaged_since_training_leaves_the_backbone_and_says_why(tmp_path):
+    from honed.cli import _register, app
+
+    source = _colour_folder(tmp_path / "source", {"red": (200, 40, 40), "blue": (40, 40, 200)}, 280, 0)
+    run = train(tiny_config(source, tmp_path / "ws", epochs=1))
+    for path in sorted((source / "blue").iterdir())[:60]:  # header intact, pixels cut off
+        path.write_bytes(path.read_bytes()[:60])
+    _register()
+    backbone = tmp_path / "backbone.safetensors"
+    done = CliRunner().invoke(app, ["export", str(run.run_dir), "--backbone-only", "--out", str(backbone)])
+    assert done.exit_code == 0, done.output
+    assert "no feature statistics" in done.output and "no longer decodes (truncated)" in done.output
+    assert backbone.is_file() and not stats_path(backbone).exists()
