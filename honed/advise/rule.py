@@ -15,7 +15,7 @@ trained on five CIFAR-10 classes: weak features; ``results_pretrainer.md``). Fig
 mean test accuracies (%). CPU-sized runs: 3-15 epochs, 20 to 1,000 images per class, test sets of 100-1,000
 images, so differences of 1-2 points are noise. With this rule the pick was within one point of the best
 strategy on 13 of the 19 datasets and at most 4.8 points behind it; the earlier thresholds, set from the
-20 and 100 per class ImageNet rows alone, managed 10 of 19 and fell 44 points behind on one (scratch for
+20 and 100 per class ImageNet rows alone, managed 9 of 19 and fell 44 points behind on one (scratch for
 position-1000).
 """
 
