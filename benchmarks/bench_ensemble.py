@@ -31,7 +31,7 @@ import honed  # noqa: E402
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig  # noqa: E402
 from honed.ensemble import create_ensemble  # noqa: E402
 from honed.ensemble.bagging import bag  # noqa: E402
-from honed.training.optim import schedule_cycles  # noqa: E402
+from honed.optim import schedule_cycles  # noqa: E402
 from honed.tta import evaluate_tta  # noqa: E402
 
 

@@ -9,7 +9,7 @@ targets: (a) CIFAR-10's other five classes (dog, frog, horse, ship, truck: same 
 (b) drawn shapes (honed.data.synthetic, any angle, size, place, with noise and blur: a different-looking
 domain), at 20, 100, 500 and 1,000 training images per class. Strategies probe, head, partial, gradual
 and full start from those weights; scratch trains the same network from random weights with the same
-epochs, data and learning rate. The advisor (``honed.advise.measure`` with the source weights, then ``decide``) measures each training
+epochs, data and learning rate. The advisor (``honed.advise.probe_gain`` with the source weights, then ``decide``) measures each training
 set; the table says what it would pick and how far that pick is from the best strategy.
 
 A checkpoint's classifier head fits a new task of the same class count (5 -> 5 for target a): honed then
@@ -39,12 +39,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from honed.advise import decide, measure  # noqa: E402
-from honed.advise.measure import Measurements  # noqa: E402
+from honed.advise.probe_gain import Measurements  # noqa: E402
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig  # noqa: E402
 from honed.data.prepare import prepare_data  # noqa: E402
 from honed.data.synthetic import ShapeFactors, generate_shapes  # noqa: E402
 from honed.export.backbone import export_backbone, export_source_stats  # noqa: E402
-from honed.advise.source_stats import stats_path  # noqa: E402
+from honed.models.feature_stats import stats_path  # noqa: E402
 from honed.training.fit import train  # noqa: E402
 from benchmarks.seeds import accuracy_text, mean_accuracy, seed_key  # noqa: E402
 

@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from honed.advise import decide, measure  # noqa: E402
-from honed.advise.measure import Measurements  # noqa: E402
+from honed.advise.probe_gain import Measurements  # noqa: E402
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig  # noqa: E402
 from honed.data.prepare import prepare_data  # noqa: E402
 from honed.data.synthetic import ShapeFactors, generate_shapes  # noqa: E402

@@ -51,7 +51,7 @@ class ModelConfig:
     name: str = "resnet18"  # any timm model name, or a torchvision one
     pretrained: bool = False  # ImageNet weights: pip-shipped when honed knows them, else timm's hub
     weights: str = ""  # a local safetensors / PyTorch state dict to start from
-    strategy: str = "full"  # a transfer strategy (honed.models.transfer: probe, head, partial, gradual, full,
+    strategy: str = "full"  # a transfer strategy (honed.models.strategies: probe, head, partial, gradual, full,
     # scratch) or auto: the advisor picks one from the data (honed.advise), recorded in the run
     drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
     head_bn: bool = False  # head as BatchNorm1d(features) -> Dropout(drop_rate) -> Linear (honed.models.factory)
@@ -61,7 +61,7 @@ class ModelConfig:
     gbm_rounds: int = 0  # probe with a gbm head: boosting iterations; 0: honed.training.probe.GBM_ROUNDS
 
     def __post_init__(self) -> None:
-        from honed.models.transfer import list_strategies  # the registry is the one list of strategies
+        from honed.models.strategies import list_strategies  # the registry is the one list of strategies
 
         if self.strategy not in list_strategies() + ["auto"]:
             raise HonedError(f"--strategy must be one of {', '.join(list_strategies() + ['auto'])}, "

@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from honed.advise.measure import Measurements, measure
+from honed.advise.probe_gain import Measurements, measure
 from honed.advise.rule import decide
 from honed.config import DataConfig, RunConfig
 from honed.data.manifest import Manifest
 from honed.tracking.atomic import write_json
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 ADVICE_FILE = "advice.json"
 

@@ -21,7 +21,7 @@ position-1000).
 
 from __future__ import annotations
 
-from honed.advise.measure import Measurements
+from honed.advise.probe_gain import Measurements
 
 # From this probe gain (pretrained minus random-weight features, linear-probe accuracy on 200 images) the
 # frozen features feed a probe on small data. ImageNet features measured 0.35-0.62 on photos and shapes at

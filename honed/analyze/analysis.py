@@ -1,7 +1,7 @@
 """``analyze_run``: a finished run's weaknesses, named with their evidence, and the fix to try next.
 
 It reads the run's validation predictions (mistakes, confusion, per-class scores), probes the model on
-validation and training images under controlled transformations (:mod:`honed.analyze.probes`), ranks the
+validation and training images under controlled transformations (:mod:`honed.analyze.sensitivity`), ranks the
 factors that explain the failures (:mod:`honed.analyze.ranking`) and turns them into recommendations
 (:mod:`honed.analyze.recommend`). Results go to ``RUN/analysis/`` and, when the run lives in a workspace,
 to a ledger row of kind ``analysis`` whose parent is the run (see :mod:`honed.analyze.outputs`).
@@ -19,12 +19,12 @@ import torch
 
 from honed.analyze import mistakes
 from honed.analyze.factors import Factor, select_factors
-from honed.analyze.probes import BatchPredictor, ProbeRun, probe_table, run_probes
+from honed.analyze.sensitivity import BatchPredictor, ProbeRun, probe_table, run_probes
 from honed.analyze.ranking import Evidence, FactorScore, rank_factors
 from honed.analyze.recommend import Recommendation, merge_policy, recommend, to_apply
 from honed.analyze.slices import class_slices, image_size_slice, train_val_gap
 from honed.analyze.source import ImageSet, RunSource, load_run
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 
 ANALYSIS_DIR = "analysis"
 ANALYSIS_FILE = "analysis.json"

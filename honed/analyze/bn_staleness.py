@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from honed.models.transfer import eval_mode
+from honed.models.strategies import eval_mode
 
 MEAN_SHIFT_LIMIT = 0.5  # median |z| of the channel means, in running standard deviations
 VAR_RATIO_LIMIT = 0.7  # median |log variance ratio|: ~ a factor of 2

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from honed.analyze import measures
+from honed.analyze import image_measures as measures
 from honed.augment.ops import Rotate, Scale
 from honed.errors import HonedError
 

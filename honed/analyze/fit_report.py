@@ -126,7 +126,7 @@ def run_fit_report(run_dir: str | Path, *, save: bool = True) -> FitReport:
 
     from honed.config import RunConfig
     from honed.tracking.atomic import write_json
-    from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+    from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.csv").is_file():

@@ -11,8 +11,8 @@ from honed.analyze.recommend import merge_policy
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
-from honed.tracking.runs import CONFIG_FILE
-from honed.training.reporter import Reporter
+from honed.artifacts.run_folder import CONFIG_FILE
+from honed.progress import Reporter
 
 if TYPE_CHECKING:  # training pulls in the model zoo: imported when a run is trained, not with honed.analyze
     from honed.training.fit import TrainResult

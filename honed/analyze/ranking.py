@@ -33,8 +33,8 @@ import numpy as np
 from torch import Tensor
 
 from honed.analyze.factors import Factor
-from honed.analyze.measures import circular_offset, measure_images
-from honed.analyze.probes import (
+from honed.analyze.image_measures import circular_offset, measure_images
+from honed.analyze.sensitivity import (
     ProbeRun,
     condition_seed,
     difference_interval,

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from honed.analyze.probes import difference_interval
+from honed.analyze.sensitivity import difference_interval
 from honed.analyze.ranking import EXAMPLES, MIN_SLICE, SLICE_SHARE
 from honed.metrics import GREATER_IS_BETTER
 

@@ -18,7 +18,7 @@ from honed.data.decode import DecodeError
 from honed.data.loader import default_workers
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
 REQUIRED = (CONFIG_FILE, LABELS_FILE, "manifest.parquet", "predictions_val.parquet", "best.safetensors")
 

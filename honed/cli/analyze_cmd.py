@@ -33,7 +33,7 @@ def analyze(
 ) -> None:
     """Find a run's weaknesses: worst predictions, confusion, probes, ranked factors and recommended fixes."""
     from honed.analyze import analyze_run
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     console = Console()
     analysis = analyze_run(find_run(workspace, run), tta=tta or None,
@@ -75,7 +75,7 @@ def improve(
 ) -> None:
     """Train a child of RUN with the fix its analysis recommends (or the changes given), and compare them."""
     from honed.analyze import improve_run
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     console = Console()
     reporter = RichReporter(console, quiet=quiet)

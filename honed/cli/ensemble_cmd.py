@@ -29,7 +29,7 @@ def evaluate(
     workspace: Path = WORKSPACE,
 ) -> None:
     """A run's scores with and without test-time augmentation, and the cost per image of each."""
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
     from honed.tta.evaluate import evaluate_tta
 
     result = evaluate_tta(find_run(workspace, run), views=tta, aggregate=aggregate, splits=split,

@@ -26,7 +26,7 @@ def export(
 ) -> None:
     """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports (or, with
     --backbone-only, its feature extractor as a weights file for training on other data)."""
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     run_dir = find_run(workspace, run)  # before the export machinery is imported: a typo fails fast
     if backbone_only:

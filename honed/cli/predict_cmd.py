@@ -28,9 +28,9 @@ def predict(
     """Predict new images with a trained run; undecodable files get an error column, not a crash."""
     from honed.export.bundle import is_bundle
     from honed.predict import collect_inputs, load
-    from honed.predict_sharded import is_distributed_launch
+    from honed.predict.sharded import is_distributed_launch
     from honed.tracking.atomic import atomic_path
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     if out.suffix.lower() not in (".csv", ".json"):
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
@@ -60,7 +60,7 @@ def _predict_sharded(model_path: Path, paths: List[str], out: Path, console: Con
                      **options) -> None:
     import os
 
-    from honed.predict_sharded import predict_sharded, shard_bounds
+    from honed.predict.sharded import predict_sharded, shard_bounds
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
     start, stop = shard_bounds(len(paths), rank, world)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 
 class RichReporter:
-    """Implements honed.training.reporter.Reporter with a progress bar per epoch and a line per epoch."""
+    """Implements honed.progress.Reporter with a progress bar per epoch and a line per epoch."""
 
     def __init__(self, console: Console, *, quiet: bool = False, metric: str = ""):
         self.console = console

@@ -23,7 +23,7 @@ def bn_recalibrate(
     workspace: Path = WORKSPACE,
 ) -> None:
     """Re-estimate batch norm running statistics on the run's training images; keeps the old weights."""
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
     from honed.training.bn_recalibrate import RECORD_FILE, recalibrate_run
 
     run_dir = find_run(workspace, run)
@@ -49,7 +49,7 @@ def fit_report(
 ) -> None:
     """Over- or under-fitting, read from the run's learning curves, and the flags to try next."""
     from honed.analyze.fit_report import REPORT_FILE, run_fit_report
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     run_dir = find_run(workspace, run)
     report = run_fit_report(run_dir)

@@ -37,8 +37,8 @@ def compare(
     workspace: Path = WORKSPACE,
 ) -> None:
     """The config keys that differ between two runs, and their best-epoch metrics side by side with the delta."""
-    from honed.tracking.compare import compare_runs
-    from honed.tracking.runs import find_run
+    from honed.report.compare import compare_runs
+    from honed.artifacts.run_folder import find_run
 
     result = compare_runs(find_run(workspace, run_a), find_run(workspace, run_b))
     console = Console()

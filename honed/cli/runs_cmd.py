@@ -57,7 +57,7 @@ def show(
     import pandas as pd
 
     from honed.tracking.ledger import Ledger
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     run_dir = find_run(workspace, run)
     console = Console()

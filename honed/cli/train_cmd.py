@@ -77,7 +77,7 @@ def train(
 ) -> None:
     """Train an image model and save the run in the workspace."""
     if resume:
-        from honed.tracking.runs import find_run
+        from honed.artifacts.run_folder import find_run
 
         config = RunConfig.from_yaml(find_run(workspace, resume) / "config.yaml")
         config.workspace = str(workspace)

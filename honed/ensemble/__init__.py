@@ -14,7 +14,7 @@ an independent ``honed.train`` call, so a caller can run them in parallel and en
 from honed.ensemble.bagging import bag
 from honed.ensemble.boosting import boost
 from honed.ensemble.build import create_ensemble
-from honed.ensemble.combine import (
+from honed.combine.rules import (
     TIE_RULE,
     CombinationRule,
     get_method,
@@ -24,10 +24,10 @@ from honed.ensemble.combine import (
     soft_vote,
 )
 from honed.ensemble.diversity import DiversityReport, independent_majority_error, poisson_binomial_pmf
-from honed.ensemble.predictor import EnsemblePredictor
+from honed.combine.predictor import EnsemblePredictor
 from honed.ensemble.store import EnsembleResult
-from honed.ensemble.voting import VotingEnsemble
-from honed.ensemble.weights import cross_fit, fit_simplex_weights
+from honed.combine.voting import VotingEnsemble
+from honed.combine.simplex import cross_fit, fit_simplex_weights
 
 __all__ = [
     "TIE_RULE", "CombinationRule", "DiversityReport", "EnsemblePredictor", "EnsembleResult", "VotingEnsemble", "bag",

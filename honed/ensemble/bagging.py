@@ -28,7 +28,7 @@ import pandas as pd
 from honed.config import RunConfig
 from honed.data.manifest import Manifest
 from honed.ensemble.build import build_ensemble
-from honed.ensemble.combine import CombinationRule, default_method, get_method
+from honed.combine.rules import CombinationRule, default_method, get_method
 from honed.ensemble.members import Member
 from honed.ensemble.resample import (
     ensemble_name,
@@ -39,11 +39,11 @@ from honed.ensemble.resample import (
 )
 from honed.ensemble.store import ENSEMBLE_FILE, EnsembleResult
 from honed.errors import HonedError
-from honed.ensemble.scoring import score
+from honed.combine.scoring import score
 from honed.tracking.ledger import Ledger
-from honed.tracking.runs import CONFIG_FILE
+from honed.artifacts.run_folder import CONFIG_FILE
 from honed.training.evaluation import predictions_table
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 
 BOOTSTRAP_FILE = "bootstrap.parquet"
 OOB_FILE = "oob_predictions.parquet"

@@ -24,7 +24,7 @@ from honed.ensemble.members import Member
 from honed.ensemble.resample import ensemble_name, predict_frame, prepared_manifest, train_member, with_training_rows
 from honed.ensemble.store import EnsembleResult
 from honed.errors import HonedError
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 
 RESAMPLE_FILE = "resample.parquet"
 BOOST_METHODS = ("samme", "gbm")

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from honed.config import RunConfig
-from honed.ensemble.combine import CombinationRule, default_method, get_method
+from honed.combine.rules import CombinationRule, default_method, get_method
 from honed.ensemble.diversity import diversity_report
-from honed.ensemble.scoring import score
+from honed.combine.scoring import score
 from honed.ensemble.members import Member, aligned_outputs, check_compatible, resolve_members
 from honed.ensemble.store import EnsembleResult, SplitOutputs, claim_folder, save_ensemble
-from honed.ensemble.weights import fit_rule
+from honed.combine.simplex import fit_rule
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
 
@@ -39,7 +39,7 @@ def create_ensemble(runs: Sequence[str | Path] = (), *, name: str = "", method: 
         raise HonedError("give either member runs or --snapshots RUN, not both")
     if snapshots is not None:
         from honed.ensemble.snapshot import snapshot_members, snapshot_test_tables
-        from honed.tracking.runs import find_run
+        from honed.artifacts.run_folder import find_run
 
         run_dir = find_run(workspace, str(snapshots))
         members = snapshot_members(run_dir)

@@ -19,12 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from honed.ensemble.combine import TIE_RULE, CombinationRule
+from honed.combine.rules import TIE_RULE, CombinationRule
 from honed.ensemble.store import definition_members, read_definition
 from honed.errors import HonedError
 from honed.export.bundle import BundleReport, export_bundle, predictor_from_files, publish, target_path
-from honed.export.bundle_files import BUNDLE_FILE, BundleFiles, read_meta, sha256
-from honed.export.bundle_meta import CARD_FILE, FORMAT_NAME, FORMAT_VERSION
+from honed.artifacts.bundle_files import BUNDLE_FILE, BundleFiles, read_meta, sha256
+from honed.artifacts.bundle_meta import CARD_FILE, FORMAT_NAME, FORMAT_VERSION
 from honed.tracking.atomic import temp_path_for, write_json, write_text
 
 MEMBER_FOLDER = re.compile(r"^members/[0-9]{2}$")
@@ -107,7 +107,7 @@ def _number(value: Any) -> str:
 
 def load_ensemble_bundle(files: BundleFiles, raw: Any, *, device: str = "auto", backend: str = "torch"):
     """An EnsemblePredictor from an ensemble bundle's files (see the module docstring)."""
-    from honed.ensemble.predictor import EnsemblePredictor
+    from honed.combine.predictor import EnsemblePredictor
 
     meta = validate_ensemble_meta(raw)
     predictors = []
@@ -153,7 +153,7 @@ def validate_ensemble_meta(meta: Any) -> dict[str, Any]:
     if len(folders) != len(members):
         raise HonedError(f"{where} names a member folder twice")
     rule = CombinationRule.from_dict(meta.get("rule"), len(members), where=where)
-    from honed.ensemble.combine import get_method
+    from honed.combine.rules import get_method
 
     get_method(rule.method, meta["task"])
     return {**meta, "rule": rule}

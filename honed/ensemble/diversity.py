@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from honed.ensemble.combine import hard_vote
-from honed.ensemble.scoring import score
+from honed.combine.rules import hard_vote
+from honed.combine.scoring import score
 from honed.tracking.atomic import atomic_path, write_json, write_text
 
 REPORT_JSON = "diversity.json"

@@ -3,7 +3,7 @@
 The run is an ordinary probe run (``--strategy probe --head-model gbm``, see ``honed.training.probe``): the
 config's backbone with its starting weights (``pretrained`` or ``weights``) extracts the pre-logit features,
 scikit-learn's HistGradientBoosting is fitted on them for ``rounds`` iterations, and the run keeps the trees'
-training data so loading refits them (``honed.training.gbm_head``). It therefore predicts with ``honed.load``,
+training data so loading refits them (``honed.models.heads.gbm``). It therefore predicts with ``honed.load``,
 exports as a bundle and joins ensembles; boost only names it and reports it as its other methods' results.
 """
 
@@ -17,7 +17,7 @@ from honed.data.manifest import Manifest
 from honed.ensemble.resample import ensemble_name
 from honed.ensemble.store import EnsembleResult
 from honed.errors import HonedError
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 
 def boost_gbm(config: RunConfig, *, rounds: int = 100, manifest: Manifest | None = None,

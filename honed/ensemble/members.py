@@ -17,7 +17,7 @@ import pandas as pd
 
 from honed.config import RunConfig
 from honed.errors import HonedError
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
 WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")  # a file inside the run folder
 
@@ -61,7 +61,7 @@ class Member:
 def resolve_members(specs: Sequence[str | Path], workspace: Path) -> list[Member]:
     """Run names (in ``workspace``) or run folders -> Members; two or more, each a finished run."""
     from honed.export.bundle import is_bundle
-    from honed.tracking.runs import find_run
+    from honed.artifacts.run_folder import find_run
 
     if len(specs) < 2:
         raise HonedError(f"an ensemble needs at least 2 members, got {len(specs)}: name more runs, "

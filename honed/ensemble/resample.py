@@ -22,7 +22,7 @@ from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger, check_name
 from honed.training.fit import TrainResult, train
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 
 def ensemble_name(config: RunConfig, suffix: str) -> str:

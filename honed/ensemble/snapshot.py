@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from honed.ensemble.members import Member
 from honed.errors import HonedError
-from honed.tracking.runs import save_predictions
+from honed.artifacts.run_folder import save_predictions
 from honed.training.checkpoint import save_weights
 
 _SNAPSHOT = re.compile(r"^snapshot-(?P<cycle>[0-9]+)\.safetensors$")

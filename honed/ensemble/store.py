@@ -28,14 +28,14 @@ import pandas as pd
 
 from honed.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.data.manifest import Manifest
-from honed.ensemble.combine import TIE_RULE, CombinationRule
+from honed.combine.rules import TIE_RULE, CombinationRule
 from honed.ensemble.diversity import DiversityReport, save_report
 from honed.ensemble.members import WEIGHTS_NAME, Member
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import write_json, write_text
 from honed.tracking.ledger import Ledger, RunRecord, check_name
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE, save_table
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE, save_table
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT_NAME = "honed-ensemble"
@@ -197,7 +197,7 @@ def definition_members(run_dir: Path, definition: dict[str, Any]) -> list[Member
 
 def load_ensemble(run_dir: Path, *, device: str = "auto", backend: str = "torch"):
     """An EnsemblePredictor from an ensemble run folder (each member from its own run folder)."""
-    from honed.ensemble.predictor import EnsemblePredictor
+    from honed.combine.predictor import EnsemblePredictor
 
     definition = read_definition(run_dir)
     if backend != "torch":

@@ -2,7 +2,7 @@
 ``--weights`` accepts, so a model honed trained on one dataset is the pretrained start for another.
 
 Next to it go the statistics of the run's training images as that backbone sees them
-(``honed.advise.source_stats``), so the advisor can say how far new data lies from the source."""
+(``honed.models.feature_stats``), so the advisor can say how far new data lies from the source."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 from safetensors.torch import load_file
 
-from honed.advise.source_stats import BASELINE_SAMPLE, SOURCE_SAMPLE, FeatureStats, save_stats, stats_path
+from honed.models.feature_stats import BASELINE_SAMPLE, SOURCE_SAMPLE, FeatureStats, save_stats, stats_path
 from honed.data.decode import DecodeError, probe_image
 from honed.errors import HonedError
 from honed.export.card import RunFacts, read_run_facts
 from honed.models.factory import build_model
-from honed.models.weights import head_keys
+from honed.models.state_dicts import head_keys
 from honed.tracking.atomic import save_tensors
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 
 def export_backbone(run_dir: str | Path, out: str | Path, *, weights: str = "best.safetensors") -> tuple[Path, int]:
@@ -47,7 +47,7 @@ def export_source_stats(run_dir: str | Path, backbone: str | Path, *, reporter: 
     from honed.data.dataset import ImageDataset
     from honed.data.manifest import Manifest
     from honed.models.backbones import create_backbone_with_pretrained, data_config_for
-    from honed.training.features import extract_features
+    from honed.models.features import extract_features
 
     facts = read_run_facts(Path(run_dir))
     train = _source_images(facts)

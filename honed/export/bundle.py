@@ -37,8 +37,8 @@ from torch import nn
 
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig
 from honed.errors import HonedError
-from honed.export.bundle_files import BUNDLE_FILE, ONNX_FILE, BundleFiles, checked_file, read_meta, sha256
-from honed.export.bundle_meta import (
+from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE, BundleFiles, checked_file, read_meta, sha256
+from honed.artifacts.bundle_meta import (
     CARD_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -53,7 +53,7 @@ from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript
 from honed.export.fuse import fuse_batchnorm
 from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
-from honed.training.gbm_head import FEATURES_FILE as GBM_FILE
+from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
 
 if TYPE_CHECKING:
     from honed.predict import Predictor
@@ -147,7 +147,7 @@ def _check_formats(formats: Sequence[str]) -> set[str]:
 
 def _gbm_data(run_dir: Path, formats: set[str]) -> Path | None:
     """A gbm probe run's features file (refitted at load), or None; such a run exports as a plain bundle only."""
-    from honed.training.gbm_head import gbm_head_file
+    from honed.models.heads.gbm import gbm_head_file
 
     path = gbm_head_file(run_dir)
     if path is not None and formats - {"bundle"}:
@@ -338,7 +338,7 @@ def predictor_from_files(files: BundleFiles, raw: Any, *, device: str, backend: 
     else:
         model = _torch_model(config, meta, checked_file(files, meta, WEIGHTS_FILE))
     if GBM_FILE in meta["files"]:  # the network computes the features; the trees, refitted, predict from them
-        from honed.training.gbm_head import GbmHead, GbmProbeModel
+        from honed.models.heads.gbm import GbmHead, GbmProbeModel
 
         head = GbmHead.from_bytes(checked_file(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
         model = GbmProbeModel(model, head)
@@ -374,7 +374,7 @@ def _torch_model(config: RunConfig, meta: dict[str, Any], weights: bytes) -> nn.
 
 def _check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """The weights must be exactly the architecture's tensors; a head of another size means a wrong label list."""
-    from honed.models.weights import head_keys
+    from honed.models.state_dicts import head_keys
 
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))

@@ -19,7 +19,7 @@ import pandas as pd
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping stored next to the metrics
 WEIGHTS_NOTE = "model.safetensors holds the unfused weights, from which honed rebuilds the model."

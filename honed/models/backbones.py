@@ -13,7 +13,7 @@ from timm.data import resolve_model_data_config
 
 from honed.errors import HonedError
 from honed.models.pip_weights import PIP_WEIGHTS, pretrained_state_dict
-from honed.models.weights import IMAGENET_MEAN, IMAGENET_STD, head_prefix, load_into, read_state_dict
+from honed.models.state_dicts import IMAGENET_MEAN, IMAGENET_STD, head_prefix, load_into, read_state_dict
 
 
 def create_backbone_with_pretrained(

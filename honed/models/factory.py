@@ -5,7 +5,7 @@ Two regularization options change the architecture, so they live here where ever
 
 - ``head_bn``: the classifier's last Linear becomes ``BatchNorm1d(features) -> Dropout(p) -> Linear``,
   registered under the head's own name, so transfer strategies, ``reset_new_head`` and the head-key logic
-  of ``honed.models.weights`` see the whole block as "the head". ``p`` is ``drop_rate``; the model's own
+  of ``honed.models.state_dicts`` see the whole block as "the head". ``p`` is ``drop_rate``; the model's own
   dropout before the classifier is taken out (timm: built with ``drop_rate=0``; torchvision: a Dropout right
   before the Linear becomes Identity, its ``p`` kept as the default): dropout feeding batch norm shifts the
   variance between training and inference (Li et al., "Understanding the disharmony between dropout and
@@ -21,7 +21,7 @@ from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.models.stages import head_name
 from honed.models.backbones import create_backbone_with_pretrained, data_config_for, model_family
-from honed.models.weights import head_keys, read_state_dict
+from honed.models.state_dicts import head_keys, read_state_dict
 
 
 def build_model(config: RunConfig, num_outputs: int, *, for_inference: bool = False) -> nn.Module:

@@ -20,7 +20,7 @@ import torch
 
 from honed.data.cache import cache_root
 from honed.errors import HonedError
-from honed.models.weights import arch_name, match_state_dict, read_state_dict
+from honed.models.state_dicts import arch_name, match_state_dict, read_state_dict
 from honed.tracking.atomic import save_tensors
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import pandas as pd
 from honed.errors import HonedError
 from honed.report.data import AnalysisData, BundleCard, Outcome, ReportData, StepRow, Worst
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
 ANALYSIS_FILE = Path("analysis") / "analysis.json"
 DIVERSITY_FILE = "diversity.json"
@@ -177,7 +177,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _config_metric(run_dir: Path, task: str) -> str:
-    from honed.tracking.compare import main_metric, read_config
+    from honed.report.compare import main_metric, read_config
 
     try:
         return main_metric(read_config(run_dir))

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 
 class TrialReporter:

@@ -26,7 +26,7 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.search.pruning import TrialReporter
 from honed.search.space import SearchSpace, apply_params
 from honed.tracking.ledger import Ledger
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 
 STORAGE_FILE = "optuna.sqlite3"  # the default study storage, in the workspace
 HEARTBEAT_S = 30  # a running trial's heartbeat; one silent for GRACE_S (its worker died) is marked failed

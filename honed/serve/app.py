@@ -35,7 +35,7 @@ from honed.data.decode import DecodeError, decode_to_tensor
 from honed.serve.batcher import Batcher, BatcherStopped, QueueFull
 from honed.serve.inputs import Part, read_parts
 from honed.serve.limits import ApiError, ServeSettings, decode_failure
-from honed.serve.metrics import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
+from honed.serve.telemetry import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
 from honed.serve.model import ServedModel, load_served
 from honed.serve.page import page_html
 

@@ -46,7 +46,7 @@ def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "tor
                 tta: str | None = None) -> ServedModel:
     """Load a local bundle (folder or .zip) for serving; HonedError for URLs, run folders and broken bundles."""
     from honed.export.bundle import CARD_FILE, is_bundle
-    from honed.export.bundle_files import BUNDLE_FILE, BundleFiles, read_meta
+    from honed.artifacts.bundle_files import BUNDLE_FILE, BundleFiles, read_meta
     from honed.predict import load
 
     text = str(bundle)

@@ -8,7 +8,7 @@ with only the batch norm layers in train mode and no gradient: the same idea as
 ``torch.optim.swa_utils.update_bn``, restricted to the layers the run actually trained.
 
 Only trained layers are touched: a frozen backbone's batch norm keeps the statistics its head was trained
-on (``honed.models.transfer.train_mode`` keeps them fixed during training for the same reason).
+on (``honed.models.strategies.train_mode`` keeps them fixed during training for the same reason).
 
 ``recalibrate_run`` does it for a finished run's weights file (``honed bn-recalibrate``): validation scores
 before and after, the previous weights kept as ``<name>.before-bn.safetensors``, the record in
@@ -30,8 +30,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from honed.data.dataset import ImageDataset
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
-from honed.models.transfer import eval_mode
-from honed.training.runtime import Runtime
+from honed.models.strategies import eval_mode
+from honed.runtime import Runtime
 
 RECORD_FILE = "bn_recalibration.json"
 DEFAULT_BATCHES = 100  # x 64 images: per-channel means over thousands of images are stable to ~1e-2 std
@@ -48,7 +48,7 @@ def bn_layers(model: nn.Module, *, trained_only: bool = False) -> dict[str, _Bat
 
 def trained_bn_layers(model: nn.Module, config, last_epoch: int) -> dict[str, _BatchNorm]:
     """The batch norm layers a run's strategy trained in its last epoch (requires_grad flags are restored)."""
-    from honed.models.transfer import create_strategy
+    from honed.models.strategies import create_strategy
 
     flags = [p.requires_grad for p in model.parameters()]
     try:
@@ -137,10 +137,10 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
     from honed.data.loader import make_loader
     from honed.models.factory import build_model
     from honed.tracking.atomic import write_bytes, write_json
-    from honed.tracking.runs import save_predictions
+    from honed.artifacts.run_folder import save_predictions
     from honed.training.checkpoint import load_weights, save_weights
     from honed.training.evaluation import evaluate_split
-    from honed.training.runtime import setup_runtime
+    from honed.runtime import setup_runtime
 
     if weights not in WEIGHT_FILES:
         raise HonedError(f"--weights must be one of {', '.join(WEIGHT_FILES)}, not {weights!r}")

@@ -45,7 +45,7 @@ def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None =
 
 
 def load_weights(path: Path, model: nn.Module) -> None:
-    from honed.models.weights import check_shapes  # imported here: weights.py pulls in timm and torchvision
+    from honed.models.state_dicts import check_shapes  # imported here: weights.py pulls in timm and torchvision
     try:
         tensors = load_file(str(path))
     except FileNotFoundError:

@@ -12,7 +12,7 @@ from honed.config import RunConfig
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import Ledger, RunRecord
 from honed.training.fit import TrainResult, train
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 
 
 @dataclass

@@ -10,7 +10,7 @@ from honed.data.manifest import Manifest
 from honed.metrics import classification_metrics, regression_metrics
 from honed.data.pipeline import BatchPipeline
 from honed.training.loop import predict_outputs
-from honed.training.runtime import Runtime
+from honed.runtime import Runtime
 
 
 def evaluate_split(model, loader, dataset: ImageDataset, manifest: Manifest, *, runtime: Runtime,

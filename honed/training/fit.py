@@ -25,17 +25,17 @@ from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import is_better
 from honed.models.factory import build_model
-from honed.models.transfer import create_strategy, reset_new_head, trainable_signature
+from honed.models.strategies import create_strategy, reset_new_head, trainable_signature
 from honed.data.loader import start_epoch
 from honed.training.checkpoint import (discard_partial_writes, read_state, restore_rng, restore_training_state,
                                        save_training_state, save_weights)
 from honed.training.evaluation import evaluate_split
 from honed.training.loop import AfterStep, EpochProgress, train_one_epoch
-from honed.training.optim import LrSchedule, build_optimizer, schedule_cycles
-from honed.training.reporter import LogReporter, Reporter
-from honed.training.runtime import Runtime, setup_runtime, teardown_runtime
+from honed.optim import LrSchedule, build_optimizer, schedule_cycles
+from honed.progress import LogReporter, Reporter
+from honed.runtime import Runtime, setup_runtime, teardown_runtime
 from honed.training.swa import create_swa
-from honed.tracking import runs
+from honed.artifacts import run_folder as runs
 from honed.tracking.atomic import write_text
 from honed.tracking.loggers import create_loggers
 

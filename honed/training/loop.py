@@ -10,9 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from honed.data.pipeline import BatchPipeline
-from honed.models.transfer import eval_mode, train_mode
-from honed.training.optim import LrSchedule, set_lr
-from honed.training.runtime import Runtime
+from honed.models.strategies import eval_mode, train_mode
+from honed.optim import LrSchedule, set_lr
+from honed.runtime import Runtime
 
 
 def loss_fn(task: str, outputs: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,

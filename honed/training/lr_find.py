@@ -25,12 +25,12 @@ from honed.data.manifest import Manifest
 from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.models.factory import build_model
-from honed.models.transfer import create_strategy, reset_new_head, train_mode
+from honed.models.strategies import create_strategy, reset_new_head, train_mode
 from honed.training.fit import batch_pipeline, loader_factory  # the run's own loaders and pipeline
 from honed.training.loop import loss_fn
-from honed.training.optim import build_optimizer, set_lr
-from honed.training.reporter import LogReporter, Reporter
-from honed.training.runtime import Runtime, setup_runtime, teardown_runtime
+from honed.optim import build_optimizer, set_lr
+from honed.progress import LogReporter, Reporter
+from honed.runtime import Runtime, setup_runtime, teardown_runtime
 from honed.tracking.atomic import atomic_path
 
 DIVERGENCE_FACTOR = 4.0  # stop once the smoothed loss exceeds this multiple of the best smoothed loss

@@ -1,7 +1,7 @@
 """The ``probe`` strategy: frozen features extracted once, a scikit-learn head fitted on them, the result a
 normal honed run (config, metrics.csv, predictions, ledger row, weights) that predicts and exports as any other.
 
-Features are the input of the network's last linear layer (``honed.training.features``: extracted once,
+Features are the input of the network's last linear layer (``honed.models.features``: extracted once,
 cached), so a head fitted on them is exactly that layer.
 
 Heads (``--head-model``), all on standardized features:
@@ -15,7 +15,7 @@ Heads (``--head-model``), all on standardized features:
 - ``gbm``: HistGradientBoosting on the features (``model.gbm_rounds`` iterations, as ``honed boost --method
   gbm --rounds`` sets them; a smaller min_samples_leaf on tiny data). Trees are not a linear layer, and honed
   never pickles, so a gbm run keeps the frozen network's weights and the head's training data
-  (``probe_features.safetensors``): loading refits the same trees (see ``honed.training.gbm_head``), so it
+  (``probe_features.safetensors``): loading refits the same trees (see ``honed.models.heads.gbm``), so it
   predicts, exports as a bundle and joins ensembles; ONNX / TorchScript cannot hold the trees.
 """
 
@@ -37,13 +37,13 @@ from honed.data.dataset import split_dataset
 from honed.data.prepare import PreparedData
 from honed.errors import HonedError
 from honed.data.cache import cache_root
-from honed.tracking import runs
+from honed.artifacts import run_folder as runs
 from honed.tracking.atomic import write_json
 from honed.training.checkpoint import save_weights
 from honed.training.evaluation import predictions_table, score_outputs
-from honed.training.features import extract_features, last_linear
-from honed.training.reporter import Reporter
-from honed.training.runtime import Runtime
+from honed.models.features import extract_features, last_linear
+from honed.progress import Reporter
+from honed.runtime import Runtime
 
 if TYPE_CHECKING:
     from honed.training.fit import TrainResult
@@ -303,7 +303,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
         runs.save_predictions(run_dir / f"predictions_{s}.parquet",
                               predictions_table(sets[s].paths, outputs[s], targets[s], manifest))
     if head.weight is None:  # trees: keep their training data, refitted at load (honed never pickles)
-        from honed.training.gbm_head import FEATURES_FILE, save_gbm_data
+        from honed.models.heads.gbm import FEATURES_FILE, save_gbm_data
 
         save_gbm_data(run_dir / FEATURES_FILE, train_features=features["train"], train_targets=targets["train"],
                       val_features=features["val"], val_outputs=outputs["val"], task=manifest.task,

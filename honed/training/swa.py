@@ -28,14 +28,14 @@ from honed.data.manifest import Manifest
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import is_better
-from honed.tracking import runs
+from honed.artifacts import run_folder as runs
 from honed.tracking.atomic import write_json
 from honed.training.bn_recalibrate import bn_layers, recalibrate_bn
 from honed.training.checkpoint import save_weights
 from honed.training.evaluation import evaluate_split
-from honed.training.optim import LrSchedule
-from honed.training.reporter import Reporter
-from honed.training.runtime import Runtime
+from honed.optim import LrSchedule
+from honed.progress import Reporter
+from honed.runtime import Runtime
 
 SWA_FILE = "swa.safetensors"
 RUNNING_FILE = "swa_running.safetensors"  # the average so far, for --resume

@@ -41,7 +41,7 @@ class TTAClassifier(BaseEstimator):
         names = expand_views(self.views)
         self.classes_ = np.asarray(self.predictor.classes)
         if self.aggregate == "learned":
-            from honed.ensemble.weights import fit_simplex_weights
+            from honed.combine.simplex import fit_simplex_weights
 
             if y is None:
                 raise HonedError("aggregate 'learned' fits a weight per view: give fit() images and their targets")
@@ -116,6 +116,6 @@ class TTAClassifier(BaseEstimator):
         return torch.from_numpy(raw).softmax(dim=2).numpy() if self._task == "classify" else raw
 
     def _targets(self, y: Any) -> np.ndarray:
-        from honed.ensemble.scoring import encode_targets
+        from honed.combine.scoring import encode_targets
 
         return encode_targets(y, self._task, self.predictor.classes)

@@ -19,7 +19,7 @@ import torch
 from honed.data.manifest import Manifest
 from honed.data.preprocess import to_unit_float
 from honed.errors import HonedError
-from honed.ensemble.scoring import score
+from honed.combine.scoring import score
 from honed.tta.setting import TTASetting, aggregate_outputs
 
 
@@ -49,7 +49,7 @@ def evaluate_tta(run: str | Path, *, views: str | Sequence[str] = "flip", aggreg
                  splits: Sequence[str] = ("val", "test"), batch_size: int = 64, workers: int = -1,
                  device: str = "auto", folds: int = 5, seed: int = 0) -> TTAEvaluation:
     """Score the run at ``run`` on its own splits plainly and with ``views`` aggregated by ``aggregate``."""
-    from honed.ensemble.weights import cross_fit, fit_simplex_weights
+    from honed.combine.simplex import cross_fit, fit_simplex_weights
     from honed.predict import load
 
     run_dir = Path(run)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from honed.config import RunConfig
 from honed.metrics import GREATER_IS_BETTER, is_better
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 from honed.tracking.ledger import Ledger, RunRecord
 from honed.workflow.budget import Budget
 from honed.workflow.state import Step, WorkflowState

@@ -9,7 +9,7 @@ from pathlib import Path
 from honed.errors import HonedError
 from honed.tracking.atomic import write_json
 from honed.tracking.ledger import Ledger, check_name
-from honed.training.reporter import LogReporter, Reporter
+from honed.progress import LogReporter, Reporter
 from honed.workflow import steps
 from honed.workflow.budget import Budget
 from honed.workflow.context import Context, WorkflowSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
-from honed.tracking.runs import CONFIG_FILE
+from honed.artifacts.run_folder import CONFIG_FILE
 from honed.workflow.context import Context
 from honed.workflow.state import Step
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from honed.advise import advise, rule
-from honed.advise.source_stats import FeatureStats, frechet_distance, load_stats, save_stats, stats_path
+from honed.models.feature_stats import FeatureStats, frechet_distance, load_stats, save_stats, stats_path
 from honed.config import DataConfig
 from honed.errors import HonedError
 from honed.training.fit import train

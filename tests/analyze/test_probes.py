@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from honed.analyze import measures
+from honed.analyze import image_measures as measures
 from honed.analyze.factors import (
     FACTORS,
     add_noise,
@@ -15,7 +15,7 @@ from honed.analyze.factors import (
     select_factors,
     shrink,
 )
-from honed.analyze.probes import (
+from honed.analyze.sensitivity import (
     bootstrap_interval,
     paired_drop,
     probe_table,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from honed.analyze.factors import Factor
-from honed.analyze.probes import ProbeRun
+from honed.analyze.sensitivity import ProbeRun
 from honed.analyze.ranking import (
     MIN_SCORE,
     Evidence,

@@ -18,7 +18,7 @@ from honed.ensemble.bagging import bag, bootstrap_counts
 from honed.ensemble.boosting import boost, samme_alpha
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
-from honed.training.optim import lr_factor, schedule_cycles
+from honed.optim import lr_factor, schedule_cycles
 from tests.ensemble.conftest import colour_folder
 from tests.training.test_train import tiny_config
 
@@ -96,7 +96,7 @@ def test_gradient_boosting_on_frozen_features_is_a_probe_run_that_predicts(tmp_p
 
     from honed.config import RunConfig
     from honed.ensemble.store import ENSEMBLE_FILE
-    from honed.training.gbm_head import FEATURES_FILE
+    from honed.models.heads.gbm import FEATURES_FILE
     from tests.ensemble.test_ensemble_runs import cli_app
 
     data = colour_folder(tmp_path / "colors")

@@ -13,9 +13,9 @@ import pytest
 
 import honed
 from honed.ensemble import create_ensemble
-from honed.ensemble.combine import TIE_RULE
-from honed.ensemble.predictor import EnsemblePredictor
-from honed.ensemble.voting import VotingEnsemble
+from honed.combine.rules import TIE_RULE
+from honed.combine.predictor import EnsemblePredictor
+from honed.combine.voting import VotingEnsemble
 from honed.errors import HonedError
 from honed.export.bundle import BUNDLE_FILE, export_bundle
 from honed.tracking.ledger import Ledger

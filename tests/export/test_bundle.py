@@ -20,7 +20,7 @@ import honed
 from honed.errors import HonedError
 from honed.export import bundle as bundle_module
 from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, is_bundle, load_bundle
-from honed.export.bundle_files import sha256
+from honed.artifacts.bundle_files import sha256
 from honed.export.fuse import FusionResult, fuse_batchnorm
 from honed.tracking.atomic import is_temp_name
 from honed.training.fit import train

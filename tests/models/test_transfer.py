@@ -18,9 +18,9 @@ from honed.config import ModelConfig, RunConfig
 from honed.errors import HonedError
 from honed.models.factory import build_model
 from honed.models.stages import backbone_stages, head_name, stage_parameters
-from honed.models.transfer import GRADUAL_FLOOR, create_strategy, describe_strategies, list_strategies
+from honed.models.strategies import GRADUAL_FLOOR, create_strategy, describe_strategies, list_strategies
 from honed.training.fit import train
-from honed.training.optim import build_optimizer, set_lr
+from honed.optim import build_optimizer, set_lr
 from tests.training.test_train import _StopAfter, tiny_config
 
 
@@ -174,7 +174,7 @@ def test_scratch_ignores_pretrained_weights(color_folder, tmp_path):
 
 
 def test_a_new_head_on_pretrained_weights_starts_at_zero():
-    from honed.models.transfer import reset_new_head
+    from honed.models.strategies import reset_new_head
     from honed.models.backbones import create_backbone_with_pretrained
 
     model = create_backbone_with_pretrained("tf_efficientnet_lite0", 10, pretrained=True, weights=None)
@@ -193,7 +193,7 @@ def test_weights_from_a_run_on_other_labels_get_a_new_head(tmp_path):
 
     import timm
 
-    from honed.models.transfer import reset_new_head
+    from honed.models.strategies import reset_new_head
     from honed.training.checkpoint import save_weights
 
     source = timm.create_model("test_resnet", num_classes=2)

@@ -18,7 +18,7 @@ from honed.errors import HonedError
 from honed.models import backbones, pip_weights
 from honed.models.backbones import create_backbone_with_pretrained, data_config_for
 from honed.models.pip_weights import PipSource, pip_weights_path, pretrained_state_dict
-from honed.models.weights import load_into, read_state_dict
+from honed.models.state_dicts import load_into, read_state_dict
 
 LITE0 = "tf_efficientnet_lite0"
 DAISY, PALACE = 985, 698  # ImageNet-1k class indices of sklearn's bundled flower.jpg and china.jpg

@@ -13,7 +13,7 @@ from honed.analyze import analyze_run
 from honed.analyze.bn_staleness import MEAN_SHIFT_LIMIT, VAR_RATIO_LIMIT, measure_bn_staleness
 from honed.training.bn_recalibrate import RECORD_FILE, bn_layers, recalibrate_bn, recalibrate_run
 from honed.training.fit import train
-from honed.training.runtime import Runtime
+from honed.runtime import Runtime
 from tests.cli.test_cli import honed
 from tests.training.test_train import tiny_config
 

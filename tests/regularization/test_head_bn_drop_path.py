@@ -17,7 +17,7 @@ from honed.config import ModelConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
 from honed.models.factory import build_model
 from honed.models.stages import head_name
-from honed.models.transfer import create_strategy, head_module, list_strategies, reset_new_head, train_mode
+from honed.models.strategies import create_strategy, head_module, list_strategies, reset_new_head, train_mode
 from honed.training.fit import train
 from tests.training.test_train import tiny_config
 

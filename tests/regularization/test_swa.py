@@ -15,7 +15,7 @@ import honed
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
 from honed.training.fit import train
-from honed.training.optim import LrSchedule
+from honed.optim import LrSchedule
 from honed.training.swa import RUNNING_FILE, Swa, SwaSchedule, first_swa_epoch
 from tests.training.test_train import tiny_config
 

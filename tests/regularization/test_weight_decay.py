@@ -7,8 +7,8 @@ import torch
 
 from honed.config import ModelConfig, RunConfig
 from honed.models.factory import build_model
-from honed.models.transfer import create_strategy
-from honed.training.optim import build_optimizer
+from honed.models.strategies import create_strategy
+from honed.optim import build_optimizer
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])

@@ -2,7 +2,7 @@
 `honed runs` listing and leaderboard reports, for a bounded time. No row is lost, no "database is locked"
 reaches a user, and SQLite's integrity check passes afterwards.
 
-Each writer opens a new Ledger per operation, as training does (``honed.tracking.runs.record``), and logs a
+Each writer opens a new Ledger per operation, as training does (``honed.artifacts.run_folder.record``), and logs a
 line per committed write; the test checks every logged row is in the ledger with its last written state.
 """
 

@@ -23,7 +23,7 @@ import torch
 import honed
 from honed.errors import HonedError
 from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, load_bundle
-from honed.models.weights import read_state_dict
+from honed.models.state_dicts import read_state_dict
 from honed.training.checkpoint import load_weights
 from honed.training.fit import train
 from tests.conftest import write_image

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from honed.errors import HonedError
-from honed.tracking.compare import compare_runs, config_differences, flatten
+from honed.report.compare import compare_runs, config_differences, flatten
 
 
 def honed(*args, timeout=300):

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from honed.predict_sharded import merge_parts, part_path, shard_bounds, write_part
+from honed.predict.sharded import merge_parts, part_path, shard_bounds, write_part
 from tests.training.test_train import tiny_config
 
 

@@ -14,7 +14,7 @@ import honed
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
 from honed.training.fit import train
-from honed.training.features import extract_features, last_linear
+from honed.models.features import extract_features, last_linear
 from honed.training.probe import PROBE_FILE, fit_head
 from tests.training.test_train import tiny_config
 
@@ -137,7 +137,7 @@ def test_features_are_cached_by_weights_and_files(color_folder, tmp_path):
 
 def test_probe_refuses_data_parallel(color_folder, tmp_path):
     from honed.training.probe import train_probe
-    from honed.training.runtime import Runtime
+    from honed.runtime import Runtime
 
     with pytest.raises(HonedError, match="without torchrun"):
         train_probe(_probe_config(color_folder, tmp_path), torch.nn.Linear(1, 1), None, run_dir=tmp_path,

@@ -16,7 +16,7 @@ import honed
 from honed.errors import HonedError
 from honed.export.bundle import BUNDLE_FILE, export_bundle
 from honed.training.fit import train
-from honed.training.gbm_head import FEATURES_FILE
+from honed.models.heads.gbm import FEATURES_FILE
 from honed.training.probe import PROBE_FILE
 from tests.training.test_train import tiny_config
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from honed.errors import HonedError
-from honed.export.bundle_files import BUNDLE_FILE, ONNX_FILE
-from honed.training.gbm_head import FEATURES_FILE as GBM_FILE
+from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE
+from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
 
 FORMAT_NAME = "honed-bundle"
 FORMAT_VERSION = 1  # bump when bundle.json changes incompatibly; loaders refuse versions they do not know

@@ -106,7 +106,7 @@ def predict_sharded(model_path: Path, paths: Sequence[str], out: Path, *, top_k:
     millions of paths to the others. Outside torchrun it runs as one rank and writes ``out`` directly.
     """
     from honed.predict import load
-    from honed.training.runtime import setup_runtime, teardown_runtime
+    from honed.runtime import setup_runtime, teardown_runtime
 
     runtime = setup_runtime(device, "32")
     try:

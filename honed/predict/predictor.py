@@ -22,9 +22,9 @@ from honed.data.preprocess import normalize, to_unit_float
 from honed.data.sources import IMAGE_SUFFIXES
 from honed.errors import HonedError
 from honed.models.factory import build_model
-from honed.models.transfer import eval_mode
+from honed.models.strategies import eval_mode
 from honed.training.checkpoint import load_weights
-from honed.tracking.runs import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
 if TYPE_CHECKING:
     from honed.tta.setting import TTASetting
@@ -185,7 +185,7 @@ def _load(run_dir: Path, *, device: str, backend: str, weights: str) -> Predicto
     labels = json.loads((run_dir / LABELS_FILE).read_text())
     width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])
     model = build_model(config, width, for_inference=True)
-    from honed.training.gbm_head import with_gbm_head
+    from honed.models.heads.gbm import with_gbm_head
     from honed.training.probe import refuse_without_weights
 
     refuse_without_weights(run_dir, "loaded")  # an old gbm probe run kept nothing to predict with

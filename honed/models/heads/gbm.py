@@ -124,7 +124,7 @@ class GbmProbeModel(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from honed.training.features import captured_features
+        from honed.models.features import captured_features
 
         with torch.no_grad(), captured_features(self.network) as captured:
             self.network(x)

@@ -18,7 +18,7 @@ import yaml
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.tracking.runs import CONFIG_FILE
+from honed.artifacts.run_folder import CONFIG_FILE
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping in metrics.csv, not scores
 

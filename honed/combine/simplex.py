@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from honed.ensemble.combine import CombinationRule, get_method
+from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
 
 EPS = 1e-7  # probability floor in the log loss, as honed.metrics uses

@@ -78,7 +78,7 @@ def reset_new_head(model: nn.Module, *, model_name: str, pretrained: bool, weigh
     CIFAR-10); a head-only run of 56 AdamW steps on 200 CIFAR images then reached 22% test accuracy, 60% from
     a zero head."""
     from honed.models.pip_weights import pretrained_state_dict
-    from honed.models.weights import match_state_dict, read_state_dict
+    from honed.models.state_dicts import match_state_dict, read_state_dict
 
     if not (pretrained or weights):
         return []

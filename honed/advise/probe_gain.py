@@ -8,7 +8,7 @@ data unlike it (synthetic shapes, medical scans, spectrograms) gains little. A d
 statistics of the data and of the pretraining data (a Fréchet distance) needs statistics of the source's
 features: honed does not ship ImageNet's, so for hub weights the probe gain answers alone; a backbone that
 honed exported (``--backbone-only``) carries its source run's statistics, and then the distance is measured
-too (``honed.advise.source_stats``).
+too (``honed.models.feature_stats``).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from honed.advise.source_stats import load_stats
+from honed.models.feature_stats import load_stats
 from honed.data.dataset import ImageDataset
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.data.cache import cache_root
 from honed.models.backbones import create_backbone_with_pretrained, data_config_for
-from honed.training.features import extract_features
+from honed.models.features import extract_features
 from honed.training.probe import C_GRID, CV_FOLDS, sklearn_threads
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 SAMPLE_IMAGES = 200  # images in the quick probe (at least MIN_PER_CLASS per class): a stable CV score, seconds
 MIN_PER_CLASS = 20  # so 10 classes get 20 each, 2 classes 100 each

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from honed.ensemble.combine import CombinationRule, default_method, get_method
-from honed.ensemble.scoring import encode_targets, score
-from honed.ensemble.predictor import EnsemblePredictor
+from honed.combine.rules import CombinationRule, default_method, get_method
+from honed.combine.scoring import encode_targets, score
+from honed.combine.predictor import EnsemblePredictor
 from honed.errors import HonedError
 
 
@@ -37,7 +37,7 @@ class VotingEnsemble(BaseEstimator):
 
     def fit(self, images, y) -> VotingEnsemble:
         """Fit the rule on ``images`` (e.g. the validation split): weights for ``weighted``, none otherwise."""
-        from honed.ensemble.weights import fit_rule
+        from honed.combine.simplex import fit_rule
 
         images = list(images)
         outputs = self.member_outputs(images)

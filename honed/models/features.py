@@ -23,9 +23,9 @@ from honed.data.dataset import ImageDataset
 from honed.data.loader import make_loader
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
-from honed.models.transfer import eval_mode, head_module
+from honed.models.strategies import eval_mode, head_module
 from honed.tracking.atomic import atomic_path
-from honed.training.reporter import Reporter
+from honed.progress import Reporter
 
 FEATURES_FORMAT = 1  # bump when what a feature file holds changes: old caches then get new keys
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from honed.ensemble.combine import CombinationRule, get_method
+from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
 from honed.predict import Predictor
 
