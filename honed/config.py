@@ -12,87 +12,22 @@ from typing import Any
 
 import yaml
 
+from honed.data.config import DataConfig, PreprocessConfig
 from honed.errors import HonedError
+from honed.models.config import HEAD_MODELS, ModelConfig
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant", "cyclic")
 PRECISIONS = ("auto", "32", "bf16", "16")
 CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
 REGRESS_METRICS = ("mae", "rmse")
-HEAD_MODELS = ("", "logreg", "svm", "gbm", "ridge", "svr")  # probe heads; "" picks logreg or ridge by task
 LOGGERS = ("tensorboard", "mlflow")  # --log integrations (honed.tracking.loggers)
 
 
-@dataclass
-class DataConfig:
-    source: str = ""  # folder, CSV/Parquet manifest, or torchvision dataset name
-    task: str = "classify"  # classify | regress
-    path_column: str = "path"  # manifest column holding image paths
-    label_column: str = "label"  # manifest column holding class names (classification)
-    target_columns: list[str] = field(default_factory=list)  # manifest columns of numeric targets (regression)
-    torchvision_root: str = ""  # where a torchvision dataset's files already are
-    val_fraction: float = 0.2  # stratified holdout when the data has no validation split
-    folds: int = 1  # k-fold cross-validation when > 1
-    fold: int = 0  # which fold this run validates on
-    strict: bool = False  # any undecodable image is an error instead of a skipped, listed file
-    skipped_files: int = 0  # filled in at training: undecodable images left out (listed in bad_files.csv)
-
-    def __post_init__(self) -> None:
-        if self.task not in ("classify", "regress"):
-            raise HonedError(f"--task must be classify or regress, not {self.task!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise HonedError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
-        if self.folds < 1 or not 0 <= self.fold < max(self.folds, 1):
-            raise HonedError(f"--folds must be >= 1 and the fold in [0, folds), not folds={self.folds} fold={self.fold}")
 
 
-@dataclass
-class ModelConfig:
-    name: str = "resnet18"  # any timm model name, or a torchvision one
-    pretrained: bool = False  # ImageNet weights: pip-shipped when honed knows them, else timm's hub
-    weights: str = ""  # a local safetensors / PyTorch state dict to start from
-    strategy: str = "full"  # a transfer strategy (honed.models.strategies: probe, head, partial, gradual, full,
-    # scratch) or auto: the advisor picks one from the data (honed.advise), recorded in the run
-    drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate)
-    head_bn: bool = False  # head as BatchNorm1d(features) -> Dropout(drop_rate) -> Linear (honed.models.factory)
-    drop_path: float = 0.0  # stochastic depth (timm's drop_path_rate); timm models that have it only
-    unfreeze: int = 0  # partial / gradual: stages fine-tuned, counted from the head; 0: partial 2, gradual all
-    head_model: str = ""  # probe: logreg | svm | gbm (classify), ridge | svr | gbm (regress); empty: logreg / ridge
-    gbm_rounds: int = 0  # probe with a gbm head: boosting iterations; 0: honed.training.probe.GBM_ROUNDS
-
-    def __post_init__(self) -> None:
-        from honed.models.strategies import list_strategies  # the registry is the one list of strategies
-
-        if self.strategy not in list_strategies() + ["auto"]:
-            raise HonedError(f"--strategy must be one of {', '.join(list_strategies() + ['auto'])}, "
-                             f"not {self.strategy!r}")
-        if self.unfreeze < 0:
-            raise HonedError(f"--unfreeze must be 0 (the strategy's default) or a number of stages, "
-                             f"not {self.unfreeze}")
-        if self.head_model not in HEAD_MODELS:
-            raise HonedError(f"--head-model must be one of {', '.join(m for m in HEAD_MODELS if m)}, "
-                             f"not {self.head_model!r}")
-        if self.gbm_rounds < 0:
-            raise HonedError(f"--rounds of a gbm head must be at least 1 (or 0: the default), not {self.gbm_rounds}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise HonedError(f"--dropout must be in [0, 1), not {self.drop_rate}")
-        if not 0.0 <= self.drop_path < 1.0:
-            raise HonedError(f"--drop-path must be in [0, 1), not {self.drop_path}")
 
 
-@dataclass
-class PreprocessConfig:
-    """The deterministic part: decode, resize the shorter side, centre crop, normalize. Filled from the model."""
-
-    image_size: int = 0  # 0: from the model's pretrained config
-    mean: list[float] = field(default_factory=list)  # empty: from the model's pretrained config
-    std: list[float] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.image_size < 0 or self.image_size > 4096:
-            raise HonedError(f"--image-size must be between 8 and 4096, not {self.image_size}")
-        if self.image_size and self.image_size < 8:
-            raise HonedError(f"--image-size must be between 8 and 4096, not {self.image_size}")
 
 
 @dataclass

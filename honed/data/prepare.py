@@ -8,7 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
-from honed.config import DataConfig
+from honed.data.config import DataConfig
 from honed.data.manifest import Manifest
 from honed.data.sources import load_source
 from honed.data.splits import with_validation

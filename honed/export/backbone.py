@@ -24,7 +24,7 @@ from honed.progress import Reporter
 def export_backbone(run_dir: str | Path, out: str | Path, *, weights: str = "best.safetensors") -> tuple[Path, int]:
     """Write the run's weights minus its head to ``out``; returns the path and the number of tensors kept."""
     facts = read_run_facts(Path(run_dir))
-    model = build_model(facts.config, facts.num_outputs, for_inference=True)  # only to know which keys are the head
+    model = build_model(facts.config.model, facts.num_outputs, for_inference=True)  # only to know which keys are the head
     head = head_keys(model)
     if not head:
         raise HonedError(f"cannot tell the head of {facts.config.model.name} from its backbone: export the whole "

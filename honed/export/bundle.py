@@ -169,10 +169,11 @@ def target_path(out_dir: Path, archive: bool) -> Path:
 
 def _rebuilt(facts: RunFacts, weights: str = "best.safetensors") -> nn.Module:
     """The run's architecture with its best (or given) weights, in eval mode on the CPU: the parity reference."""
-    from honed.models.factory import build_model
+    from honed.models.factory import build_model, with_preprocess_defaults
     from honed.training.checkpoint import load_weights
 
-    model = build_model(facts.config, facts.num_outputs, for_inference=True)
+    model = build_model(facts.config.model, facts.num_outputs, for_inference=True)
+    facts.config.preprocess = with_preprocess_defaults(facts.config.preprocess, model)
     load_weights(facts.run_dir / weights, model)
     return model.eval()
 
@@ -359,9 +360,10 @@ def _torch_model(config: RunConfig, meta: dict[str, Any], weights: bytes) -> nn.
     """The architecture from honed's factory by name, filled with the bundle's safetensors weights."""
     from safetensors.torch import load as load_safetensors
 
-    from honed.models.factory import build_model
+    from honed.models.factory import build_model, with_preprocess_defaults
 
-    model = build_model(config, meta["model"]["num_outputs"], for_inference=True)
+    model = build_model(config.model, meta["model"]["num_outputs"], for_inference=True)
+    config.preprocess = with_preprocess_defaults(config.preprocess, model)
     try:
         tensors = load_safetensors(weights)
     except Exception as error:  # safetensors parses a header and raw tensors; any failure means a bad file

@@ -1,4 +1,5 @@
-"""``build_model``: the network a RunConfig describes, with preprocessing defaults from the model itself.
+"""``build_model``: the network a run's model section describes; ``with_preprocess_defaults``: the
+preprocessing it expects, from the model's own pretrained config, where the user left it empty.
 
 Two regularization options change the architecture, so they live here where every consumer (training,
 ``honed.load``, bundles, export) rebuilds the model from ``config.yaml``:
@@ -17,21 +18,20 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from honed.config import RunConfig
+from dataclasses import replace
+
+from honed.data.config import PreprocessConfig
 from honed.errors import HonedError
+from honed.models.config import ModelConfig
 from honed.models.stages import head_name
 from honed.models.backbones import create_backbone_with_pretrained, data_config_for, model_family
 from honed.models.state_dicts import head_keys, read_state_dict
 
 
-def build_model(config: RunConfig, num_outputs: int, *, for_inference: bool = False) -> nn.Module:
-    """Create the model and fill ``config.preprocess`` from its pretrained config where the user left it empty.
-
-    For inference the architecture is built without any weights: the run's own weights are loaded next."""
-    options = config.model
+def build_model(options: ModelConfig, num_outputs: int, *, for_inference: bool = False) -> nn.Module:
+    """Create the network. For inference the architecture is built without any weights: the run's own weights
+    are loaded next."""
     _check_drop_path(options.name, options.drop_path)
-    if options.head_bn and config.train.batch_size < 2:
-        raise HonedError("--head-bn needs --batch-size of 2 or more: batch norm cannot normalize a single image")
     try:
         model = create_backbone_with_pretrained(
             options.name, num_outputs,
@@ -49,14 +49,16 @@ def build_model(config: RunConfig, num_outputs: int, *, for_inference: bool = Fa
         add_head_bn(model, options.drop_rate)
         if options.weights and not for_inference:
             _load_head(model, options.weights)
-    defaults = data_config_for(model)
-    if not config.preprocess.image_size:
-        config.preprocess.image_size = int(defaults["input_size"][-1])
-    if not config.preprocess.mean:
-        config.preprocess.mean = [float(v) for v in defaults["mean"]]
-    if not config.preprocess.std:
-        config.preprocess.std = [float(v) for v in defaults["std"]]
     return model
+
+
+def with_preprocess_defaults(preprocess: PreprocessConfig, model: nn.Module) -> PreprocessConfig:
+    """``preprocess`` with its empty fields (size, mean, std) filled from the model's pretrained config."""
+    defaults = data_config_for(model)
+    return replace(preprocess,
+                   image_size=preprocess.image_size or int(defaults["input_size"][-1]),
+                   mean=list(preprocess.mean) or [float(v) for v in defaults["mean"]],
+                   std=list(preprocess.std) or [float(v) for v in defaults["std"]])
 
 
 def add_head_bn(model: nn.Module, drop_rate: float) -> nn.Module:

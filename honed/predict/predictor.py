@@ -21,7 +21,7 @@ from honed.data.loader import default_workers
 from honed.data.preprocess import normalize, to_unit_float
 from honed.data.sources import IMAGE_SUFFIXES
 from honed.errors import HonedError
-from honed.models.factory import build_model
+from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import eval_mode
 from honed.training.checkpoint import load_weights
 from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
@@ -184,7 +184,8 @@ def _load(run_dir: Path, *, device: str, backend: str, weights: str) -> Predicto
     config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
     labels = json.loads((run_dir / LABELS_FILE).read_text())
     width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])
-    model = build_model(config, width, for_inference=True)
+    model = build_model(config.model, width, for_inference=True)
+    config.preprocess = with_preprocess_defaults(config.preprocess, model)
     from honed.models.heads.gbm import with_gbm_head
     from honed.training.probe import refuse_without_weights
 

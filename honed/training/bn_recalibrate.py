@@ -135,7 +135,7 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
     from honed.analyze.source import load_run
     from honed.data.dataset import split_dataset
     from honed.data.loader import make_loader
-    from honed.models.factory import build_model
+    from honed.models.factory import build_model, with_preprocess_defaults
     from honed.tracking.atomic import write_bytes, write_json
     from honed.artifacts.run_folder import save_predictions
     from honed.training.checkpoint import load_weights, save_weights
@@ -152,7 +152,8 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
         raise HonedError(f"run {source.name} has no {path.name}: {hint} first")
     config, manifest = source.config, source.manifest
     runtime = setup_runtime(device, "32")
-    model = build_model(config, manifest.num_outputs, for_inference=True)
+    model = build_model(config.model, manifest.num_outputs, for_inference=True)
+    config.preprocess = with_preprocess_defaults(config.preprocess, model)
     load_weights(path, model)
     model.to(runtime.device)
     last_epoch = int(source.history["epoch"].max()) if source.history is not None else config.train.epochs

@@ -24,7 +24,7 @@ from honed.data.prepare import PreparedData, prepare_data
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import is_better
-from honed.models.factory import build_model
+from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import create_strategy, reset_new_head, trainable_signature
 from honed.data.loader import start_epoch
 from honed.training.checkpoint import (discard_partial_writes, read_state, restore_rng, restore_training_state,
@@ -103,7 +103,8 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     if not strategy.uses_pretrained and (config.model.pretrained or config.model.weights):
         reporter.message(f"strategy {strategy.name}: random initial weights, ignoring --pretrained / --weights")
         config.model.pretrained, config.model.weights = False, ""
-    model = build_model(config, data.manifest.num_outputs)
+    model = build_model(config.model, data.manifest.num_outputs)
+    config.preprocess = with_preprocess_defaults(config.preprocess, model)
     reset_new_head(model, model_name=config.model.name, pretrained=config.model.pretrained,
                    weights=config.model.weights, classes=data.manifest.classes)
     if not strategy.trains_network:  # probe: features once, a scikit-learn head, no gradient steps

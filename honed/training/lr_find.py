@@ -24,7 +24,7 @@ from honed.data.dataset import split_dataset
 from honed.data.manifest import Manifest
 from honed.data.prepare import prepare_data
 from honed.errors import HonedError
-from honed.models.factory import build_model
+from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import create_strategy, reset_new_head, train_mode
 from honed.training.fit import batch_pipeline, loader_factory  # the run's own loaders and pipeline
 from honed.training.loop import loss_fn
@@ -99,7 +99,8 @@ def _range_test(config: RunConfig, manifest: Manifest | None, reporter: Reporter
         raise HonedError(f"strategy {strategy.name!r} takes no gradient steps: it has no learning rate to find")
     if not strategy.uses_pretrained:
         config.model.pretrained, config.model.weights = False, ""
-    model = build_model(config, data.manifest.num_outputs)
+    model = build_model(config.model, data.manifest.num_outputs)
+    config.preprocess = with_preprocess_defaults(config.preprocess, model)
     reset_new_head(model, model_name=config.model.name, pretrained=config.model.pretrained,
                    weights=config.model.weights, classes=data.manifest.classes)
     groups = strategy.param_groups(model)

@@ -92,7 +92,7 @@ def test_gradual_learning_rates_fall_from_head_to_stem():
 
 def _initial_state(config: RunConfig) -> dict[str, torch.Tensor]:
     torch.manual_seed(config.train.seed)
-    return {k: v.clone() for k, v in build_model(RunConfig.from_dict(config.to_dict()), 2).state_dict().items()}
+    return {k: v.clone() for k, v in build_model(RunConfig.from_dict(config.to_dict()).model, 2).state_dict().items()}
 
 
 def _changed_prefixes(before: dict, after: dict) -> set[str]:

@@ -22,8 +22,8 @@ from honed.training.fit import train
 from tests.training.test_train import tiny_config
 
 
-def _config(name="test_resnet", **model) -> RunConfig:
-    return RunConfig(model=ModelConfig(name=name, **model), train=TrainConfig(batch_size=8))
+def _config(name="test_resnet", **model) -> ModelConfig:
+    return ModelConfig(name=name, **model)
 
 
 def test_timm_head_is_norm_dropout_linear_under_the_head_name():
@@ -70,7 +70,7 @@ def test_reset_new_head_zeroes_only_the_last_linear(tmp_path):
     save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "w.safetensors"))
     config = _config(head_bn=True, weights=str(tmp_path / "w.safetensors"))
     model = build_model(config, 3)
-    zeroed = reset_new_head(model, model_name="test_resnet", pretrained=False, weights=config.model.weights)
+    zeroed = reset_new_head(model, model_name="test_resnet", pretrained=False, weights=config.weights)
     assert sorted(zeroed) == ["fc.2.bias", "fc.2.weight"]
     assert not model.fc[2].weight.any()
     # the norm keeps scale 1: a zero scale would block every gradient to the linear after it
@@ -89,10 +89,8 @@ def test_weights_of_a_head_bn_run_load_their_head_too(tmp_path):
 
 
 def test_head_bn_needs_two_images_per_batch():
-    config = _config(head_bn=True)
-    config.train.batch_size = 1
-    with pytest.raises(HonedError, match="--batch-size of 2"):
-        build_model(config, 3)
+    with pytest.raises(HonedError, match="--batch-size must be at least 2"):
+        RunConfig(model=_config(head_bn=True), train=TrainConfig(batch_size=1))
 
 
 def test_drop_path_reaches_timm_and_is_refused_where_it_cannot():
@@ -113,7 +111,7 @@ def test_new_fields_validate_and_round_trip_through_yaml():
         TrainConfig(swa_start=1.0)
     with pytest.raises(HonedError, match="--swa-lr"):
         TrainConfig(swa_lr=-1.0)
-    config = _config(head_bn=True, drop_path=0.1)
+    config = RunConfig(model=_config(head_bn=True, drop_path=0.1))
     config.train.swa, config.train.swa_start, config.train.swa_lr = True, 0.5, 1e-4
     again = RunConfig.from_dict(config.to_dict())
     assert again.model.head_bn and again.model.drop_path == 0.1

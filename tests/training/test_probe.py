@@ -36,7 +36,7 @@ def test_probe_run_is_a_normal_run_that_reloads_to_its_predictions(color_folder,
 
     config = _probe_config(color_folder, tmp_path / "ws", head_model)
     torch.manual_seed(config.train.seed)
-    before = build_model(honed.RunConfig.from_dict(config.to_dict()), 2).state_dict()
+    before = build_model(honed.RunConfig.from_dict(config.to_dict()).model, 2).state_dict()
     result = train(config)
     run = result.run_dir
     assert result.metrics["accuracy"] >= 0.9

@@ -89,7 +89,7 @@ def test_head_strategy_freezes_backbone_and_bn_statistics(color_folder, tmp_path
     torch.manual_seed(config.train.seed)
     from honed.models.factory import build_model
 
-    before = build_model(RunConfig.from_dict(config.to_dict()), 2).state_dict()
+    before = build_model(RunConfig.from_dict(config.to_dict()).model, 2).state_dict()
     result = train(config)
     after = load_file(str(result.run_dir / "last.safetensors"))
     changed = [k for k in after if not torch.equal(before[k], after[k])]
