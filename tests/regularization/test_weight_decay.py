@@ -13,7 +13,7 @@ from honed.optim import build_optimizer
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
 def test_decay_applies_to_weights_and_never_to_norms_or_biases(name):
-    model = build_model(RunConfig(model=ModelConfig(name="test_resnet", head_bn=True)), 3)
+    model = build_model(ModelConfig(name="test_resnet", head_bn=True), 3)
     groups = create_strategy("gradual").param_groups(model)  # several lr_scale groups, each split in two
     for p in model.parameters():
         p.requires_grad_(True)
