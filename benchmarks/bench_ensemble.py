@@ -32,7 +32,7 @@ from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, T
 from honed.ensemble import create_ensemble  # noqa: E402
 from honed.ensemble.bagging import bag  # noqa: E402
 from honed.optim import schedule_cycles  # noqa: E402
-from honed.tta import evaluate_tta  # noqa: E402
+from honed.analyze.tta_evaluation import evaluate_tta  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, T
 from honed.errors import HonedError
 from honed.client import Client
 
-__version__ = "0.1.0"
+from honed.version import __version__
 
 __all__ = ["Client", "DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
            "build_report", "from_datasets", "load", "train", "tune"]

@@ -186,7 +186,7 @@ def _errors(source: RunSource, val: ImageSet, recomputed: ProbeRun | None) -> di
     """The mistakes report from predictions_val.parquet, or from the recomputed outputs under ``tta``."""
     predictions = source.predictions
     if recomputed is not None:
-        from honed.training.evaluation import predictions_table
+        from honed.artifacts.predictions import predictions_table
 
         predictions = predictions_table(val.paths, recomputed.outputs, val.targets, source.manifest)
     return mistakes.error_report(predictions, task=source.task, classes=source.manifest.classes,

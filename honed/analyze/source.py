@@ -18,9 +18,9 @@ from honed.data.decode import DecodeError
 from honed.data.loader import default_workers
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, LABELS_FILE, MANIFEST_FILE, VAL_PREDICTIONS, RunFolder
 
-REQUIRED = (CONFIG_FILE, LABELS_FILE, "manifest.parquet", "predictions_val.parquet", "best.safetensors")
+REQUIRED = (CONFIG_FILE, LABELS_FILE, MANIFEST_FILE, VAL_PREDICTIONS, BEST_WEIGHTS)
 
 
 @dataclass
@@ -78,15 +78,8 @@ def load_run(run_dir: str | Path) -> RunSource:
     if missing:
         raise HonedError(f"run {run_dir.name} lacks {', '.join(missing)}: it has not finished an epoch; "
                          "train it (or --resume it) first")
-    config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-    labels = json.loads((run_dir / LABELS_FILE).read_text())
-    frame = pd.read_parquet(run_dir / "manifest.parquet")
-    manifest = Manifest(frame=frame, task=labels["task"], classes=labels["classes"],
-                        target_columns=labels["target_columns"], name=config.data.source)
-    if not Path(frame["path"].iloc[0]).exists():
-        manifest = _in_memory_manifest(config, manifest)
-    history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else None
-    return RunSource(run_dir, config, manifest, pd.read_parquet(run_dir / "predictions_val.parquet"), history)
+    run = RunFolder(run_dir)
+    return RunSource(run_dir, run.config(), run.manifest(), run.predictions("val"), run.history())
 
 
 def sample_images(data: str, n: int, *, image_size: int, seed: int = 0, path_column: str = "path",
@@ -109,19 +102,6 @@ def sample_images(data: str, n: int, *, image_size: int, seed: int = 0, path_col
     if not images:
         raise HonedError(f"none of the {len(frame)} sampled images of {data} could be decoded: run `honed data check`")
     return torch.stack(images[:n])
-
-
-def _in_memory_manifest(config: RunConfig, saved: Manifest) -> Manifest:
-    """Runs on torchvision datasets store ids, not files: reopen the dataset and keep the run's split."""
-    if not config.data.torchvision_root:
-        raise HonedError(f"the images of this run are not files (e.g. {saved.frame['path'].iloc[0]}): error "
-                         "analysis can reopen torchvision datasets only; analyze a run trained on files")
-    from honed.data.prepare import prepare_data
-
-    manifest = prepare_data(config.data, seed=config.train.seed).manifest
-    if list(manifest.frame["path"]) != list(saved.frame["path"]):
-        raise HonedError("the torchvision dataset no longer matches the run's split: analysis needs the same data")
-    return manifest
 
 
 def _stratified(frame: pd.DataFrame, limit: int, seed: int, by: str | None) -> pd.DataFrame:

@@ -14,6 +14,7 @@ FORMAT_VERSION = 1  # bump when bundle.json changes incompatibly; loaders refuse
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.md"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
+INPUT_NAME = "input"  # the ONNX graph's input name, stored so predictors can feed it
 RESIZE_POLICY = "shorter side + centre crop"  # the only one honed's preprocessing implements
 TTA_POLICIES = ("none",)  # the string form of "tta"; an object {views, aggregate, weights} names a TTA setting
 
@@ -37,7 +38,7 @@ def validate_meta(meta: Any) -> dict[str, Any]:
         raise HonedError(f"{BUNDLE_FILE} is missing the field 'tta': export the bundle again")
     tta = meta["tta"]
     if isinstance(tta, dict):
-        tta_setting(meta)  # validates views, aggregate and weights strictly
+        pass  # a TTA setting: checked field by field where it is built (honed.predict.loading.bundle_tta)
     elif not isinstance(tta, str) or tta not in TTA_POLICIES:
         raise HonedError(f"{BUNDLE_FILE} asks for test-time augmentation {tta!r}; this honed knows "
                          f"{', '.join(TTA_POLICIES)} or an object {{views, aggregate, weights}}")
@@ -108,10 +109,3 @@ def _validate_files(files: dict[str, Any]) -> None:
         digest = _field(_field(files, name, dict, "files"), "sha256", str, f"files.{name}")
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise HonedError(f"{BUNDLE_FILE} field 'files.{name}.sha256' is not a SHA-256 hex digest")
-
-
-def tta_setting(meta: dict[str, Any]) -> Any:
-    """The bundle's TTA setting (None for "none"); a malformed one raises naming the field."""
-    from honed.tta.setting import TTASetting
-
-    return None if meta["tta"] == "none" else TTASetting.from_dict(meta["tta"], where=BUNDLE_FILE)

@@ -30,7 +30,7 @@ def evaluate(
 ) -> None:
     """A run's scores with and without test-time augmentation, and the cost per image of each."""
     from honed.artifacts.run_folder import find_run
-    from honed.tta.evaluate import evaluate_tta
+    from honed.analyze.tta_evaluation import evaluate_tta
 
     result = evaluate_tta(find_run(workspace, run), views=tta, aggregate=aggregate, splits=split,
                           batch_size=batch_size, workers=workers, device=device, folds=folds)

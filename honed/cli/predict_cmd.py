@@ -26,7 +26,7 @@ def predict(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Predict new images with a trained run; undecodable files get an error column, not a crash."""
-    from honed.export.bundle import is_bundle
+    from honed.artifacts.trained import is_bundle
     from honed.predict import collect_inputs, load
     from honed.predict.sharded import is_distributed_launch
     from honed.tracking.atomic import atomic_path

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from honed.errors import HonedError
-from honed.training.evaluation import score_outputs
+from honed.metrics import score_outputs
 
 
 def score(outputs: np.ndarray, targets: np.ndarray, task: str) -> dict[str, float]:

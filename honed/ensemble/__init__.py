@@ -24,9 +24,9 @@ from honed.combine.rules import (
     soft_vote,
 )
 from honed.ensemble.diversity import DiversityReport, independent_majority_error, poisson_binomial_pmf
-from honed.combine.predictor import EnsemblePredictor
+from honed.predict.ensemble_predictor import EnsemblePredictor
 from honed.ensemble.store import EnsembleResult
-from honed.combine.voting import VotingEnsemble
+from honed.predict.voting import VotingEnsemble
 from honed.combine.simplex import cross_fit, fit_simplex_weights
 
 __all__ = [

@@ -42,7 +42,7 @@ from honed.errors import HonedError
 from honed.combine.scoring import score
 from honed.tracking.ledger import Ledger
 from honed.artifacts.run_folder import CONFIG_FILE
-from honed.training.evaluation import predictions_table
+from honed.artifacts.predictions import predictions_table
 from honed.progress import LogReporter, Reporter
 
 BOOTSTRAP_FILE = "bootstrap.parquet"

@@ -17,9 +17,8 @@ import pandas as pd
 
 from honed.config import RunConfig
 from honed.errors import HonedError
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, LABELS_FILE, TEST_PREDICTIONS, VAL_PREDICTIONS, WEIGHTS_NAME
 
-WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")  # a file inside the run folder
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,9 @@ class Member:
 
     name: str  # shown in reports: the run name, or "run@snapshot-2"
     run_dir: Path
-    weights: str = "best.safetensors"
-    val_predictions: str = "predictions_val.parquet"
-    test_predictions: str = "predictions_test.parquet"
+    weights: str = BEST_WEIGHTS
+    val_predictions: str = VAL_PREDICTIONS
+    test_predictions: str = TEST_PREDICTIONS
 
     def labels(self) -> dict:
         import json
@@ -60,7 +59,7 @@ class Member:
 
 def resolve_members(specs: Sequence[str | Path], workspace: Path) -> list[Member]:
     """Run names (in ``workspace``) or run folders -> Members; two or more, each a finished run."""
-    from honed.export.bundle import is_bundle
+    from honed.artifacts.trained import is_bundle
     from honed.artifacts.run_folder import find_run
 
     if len(specs) < 2:

@@ -49,7 +49,7 @@ def snapshot_test_tables(members: list[Member], *, device: str = "auto", workers
                          ) -> list[pd.DataFrame] | None:
     """Test predictions of each snapshot, when the run has a test split of readable files; None otherwise."""
     from honed.data.manifest import Manifest
-    from honed.training.evaluation import predictions_table
+    from honed.artifacts.predictions import predictions_table
 
     manifest_path = members[0].run_dir / "manifest.parquet"
     if not manifest_path.is_file():

@@ -35,12 +35,9 @@ from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import write_json, write_text
 from honed.tracking.ledger import Ledger, RunRecord, check_name
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE, save_table
+from honed.artifacts.run_folder import CONFIG_FILE, ENSEMBLE_FILE, LABELS_FILE, save_table
+from honed.predict.ensembles import FORMAT_NAME, FORMAT_VERSION, KINDS, member_folders, read_definition
 
-ENSEMBLE_FILE = "ensemble.json"
-FORMAT_NAME = "honed-ensemble"
-FORMAT_VERSION = 1
-KINDS = ("vote", "snapshot", "bag", "boost")  # what built the ensemble
 
 
 @dataclass
@@ -100,7 +97,7 @@ def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: 
                   duration_s: float, tables: dict[str, pd.DataFrame] | None = None) -> None:
     """Write the folder, then the ledger row (kind 'ensemble'; ``parent``: the first member, or the run whose
     snapshots it combines)."""
-    from honed.training.evaluation import predictions_table
+    from honed.artifacts.predictions import predictions_table
 
     labels = Manifest(frame=pd.DataFrame({"path": [], "split": []}), task=task, classes=list(classes),
                       target_columns=list(target_columns))
@@ -152,56 +149,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
-def read_definition(run_dir: Path) -> dict[str, Any]:
-    """ensemble.json, validated: a known format, kind, rule and member list."""
-    path = Path(run_dir) / ENSEMBLE_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise HonedError(f"cannot read {path} ({error}): build the ensemble again") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
-        raise HonedError(f"{path} is not a honed ensemble definition")
-    if raw.get("format_version") != FORMAT_VERSION:
-        raise HonedError(f"{path} has format_version {raw.get('format_version')}; this honed reads {FORMAT_VERSION}")
-    if raw.get("kind") == "gbm":  # honed boost --method gbm before it saved a probe run: scores only
-        raise HonedError(f"{Path(run_dir).name} is a gradient-boosting run from an older honed: it recorded scores "
-                         "but kept nothing to predict with; run `honed boost --method gbm` again, which now saves "
-                         "a probe run that predicts and exports")
-    if raw.get("kind") not in KINDS:
-        raise HonedError(f"{path}: unknown ensemble kind {raw.get('kind')!r}; known: {', '.join(KINDS)}")
-    members = raw.get("members")
-    if not isinstance(members, list) or not all(
-            isinstance(m, dict) and set(m) == {"name", "path", "weights"}
-            and all(isinstance(v, str) for v in m.values()) and WEIGHTS_NAME.match(m["weights"]) for m in members):
-        raise HonedError(f"{path}: 'members' must be a list of {{name, path, weights}} entries")
-    raw["rule"] = CombinationRule.from_dict(raw.get("rule"), len(members), where=str(path))
-    return raw
 
 
 def definition_members(run_dir: Path, definition: dict[str, Any]) -> list[Member]:
     """The members named in a definition, their folders resolved against the ensemble's workspace."""
-    members = []
-    for entry in definition["members"]:
-        path = Path(entry["path"])
-        folder = path if path.is_absolute() else Path(run_dir).resolve().parent / path
-        if not (folder / CONFIG_FILE).is_file():
-            raise HonedError(f"member {entry['name']!r} of ensemble {Path(run_dir).name!r} is missing (no run at "
-                             f"{folder}): ensembles refer to their members' run folders; keep them, or export "
-                             "the ensemble as a bundle with `honed export`")
-        members.append(Member(entry["name"], folder, entry["weights"]))
-    return members
-
-
-def load_ensemble(run_dir: Path, *, device: str = "auto", backend: str = "torch"):
-    """An EnsemblePredictor from an ensemble run folder (each member from its own run folder)."""
-    from honed.combine.predictor import EnsemblePredictor
-
-    definition = read_definition(run_dir)
-    if backend != "torch":
-        raise HonedError(f"backend {backend!r} needs a bundle: export the ensemble with `honed export "
-                         f"{Path(run_dir).name} --format {backend}` and load the bundle")
-    predictors = [m.load(device=device) for m in definition_members(run_dir, definition)]
-    return EnsemblePredictor(predictors, definition["rule"], name=definition["name"])
+    return [Member(name, folder, weights) for name, folder, weights in member_folders(run_dir, definition)]

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from honed.artifacts.bundle_meta import INPUT_NAME
 from honed.errors import HonedError
 from honed.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity, combine_reports
 from honed.tracking.atomic import atomic_path
 
-INPUT_NAME = "input"  # the ONNX graph's input name, stored so predictors can feed it
 
 
 def export_torchscript(

@@ -4,6 +4,8 @@
     predictor.predict(["cat.jpg"], top_k=3)
 """
 
-from honed.predict.predictor import Predictor, collect_inputs, inference_device, load
+from honed.predict.inputs import collect_inputs
+from honed.predict.loading import load
+from honed.predict.predictor import Predictor, inference_device
 
 __all__ = ["Predictor", "collect_inputs", "inference_device", "load"]

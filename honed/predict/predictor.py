@@ -1,33 +1,27 @@
-"""Predict new images with a trained run: ``honed.load(path).predict(paths)``.
-
-Loading reads a YAML config, a JSON label list and safetensors weights (a run), or a validated bundle.json
-and safetensors weights (a bundle, see ``honed.export.bundle``): nothing from disk is executed.
-"""
+"""``Predictor``: a trained model with its own preprocessing and label names, predicting files, folders or
+images; ``honed.load(path)`` (``honed.predict.loading``) builds one from a run folder or a bundle."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 import re
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 
+from honed.artifacts.onnx_runtime import OnnxModel
+from honed.artifacts.trained import TrainedModel
 from honed.config import RunConfig
 from honed.data.loader import default_workers
 from honed.data.preprocess import normalize, to_unit_float
-from honed.data.sources import IMAGE_SUFFIXES
 from honed.errors import HonedError
-from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import eval_mode
-from honed.training.checkpoint import load_weights
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.bundle_files import BUNDLE_FILE
+from honed.predict.inputs import PredictDataset
+from honed.tta.setting import TTASetting
 
-if TYPE_CHECKING:
-    from honed.tta.setting import TTASetting
 
 
 class Predictor:
@@ -45,6 +39,14 @@ class Predictor:
         self.target_columns = list(target_columns)
         self.device = inference_device(device)
         self.model = eval_mode(model.to(self.device))
+
+    @classmethod
+    def from_trained(cls, trained: TrainedModel, *, device: str = "auto", tta: TTASetting | None = None) -> "Predictor":
+        """A Predictor around a loaded model (``honed.artifacts.load_trained``). An ONNX graph runs on the CPU:
+        moving inputs to a GPU would only add copies."""
+        device = "cpu" if isinstance(trained.network, OnnxModel) else device
+        return cls(trained.network, trained.config, task=trained.labels.task, classes=trained.labels.classes,
+                   target_columns=trained.labels.target_columns, device=device, tta=tta)
 
     @property
     def image_size(self) -> int:
@@ -67,7 +69,7 @@ class Predictor:
 
     def batches(self, images, *, batch_size: int = 64, workers: int = -1) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Decoded uint8 batches of the inputs at this model's size, with an error reason per input."""
-        dataset = _PredictDataset(list(images), self.image_size)
+        dataset = PredictDataset(list(images), self.image_size)
         workers = default_workers() if workers < 0 else workers
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers if dataset.from_files else 0)
         for batch, batch_errors in loader:
@@ -112,29 +114,6 @@ class Predictor:
         return frame
 
 
-class _PredictDataset(Dataset):
-    """Decodes inputs in workers; an undecodable file becomes a row with its reason, not a crash."""
-
-    def __init__(self, items: list, image_size: int):
-        self.items = items
-        self.image_size = image_size
-        self.from_files = all(isinstance(i, (str, Path)) for i in items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        from honed.data.decode import DecodeError, decode_to_tensor, image_to_tensor
-
-        item = self.items[i]
-        try:
-            if isinstance(item, (str, Path)):
-                return decode_to_tensor(str(item), self.image_size, reject_placeholders=False), ""
-            return image_to_tensor(item, self.image_size), ""
-        except DecodeError as error:
-            return torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8), error.reason
-
-
 def inference_device(device: str) -> torch.device:
     """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU that is not
     there, is a HonedError rather than torch's RuntimeError."""
@@ -149,75 +128,6 @@ def inference_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load(path: str | Path, *, device: str = "auto", backend: str = "torch", tta: TTASetting | str | None = None,
-         weights: str = "best.safetensors") -> Predictor:
-    """A Predictor from a run folder (its best weights) or a bundle (folder or .zip, see ``honed export``).
-
-    ``backend="onnx"`` runs a bundle's model.onnx in ONNX Runtime instead of PyTorch. ``tta`` ("flip,crops",
-    a ``honed.tta.TTASetting``, or "none" to switch a bundle's own setting off) sets test-time augmentation.
-    An ensemble (run folder or bundle) loads as an ``EnsemblePredictor``, which predicts like any Predictor.
-    ``weights`` picks another weights file of a run folder, e.g. a snapshot of a cyclic schedule.
-    """
-    predictor = _load(Path(path), device=device, backend=backend, weights=weights)
-    if tta is not None:
-        from honed.tta.setting import as_setting
-
-        predictor.tta = as_setting(tta)
-    return predictor
-
-
-def _load(run_dir: Path, *, device: str, backend: str, weights: str) -> Predictor:
-    from honed.ensemble.store import ENSEMBLE_FILE, load_ensemble
-    from honed.export.bundle import is_bundle, load_bundle
-
-    path = run_dir
-    if (run_dir / ENSEMBLE_FILE).is_file():
-        return load_ensemble(run_dir, device=device, backend=backend)
-    if not (run_dir / CONFIG_FILE).exists() and is_bundle(run_dir):
-        return load_bundle(run_dir, device=device, backend=backend)
-    if not (run_dir / CONFIG_FILE).exists():
-        raise HonedError(f"{path} is not a honed run (no {CONFIG_FILE}) nor a bundle (no bundle.json): "
-                         "give a run folder or a bundle, see `honed runs`")
-    if backend != "torch":
-        raise HonedError(f"backend {backend!r} needs a bundle with that format: run `honed export {run_dir.name} "
-                         f"--format {backend}` and load the bundle")
-    config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-    labels = json.loads((run_dir / LABELS_FILE).read_text())
-    width = len(labels["classes"]) if labels["task"] == "classify" else len(labels["target_columns"])
-    model = build_model(config.model, width, for_inference=True)
-    config.preprocess = with_preprocess_defaults(config.preprocess, model)
-    from honed.models.heads.gbm import with_gbm_head
-    from honed.training.probe import refuse_without_weights
-
-    refuse_without_weights(run_dir, "loaded")  # an old gbm probe run kept nothing to predict with
-    load_weights(run_dir / weights, model)
-    model = with_gbm_head(model, run_dir)  # a gbm probe run: its trees refitted on the stored features
-    return Predictor(model, config, task=labels["task"], classes=labels["classes"],
-                     target_columns=labels["target_columns"], device=device)
-
-
-def collect_inputs(inputs: Sequence[str], *, path_column: str = "path") -> list[str]:
-    """Files, folders (searched recursively for images) and CSV files of paths -> a list of image paths."""
-    paths: list[str] = []
-    for raw in inputs:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = sorted(str(f.resolve()) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise HonedError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            paths += found
-        elif p.suffix.lower() == ".csv":
-            if not p.exists():
-                raise HonedError(f"no such file: {p}")
-            table = pd.read_csv(p)
-            if path_column not in table.columns:
-                raise HonedError(f"{p} has no column {path_column!r}; its columns are: {', '.join(table.columns)}")
-            paths += [str((p.parent / v).resolve()) if not Path(v).is_absolute() else v
-                      for v in table[path_column].astype(str)]
-        elif p.exists():
-            paths.append(str(p.resolve()))
-        else:
-            raise HonedError(f"no such file or folder: {raw}")
-    if not paths:
-        raise HonedError("nothing to predict: give image files, folders or a CSV of paths")
-    return paths
+def bundle_tta(meta: dict[str, Any]) -> TTASetting | None:
+    """A bundle's TTA setting (None for "none"); a malformed one raises naming the field."""
+    return None if meta["tta"] == "none" else TTASetting.from_dict(meta["tta"], where=BUNDLE_FILE)

@@ -324,7 +324,8 @@ def _bundle_name(folder: Path) -> str:
 
 def read_card(path: Path) -> str | None:
     """model_card.md from a bundle folder or .zip, or None when ``path`` is not a bundle with a card."""
-    from honed.export.bundle import BUNDLE_FILE, CARD_FILE
+    from honed.artifacts.bundle_files import BUNDLE_FILE
+    from honed.artifacts.bundle_meta import CARD_FILE
 
     path = Path(path)
     if path.is_dir():

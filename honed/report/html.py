@@ -84,7 +84,7 @@ def esc(value: object) -> str:
 
 def render(data: ReportData) -> str:
     """The whole page as a string."""
-    import honed
+    from honed.version import __version__
 
     builders: dict[str, Callable[[ReportData], str]] = {
         "steps": steps_section, "curves": curves_section, "confusion": confusion_section, "worst": worst_section,
@@ -97,7 +97,7 @@ def render(data: ReportData) -> str:
             + (f" &middot; workspace <code>{esc(data.workspace)}</code>" if data.workspace else ""))
     nav = "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title in SECTIONS)
     return PAGE.substitute(title=esc(data.title), css=CSS, meta=meta, nav=nav, sections=sections,
-                           version=esc(honed.__version__),
+                           version=esc(__version__),
                            when=esc(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
 
 

@@ -199,6 +199,6 @@ def _add_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
 
 
 def _version() -> str:
-    import honed
+    from honed.version import __version__
 
-    return honed.__version__
+    return __version__

@@ -45,7 +45,8 @@ class ServedModel:
 def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "torch",
                 tta: str | None = None) -> ServedModel:
     """Load a local bundle (folder or .zip) for serving; HonedError for URLs, run folders and broken bundles."""
-    from honed.export.bundle import CARD_FILE, is_bundle
+    from honed.artifacts.bundle_meta import CARD_FILE
+    from honed.artifacts.trained import is_bundle
     from honed.artifacts.bundle_files import BUNDLE_FILE, BundleFiles, read_meta
     from honed.predict import load
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 
-import honed
 
-SOURCE_ROOT = Path(honed.__file__).resolve().parents[1]  # the child imports this honed, installed or not
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the child imports this honed, installed or not
 
 
 def free_port() -> int:

@@ -27,11 +27,17 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from honed.data.dataset import ImageDataset
+from honed.artifacts.run_folder import VAL_PREDICTIONS, RunFolder, save_predictions
+from honed.artifacts.trained import load_trained
+from honed.artifacts.weights import save_weights
+from honed.data.dataset import ImageDataset, split_dataset
+from honed.data.loader import make_loader
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.models.strategies import eval_mode
-from honed.runtime import Runtime
+from honed.runtime import Runtime, setup_runtime
+from honed.tracking.atomic import write_bytes, write_json
+from honed.training.evaluation import evaluate_split
 
 RECORD_FILE = "bn_recalibration.json"
 DEFAULT_BATCHES = 100  # x 64 images: per-channel means over thousands of images are stable to ~1e-2 std
@@ -132,34 +138,24 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
 
     For ``best`` weights the run's ``predictions_val.parquet`` is rewritten too, so analysis sees the model
     that is saved; the ledger row keeps the score of training (the JSON record has both)."""
-    from honed.analyze.source import load_run
-    from honed.data.dataset import split_dataset
-    from honed.data.loader import make_loader
-    from honed.models.factory import build_model, with_preprocess_defaults
-    from honed.tracking.atomic import write_bytes, write_json
-    from honed.artifacts.run_folder import save_predictions
-    from honed.training.checkpoint import load_weights, save_weights
-    from honed.training.evaluation import evaluate_split
-    from honed.runtime import setup_runtime
-
     if weights not in WEIGHT_FILES:
         raise HonedError(f"--weights must be one of {', '.join(WEIGHT_FILES)}, not {weights!r}")
     started = time.perf_counter()
-    source = load_run(run_dir)
-    path = source.run_dir / WEIGHT_FILES[weights]
+    run = RunFolder(Path(run_dir))
+    if not run.is_run:
+        raise HonedError(f"{run_dir} is not a honed run: give a run name or folder, see `honed runs`")
+    path = run.file(WEIGHT_FILES[weights])
     if not path.is_file():
         hint = "train with --swa" if weights == "swa" else "train or --resume the run"
-        raise HonedError(f"run {source.name} has no {path.name}: {hint} first")
-    config, manifest = source.config, source.manifest
+        raise HonedError(f"run {run.name} has no {path.name}: {hint} first")
+    trained = load_trained(run.path, weights=path.name, gbm_head=False)
+    model, config, manifest, history = trained.network, trained.config, run.manifest(), run.history()
     runtime = setup_runtime(device, "32")
-    model = build_model(config.model, manifest.num_outputs, for_inference=True)
-    config.preprocess = with_preprocess_defaults(config.preprocess, model)
-    load_weights(path, model)
     model.to(runtime.device)
-    last_epoch = int(source.history["epoch"].max()) if source.history is not None else config.train.epochs
+    last_epoch = int(history["epoch"].max()) if history is not None else config.train.epochs
     layers = trained_bn_layers(model, config, last_epoch)
     if not layers:
-        raise HonedError(f"run {source.name} trained no batch norm layer (strategy {config.model.strategy}, model "
+        raise HonedError(f"run {run.name} trained no batch norm layer (strategy {config.model.strategy}, model "
                          f"{config.model.name}): its statistics are the ones it started from; nothing to recalibrate")
     pipeline = BatchPipeline(config.preprocess.mean, config.preprocess.std)
     size = config.preprocess.image_size
@@ -174,10 +170,10 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
     write_bytes(backup, path.read_bytes())  # the previous weights, complete on disk before they are replaced
     save_weights(path, model)
     if weights == "best":
-        save_predictions(source.run_dir / "predictions_val.parquet", predictions)
-    result = Recalibration(source.name, path.name, backup.name, config.main_metric(), _renamed(before),
+        save_predictions(run.file(VAL_PREDICTIONS), predictions)
+    result = Recalibration(run.name, path.name, backup.name, config.main_metric(), _renamed(before),
                            _renamed(after), len(layers), images, round(time.perf_counter() - started, 2))
-    write_json(source.run_dir / RECORD_FILE, result.to_dict())
+    write_json(run.path / RECORD_FILE, result.to_dict())
     return result
 
 

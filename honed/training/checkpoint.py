@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
+from honed.artifacts.weights import load_weights, model_tensors, save_weights
 from honed.errors import HonedError
 from honed.tracking.atomic import is_temp_name, link_or_copy, remove_stale_temps, save_tensors, write_json
 
@@ -31,33 +32,6 @@ STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_WEIGHTS = "last.safetensors"
 LAST_OPTIMIZER = "last.optimizer.safetensors"
-
-
-def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of the model itself (unwrapping DDP and torch.compile)."""
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
-def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:
-    save_tensors(path, model_tensors(model), metadata)
-
-
-def load_weights(path: Path, model: nn.Module) -> None:
-    from honed.models.state_dicts import check_shapes  # imported here: weights.py pulls in timm and torchvision
-    try:
-        tensors = load_file(str(path))
-    except FileNotFoundError:
-        raise HonedError(f"no weights at {path}: the run has no completed epoch yet") from None
-    except Exception as error:
-        raise HonedError(f"cannot read weights {path}: {error}") from None
-    target = getattr(model, "module", model)
-    check_shapes(target, tensors, path)  # torch would raise a RuntimeError on a shape mismatch
-    missing, unexpected = target.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise HonedError(f"{path} does not fit the model: {len(missing)} missing and {len(unexpected)} "
-                         f"unexpected tensors (e.g. {(missing or unexpected)[:3]})")
 
 
 def save_training_state(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -212,7 +212,7 @@ def tta(ctx: Context) -> None:
     if not ctx.spec.tta:
         ctx.skip("tta", "no views asked for (--tta '')")
         return
-    from honed.tta.evaluate import evaluate_tta
+    from honed.analyze.tta_evaluation import evaluate_tta
 
     run = _best_training_run(ctx)
     started = time.perf_counter()

@@ -14,10 +14,11 @@ import pytest
 import honed
 from honed.ensemble import create_ensemble
 from honed.combine.rules import TIE_RULE
-from honed.combine.predictor import EnsemblePredictor
-from honed.combine.voting import VotingEnsemble
+from honed.predict.ensemble_predictor import EnsemblePredictor
+from honed.predict.voting import VotingEnsemble
 from honed.errors import HonedError
-from honed.export.bundle import BUNDLE_FILE, export_bundle
+from honed.export.bundle import export_bundle
+from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.tracking.ledger import Ledger
 from tests.cli.test_cli import honed as honed_cli
 

@@ -18,8 +18,12 @@ import torch
 
 import honed
 from honed.errors import HonedError
-from honed.export import bundle as bundle_module
-from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, is_bundle, load_bundle
+from honed.export import run_bundle as bundle_module
+from honed.export.bundle import export_bundle
+from honed.artifacts.bundle_files import BUNDLE_FILE
+from honed.artifacts.bundle_meta import WEIGHTS_FILE
+from honed.artifacts.trained import is_bundle
+from honed.predict import load as load_bundle
 from honed.artifacts.bundle_files import sha256
 from honed.export.fuse import FusionResult, fuse_batchnorm
 from honed.tracking.atomic import is_temp_name

@@ -172,7 +172,8 @@ def _apply(meta: dict, edits) -> dict:
 
 
 def test_bundle_manifests_with_generated_fields_load_or_fail_cleanly(bundle, tmp_path):
-    from honed.export.bundle import BUNDLE_FILE, load_bundle
+    from honed.artifacts.bundle_files import BUNDLE_FILE
+    from honed.predict import load as load_bundle
 
     template = json.loads((bundle / BUNDLE_FILE).read_text())
     copy = Path(shutil.copytree(bundle, tmp_path / "b"))

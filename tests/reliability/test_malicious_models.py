@@ -22,7 +22,10 @@ import torch
 
 import honed
 from honed.errors import HonedError
-from honed.export.bundle import BUNDLE_FILE, WEIGHTS_FILE, export_bundle, load_bundle
+from honed.export.bundle import export_bundle
+from honed.artifacts.bundle_files import BUNDLE_FILE
+from honed.artifacts.bundle_meta import WEIGHTS_FILE
+from honed.predict import load as load_bundle
 from honed.models.state_dicts import read_state_dict
 from honed.training.checkpoint import load_weights
 from honed.training.fit import train

@@ -14,7 +14,8 @@ from safetensors.numpy import load_file, save_file
 
 import honed
 from honed.errors import HonedError
-from honed.export.bundle import BUNDLE_FILE, export_bundle
+from honed.export.bundle import export_bundle
+from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.training.fit import train
 from honed.models.heads.gbm import FEATURES_FILE
 from honed.training.probe import PROBE_FILE

@@ -13,8 +13,10 @@ import torch
 
 import honed
 from honed.errors import HonedError
-from honed.export.bundle import BUNDLE_FILE, export_bundle
-from honed.tta import TTAClassifier, TTASetting, evaluate_tta
+from honed.export.bundle import export_bundle
+from honed.artifacts.bundle_files import BUNDLE_FILE
+from honed.analyze.tta_evaluation import evaluate_tta
+from honed.tta import TTAClassifier, TTASetting
 from tests.conftest import write_image
 from tests.training.test_train import tiny_config
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
-from honed.predict import Predictor
+from honed.predict.predictor import Predictor
 
 
 class EnsemblePredictor(Predictor):

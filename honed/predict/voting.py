@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator
 
 from honed.combine.rules import CombinationRule, default_method, get_method
 from honed.combine.scoring import encode_targets, score
-from honed.combine.predictor import EnsemblePredictor
+from honed.predict.ensemble_predictor import EnsemblePredictor
 from honed.errors import HonedError
 
 
