@@ -14,7 +14,7 @@ import yaml
 
 from honed.data.config import DataConfig, PreprocessConfig
 from honed.errors import HonedError
-from honed.models.config import HEAD_MODELS, ModelConfig
+from honed.models.config import ModelConfig
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant", "cyclic")

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from honed.artifacts.run_folder import ADVICE_FILE
 from honed.advise.probe_gain import Measurements, measure
 from honed.advise.rule import decide
 from honed.config import DataConfig, RunConfig
@@ -20,7 +21,6 @@ from honed.data.manifest import Manifest
 from honed.tracking.atomic import write_json
 from honed.progress import Reporter
 
-ADVICE_FILE = "advice.json"
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from honed.errors import HonedError
+from honed.artifacts.run_folder import MANIFEST_FILE, METRICS_FILE
 
 OVERFIT_RISE = 0.10  # validation loss this far (relative) above its minimum at the end: it turned
 STEEP_DROP = 0.05  # relative training-loss drop per epoch over the last quarter: still learning
@@ -129,12 +130,12 @@ def run_fit_report(run_dir: str | Path, *, save: bool = True) -> FitReport:
     from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
 
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.csv").is_file():
+    if not (run_dir / METRICS_FILE).is_file():
         raise HonedError(f"run {run_dir.name} has no metrics.csv: it has not finished an epoch (probe runs have "
                          "no learning curve)")
     config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
     labels = json.loads((run_dir / LABELS_FILE).read_text())
-    report = diagnose_fit(pd.read_csv(run_dir / "metrics.csv"), metric=config.main_metric(), task=labels["task"],
+    report = diagnose_fit(pd.read_csv(run_dir / METRICS_FILE), metric=config.main_metric(), task=labels["task"],
                           num_classes=len(labels["classes"]), chance_loss=_regression_chance(run_dir, labels),
                           config=config)
     if save:
@@ -204,9 +205,9 @@ def _smoothed_floor(smoothing: float, classes: int) -> float:
 
 def _regression_chance(run_dir: Path, labels: dict) -> float | None:
     """Regression: the squared error of predicting the training mean (the targets' mean variance)."""
-    if labels["task"] == "classify" or not (run_dir / "manifest.parquet").is_file():
+    if labels["task"] == "classify" or not (run_dir / MANIFEST_FILE).is_file():
         return None
-    frame = pd.read_parquet(run_dir / "manifest.parquet")
+    frame = pd.read_parquet(run_dir / MANIFEST_FILE)
     columns = [c for c in labels["target_columns"] if c in frame]
     train = frame[frame["split"] == "train"] if "split" in frame else frame
     if not columns or train.empty:

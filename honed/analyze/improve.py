@@ -11,7 +11,7 @@ from honed.analyze.recommend import merge_policy
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
-from honed.artifacts.run_folder import CONFIG_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 from honed.progress import Reporter
 
 if TYPE_CHECKING:  # training pulls in the model zoo: imported when a run is trained, not with honed.analyze
@@ -93,8 +93,8 @@ def best_metrics(run_dir: Path, metric: str) -> dict[str, float]:
     from honed.tracking.ledger import LEDGER_FILENAME, Ledger
 
     out: dict[str, float] = {}
-    if (run_dir / "metrics.csv").exists():
-        history = pd.read_csv(run_dir / "metrics.csv")
+    if (run_dir / METRICS_FILE).exists():
+        history = pd.read_csv(run_dir / METRICS_FILE)
         best = history[metric].idxmax() if GREATER_IS_BETTER[metric] else history[metric].idxmin()
         out = {k: float(v) for k, v in history.loc[best].items() if k in COMPARED}
     if (run_dir.parent / LEDGER_FILENAME).exists():

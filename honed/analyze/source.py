@@ -3,7 +3,6 @@ training history and model, and its images decoded with the run's own preprocess
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

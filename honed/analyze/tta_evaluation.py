@@ -21,6 +21,7 @@ from honed.data.preprocess import to_unit_float
 from honed.errors import HonedError
 from honed.combine.scoring import score
 from honed.tta.setting import TTASetting, aggregate_outputs
+from honed.artifacts.run_folder import CONFIG_FILE, MANIFEST_FILE
 
 
 @dataclass
@@ -84,7 +85,7 @@ def evaluate_tta(run: str | Path, *, views: str | Sequence[str] = "flip", aggreg
 
 
 def _split_frames(run_dir: Path, predictor) -> tuple[pd.DataFrame, Manifest]:
-    path = run_dir / "manifest.parquet"
+    path = run_dir / MANIFEST_FILE
     if not path.is_file():
         raise HonedError(f"{run_dir} has no manifest.parquet: evaluate a training run of this workspace")
     frame = pd.read_parquet(path)
@@ -100,7 +101,7 @@ def _split_frames(run_dir: Path, predictor) -> tuple[pd.DataFrame, Manifest]:
 def _metric(run_dir: Path) -> str:
     from honed.config import RunConfig
 
-    return RunConfig.from_yaml(run_dir / "config.yaml").main_metric()
+    return RunConfig.from_yaml(run_dir / CONFIG_FILE).main_metric()
 
 
 def _predict_split(predictor, frame: pd.DataFrame, manifest: Manifest, names: tuple[str, ...], batch_size: int,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from honed.cli.json_out import print_json
 from honed.errors import HonedError
+from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 
 
 def runs(workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder."),
@@ -66,9 +67,9 @@ def show(
     if json_out:
         import yaml
 
-        history = run_dir / "metrics.csv"
+        history = run_dir / METRICS_FILE
         print_json({"record": asdict(record) if record is not None else None, "run_dir": str(run_dir),
-                    "config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+                    "config": yaml.safe_load((run_dir / CONFIG_FILE).read_text()),
                     "history": pd.read_csv(history).to_dict(orient="records") if history.exists() else [],
                     "files": sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))})
         return
@@ -76,8 +77,8 @@ def show(
         console.print(f"[bold]{record.name}[/]  {record.status}  {record.model}  {record.metric} "
                       f"{'' if record.score is None else f'{record.score:.4f}'}  parent: {record.parent or '-'}  "
                       f"change: {record.change or '-'}")
-    console.print((run_dir / "config.yaml").read_text())
-    history = run_dir / "metrics.csv"
+    console.print((run_dir / CONFIG_FILE).read_text())
+    history = run_dir / METRICS_FILE
     if history.exists():
         frame = pd.read_csv(history)
         table = Table(title="metrics per epoch")

@@ -13,6 +13,7 @@ from honed.cli.json_out import print_json
 from honed.cli.progress import RichReporter, metrics_table
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
+from honed.artifacts.run_folder import CONFIG_FILE
 
 
 def train(
@@ -79,7 +80,7 @@ def train(
     if resume:
         from honed.artifacts.run_folder import find_run
 
-        config = RunConfig.from_yaml(find_run(workspace, resume) / "config.yaml")
+        config = RunConfig.from_yaml(find_run(workspace, resume) / CONFIG_FILE)
         config.workspace = str(workspace)
         if log:  # a resumed run may start logging; without --log it keeps its own
             config.train = TrainConfig(**{**config.to_dict()["train"], "log": list(log)})

@@ -23,6 +23,7 @@ from honed.ensemble.store import EnsembleResult, SplitOutputs, claim_folder, sav
 from honed.combine.simplex import fit_rule
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
+from honed.artifacts.run_folder import MANIFEST_FILE
 
 
 def create_ensemble(runs: Sequence[str | Path] = (), *, name: str = "", method: str = "auto",
@@ -114,7 +115,7 @@ def _test_split(members: Sequence[Member], names: list[str], rule: CombinationRu
 def _manifest(members: Sequence[Member], given: pd.DataFrame | None) -> pd.DataFrame | None:
     if given is not None:
         return given
-    path = members[0].run_dir / "manifest.parquet"
+    path = members[0].run_dir / MANIFEST_FILE
     return pd.read_parquet(path) if path.is_file() else None
 
 

@@ -7,7 +7,6 @@ preprocessing, because each is loaded as its own Predictor when the ensemble pre
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,7 @@ import pandas as pd
 
 from honed.config import RunConfig
 from honed.errors import HonedError
-from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, LABELS_FILE, TEST_PREDICTIONS, VAL_PREDICTIONS, WEIGHTS_NAME
+from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, TEST_PREDICTIONS, VAL_PREDICTIONS, RunFolder
 
 
 
@@ -31,13 +30,15 @@ class Member:
     val_predictions: str = VAL_PREDICTIONS
     test_predictions: str = TEST_PREDICTIONS
 
-    def labels(self) -> dict:
-        import json
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
 
-        return json.loads((self.run_dir / LABELS_FILE).read_text())
+    def labels(self) -> dict:
+        return self.folder.labels().to_dict()
 
     def config(self) -> RunConfig:
-        return RunConfig.from_yaml(self.run_dir / CONFIG_FILE)
+        return self.folder.config()
 
     def load(self, *, device: str = "auto"):
         """This member as a Predictor with its own preprocessing."""
@@ -46,14 +47,14 @@ class Member:
         return load(self.run_dir, device=device, weights=self.weights)
 
     def val_table(self) -> pd.DataFrame:
-        path = self.run_dir / self.val_predictions
+        path = self.folder.file(self.val_predictions)
         if not path.is_file():
             raise HonedError(f"member {self.name!r} has no {self.val_predictions}: ensembles combine the "
                              "validation predictions of finished runs")
         return pd.read_parquet(path)
 
     def test_table(self) -> pd.DataFrame | None:
-        path = self.run_dir / self.test_predictions
+        path = self.folder.file(self.test_predictions)
         return pd.read_parquet(path) if path.is_file() else None
 
 

@@ -15,8 +15,8 @@ import torch.nn as nn
 
 from honed.ensemble.members import Member
 from honed.errors import HonedError
-from honed.artifacts.run_folder import save_predictions
-from honed.training.checkpoint import save_weights
+from honed.artifacts.run_folder import MANIFEST_FILE, save_predictions
+from honed.artifacts.weights import save_weights
 
 _SNAPSHOT = re.compile(r"^snapshot-(?P<cycle>[0-9]+)\.safetensors$")
 
@@ -51,7 +51,7 @@ def snapshot_test_tables(members: list[Member], *, device: str = "auto", workers
     from honed.data.manifest import Manifest
     from honed.artifacts.predictions import predictions_table
 
-    manifest_path = members[0].run_dir / "manifest.parquet"
+    manifest_path = members[0].run_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         return None
     frame = pd.read_parquet(manifest_path)

@@ -18,7 +18,6 @@ the ledger row after them, as for every run.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,13 +29,13 @@ from honed.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.data.manifest import Manifest
 from honed.combine.rules import TIE_RULE, CombinationRule
 from honed.ensemble.diversity import DiversityReport, save_report
-from honed.ensemble.members import WEIGHTS_NAME, Member
+from honed.ensemble.members import Member
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import write_json, write_text
 from honed.tracking.ledger import Ledger, RunRecord, check_name
-from honed.artifacts.run_folder import CONFIG_FILE, ENSEMBLE_FILE, LABELS_FILE, save_table
-from honed.predict.ensembles import FORMAT_NAME, FORMAT_VERSION, KINDS, member_folders, read_definition
+from honed.artifacts.run_folder import CONFIG_FILE, ENSEMBLE_FILE, LABELS_FILE, MANIFEST_FILE, save_table
+from honed.predict.ensembles import FORMAT_NAME, FORMAT_VERSION, member_folders
 
 
 
@@ -110,7 +109,7 @@ def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: 
     write_text(run_dir / CONFIG_FILE, _config(base_config, run_dir, parent, change).to_yaml())
     write_json(run_dir / LABELS_FILE, {"task": task, "classes": list(classes), "target_columns": list(target_columns)})
     if manifest_frame is not None:
-        save_table(run_dir / "manifest.parquet", manifest_frame)
+        save_table(run_dir / MANIFEST_FILE, manifest_frame)
     for split, outputs in (("val", val), ("test", test)):
         if outputs is not None:
             save_table(run_dir / f"predictions_{split}.parquet",

@@ -19,9 +19,10 @@ from honed.models.factory import build_model
 from honed.models.state_dicts import head_keys
 from honed.tracking.atomic import save_tensors
 from honed.progress import Reporter
+from honed.artifacts.run_folder import BEST_WEIGHTS
 
 
-def export_backbone(run_dir: str | Path, out: str | Path, *, weights: str = "best.safetensors") -> tuple[Path, int]:
+def export_backbone(run_dir: str | Path, out: str | Path, *, weights: str = BEST_WEIGHTS) -> tuple[Path, int]:
     """Write the run's weights minus its head to ``out``; returns the path and the number of tensors kept."""
     facts = read_run_facts(Path(run_dir))
     model = build_model(facts.config.model, facts.num_outputs, for_inference=True)  # only to know which keys are the head

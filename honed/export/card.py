@@ -19,7 +19,7 @@ import pandas as pd
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import BAD_FILES, BEST_WEIGHTS, CONFIG_FILE, MANIFEST_FILE, RunFolder
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping stored next to the metrics
 WEIGHTS_NOTE = "model.safetensors holds the unfused weights, from which honed rebuilds the model."
@@ -63,21 +63,21 @@ class RunFacts:
 
 def read_run_facts(run_dir: Path) -> RunFacts:
     """Everything a bundle needs from a finished run folder; HonedError if it is not one."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
+    run = RunFolder(Path(run_dir))
+    run_dir = run.path
+    if not run.is_run:
         raise HonedError(f"{run_dir} is not a honed run (no {CONFIG_FILE}): give a run folder, see `honed runs`")
-    if not (run_dir / "best.safetensors").is_file():
-        raise HonedError(f"run {run_dir.name!r} has no best.safetensors: it has not finished an epoch yet")
-    config = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-    labels = _read_json(run_dir / LABELS_FILE)
+    if not run.file(BEST_WEIGHTS).is_file():
+        raise HonedError(f"run {run.name!r} has no {BEST_WEIGHTS}: it has not finished an epoch yet")
+    config, labels = run.config(), run.labels()
     record = _ledger_record(run_dir)
-    manifest = _read_optional_table(run_dir / "manifest.parquet")
+    manifest = _read_optional_table(run.file(MANIFEST_FILE))
     return RunFacts(
-        run_dir=run_dir, config=config, task=labels["task"], classes=list(labels["classes"]),
-        target_columns=list(labels["target_columns"]), metric=config.main_metric(),
-        metrics=_metrics(run_dir, record), data_fingerprint=_fingerprint(record, manifest, labels),
+        run_dir=run_dir, config=config, task=labels.task, classes=labels.classes,
+        target_columns=labels.target_columns, metric=config.main_metric(),
+        metrics=_metrics(run_dir, record), data_fingerprint=_fingerprint(record, manifest, labels.to_dict()),
         record=record, ancestry=_ancestry(run_dir, record), manifest=manifest,
-        bad_files=_read_optional_csv(run_dir / "bad_files.csv"))
+        bad_files=_read_optional_csv(run.file(BAD_FILES)))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from honed.combine.rules import TIE_RULE, CombinationRule
+from honed.combine.rules import TIE_RULE
 from honed.artifacts.run_folder import RunFolder
 from honed.predict.ensembles import MAX_MEMBERS, member_folders, read_definition
 from honed.errors import HonedError

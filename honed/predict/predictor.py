@@ -3,13 +3,13 @@ images; ``honed.load(path)`` (``honed.predict.loading``) builds one from a run f
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from honed.artifacts.onnx_runtime import OnnxModel
 from honed.artifacts.trained import TrainedModel

@@ -20,7 +20,7 @@ import pandas as pd
 from honed.errors import HonedError
 from honed.report.data import AnalysisData, BundleCard, Outcome, ReportData, StepRow, Worst
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE, RunFolder
 
 ANALYSIS_FILE = Path("analysis") / "analysis.json"
 DIVERSITY_FILE = "diversity.json"
@@ -186,22 +186,16 @@ def _config_metric(run_dir: Path, task: str) -> str:
 
 
 def _history(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return None
     try:
-        frame = pd.read_csv(path)
+        frame = RunFolder(run_dir).history()
     except (OSError, ValueError, pd.errors.ParserError):
-        return None
-    return frame if len(frame) and "epoch" in frame else None
+        return None  # a damaged file reads as missing, as everywhere on the page
+    return frame if frame is not None and len(frame) and "epoch" in frame else None
 
 
 def _predictions(run_dir: Path) -> pd.DataFrame | None:
-    path = run_dir / "predictions_val.parquet"
-    if not path.is_file():
-        return None
     try:
-        return pd.read_parquet(path)
+        return RunFolder(run_dir).predictions("val")
     except (OSError, ValueError):
         return None
 

@@ -18,7 +18,7 @@ import yaml
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
-from honed.artifacts.run_folder import CONFIG_FILE
+from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping in metrics.csv, not scores
 
@@ -91,7 +91,7 @@ def best_epoch_metrics(run_dir: Path, metric: str, record: RunRecord | None) -> 
     """The metrics at the epoch that scored best on ``metric`` (and that epoch), plus the ledger's test_*."""
     out: dict[str, float] = {}
     epoch = None
-    history_path = run_dir / "metrics.csv"
+    history_path = run_dir / METRICS_FILE
     if history_path.is_file():
         history = pd.read_csv(history_path)
         if metric in history and history[metric].notna().any():

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from honed.artifacts.run_folder import VAL_PREDICTIONS, RunFolder, save_predictions
+from honed.artifacts.run_folder import BEST_WEIGHTS, RunFolder, VAL_PREDICTIONS, save_predictions
 from honed.artifacts.trained import load_trained
 from honed.artifacts.weights import save_weights
 from honed.data.dataset import ImageDataset, split_dataset
@@ -41,7 +41,7 @@ from honed.training.evaluation import evaluate_split
 
 RECORD_FILE = "bn_recalibration.json"
 DEFAULT_BATCHES = 100  # x 64 images: per-channel means over thousands of images are stable to ~1e-2 std
-WEIGHT_FILES = {"best": "best.safetensors", "last": "last.safetensors", "swa": "swa.safetensors"}
+WEIGHT_FILES = {"best": BEST_WEIGHTS, "last": "last.safetensors", "swa": "swa.safetensors"}
 
 
 def bn_layers(model: nn.Module, *, trained_only: bool = False) -> dict[str, _BatchNorm]:

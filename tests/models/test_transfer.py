@@ -144,7 +144,7 @@ def test_gradual_keeps_stages_frozen_until_their_epoch(color_folder, tmp_path):
 
 
 def test_full_warms_the_head_up_first_from_pretrained_weights(color_folder, tmp_path):
-    from honed.training.checkpoint import save_weights
+    from honed.artifacts.weights import save_weights
 
     torch.manual_seed(1)
     save_weights(tmp_path / "start.safetensors", timm.create_model("test_resnet", num_classes=2))
@@ -159,7 +159,7 @@ def test_full_warms_the_head_up_first_from_pretrained_weights(color_folder, tmp_
 
 
 def test_scratch_ignores_pretrained_weights(color_folder, tmp_path):
-    from honed.training.checkpoint import save_weights
+    from honed.artifacts.weights import save_weights
 
     torch.manual_seed(1)
     save_weights(tmp_path / "start.safetensors", timm.create_model("test_resnet", num_classes=2))
@@ -194,7 +194,7 @@ def test_weights_from_a_run_on_other_labels_get_a_new_head(tmp_path):
     import timm
 
     from honed.models.strategies import reset_new_head
-    from honed.training.checkpoint import save_weights
+    from honed.artifacts.weights import save_weights
 
     source = timm.create_model("test_resnet", num_classes=2)
     run = tmp_path / "source-run"

@@ -22,7 +22,7 @@ from honed.data.decode import DEFAULT_MAX_PIXELS
 from honed.data.scan import _decode_error, map_files, scan_images
 from honed.errors import HonedError
 from honed.models.state_dicts import read_state_dict
-from honed.training.checkpoint import load_weights
+from honed.artifacts.weights import load_weights
 from tests.reliability.hostile_corpus import build_corpus
 from tests.reliability.malicious_models import build_model_corpus
 

@@ -27,7 +27,7 @@ from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.artifacts.bundle_meta import WEIGHTS_FILE
 from honed.predict import load as load_bundle
 from honed.models.state_dicts import read_state_dict
-from honed.training.checkpoint import load_weights
+from honed.artifacts.weights import load_weights
 from honed.training.fit import train
 from tests.conftest import write_image
 from tests.reliability.malicious_models import ModelFile, build_model_corpus, payloads
