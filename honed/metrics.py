@@ -37,12 +37,3 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     if old is None:
         return True
     return new > old if GREATER_IS_BETTER[metric] else new < old
-
-
-def score_outputs(outputs: np.ndarray, targets: np.ndarray, task: str) -> dict[str, float]:
-    """The task's metrics of ``outputs`` (probabilities or values) against ``targets``, with the training loss."""
-    if task == "classify":
-        scores = classification_metrics(outputs, targets)
-        return {**scores, "loss": scores["log_loss"]}
-    scores = regression_metrics(outputs, targets)
-    return {**scores, "loss": float(((outputs.reshape(targets.shape) - targets) ** 2).mean())}

@@ -7,20 +7,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from honed.errors import HonedError
-from honed.metrics import score_outputs
+from honed.tasks import get_task
 
 
 def score(outputs: np.ndarray, targets: np.ndarray, task: str) -> dict[str, float]:
     """The task's metrics (as training reports them, without the duplicate 'loss'), on float32 outputs: the
     precision predictions are stored in, so sums of probabilities are judged at that precision."""
-    scores = score_outputs(np.asarray(outputs, dtype=np.float32), targets, task)
+    scores = get_task(task).score(np.asarray(outputs, dtype=np.float32), targets)
     return {k: v for k, v in scores.items() if k != "loss"}
 
 
 def encode_targets(y: Any, task: str, classes: Sequence[str]) -> np.ndarray:
     """Class names or indices -> indices (classification); values -> ``[N, T]`` floats (regression)."""
     y = np.asarray(y)
-    if task != "classify":
+    if not get_task(task).is_classification:
         return y.reshape(len(y), -1).astype(np.float64)
     if y.dtype.kind in "iu":
         return y.astype(np.int64)

@@ -1,1 +1,1 @@
-"""Training: the loop, its schedule and optimizer, checkpoints, devices, and ``train`` that ties them."""
+"""Training: the loop, its checkpoints, the probe fit, cross-validation, SWA and BN recalibration; ``train`` ties them."""
