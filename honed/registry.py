@@ -69,6 +69,10 @@ class Registry(Generic[T]):
         """Registered names matching the shell wildcard ``pattern`` (``"res*"``), in registration order."""
         return [n for n in self._entries if fnmatch.fnmatchcase(n, pattern)]
 
+    def suggest(self, name: object) -> list[str]:
+        """Up to three registered names close to ``name`` (a typo's likely fix), closest first."""
+        return close_names(name, self._entries)
+
     def unknown(self, name: object, *, extra: Iterable[str] = (), tail: str = "") -> HonedError:
         """The error for an unknown ``name``; ``extra`` names also count as valid, ``tail`` ends the message."""
         return unknown_name(self.kind, name, [*self._entries, *extra], tail=tail)
@@ -98,8 +102,15 @@ class Registry(Generic[T]):
 def unknown_name(kind: str, name: object, valid: Iterable[str], *, tail: str = "") -> HonedError:
     """``unknown augmentation 'hfilp' (did you mean hflip?): use one of ...``: one line naming the fix."""
     choices = sorted(set(valid))
-    close = difflib.get_close_matches(name, choices, n=SUGGESTIONS, cutoff=CUTOFF) if isinstance(name, str) else []
+    close = close_names(name, choices)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     if not choices:
         return HonedError(f"unknown {kind} {name!r}: no {kind} is registered{tail}")
     return HonedError(f"unknown {kind} {name!r}{hint}: use one of {', '.join(choices)}{tail}")
+
+
+def close_names(name: object, choices: Iterable[str]) -> list[str]:
+    """Up to ``SUGGESTIONS`` of ``choices`` similar to ``name`` (difflib), closest first; none for a non-string."""
+    if not isinstance(name, str):
+        return []
+    return difflib.get_close_matches(name, sorted(set(choices)), n=SUGGESTIONS, cutoff=CUTOFF)

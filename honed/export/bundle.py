@@ -49,7 +49,7 @@ from honed.artifacts.bundle_meta import (
     validate_meta,
 )
 from honed.export.card import RunFacts, model_card, read_run_facts
-from honed.export.formats import INPUT_NAME, export_onnx, export_torchscript
+from honed.export.formats import EXPORT_FORMATS, INPUT_NAME
 from honed.export.fuse import fuse_batchnorm
 from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
@@ -139,9 +139,10 @@ def export_bundle(
 
 def _check_formats(formats: Sequence[str]) -> set[str]:
     wanted = {formats} if isinstance(formats, str) else set(formats)
-    unknown = sorted(wanted - set(FORMATS))
+    valid = ["bundle", *EXPORT_FORMATS.names()]  # the bundle itself is always written
+    unknown = sorted(wanted - set(valid))
     if unknown:
-        raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(FORMATS)}")
+        raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(valid)}")
     return wanted | {"bundle"}
 
 
@@ -223,13 +224,11 @@ def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats:
         exported, fused_pairs = fusion.model, fusion.fused_pairs
         reports["fusion"] = check_parity(model, exported, inputs)
     example = inputs[:2]
-    if "onnx" in formats:
-        own = export_onnx(exported, example, stage / ONNX_FILE)
-        runtime = OnnxModel((stage / ONNX_FILE).read_bytes())
-        reports["onnx"] = combine_reports([check_parity(model, runtime, inputs), own])
-    if "torchscript" in formats:
-        own = export_torchscript(exported, example, stage / TORCHSCRIPT_FILE)
-        reports["torchscript"] = combine_reports([check_parity(model, _load_own_torchscript(stage), inputs), own])
+    for name in EXPORT_FORMATS.names():  # registration order: onnx, then torchscript
+        if name in formats:
+            fmt = EXPORT_FORMATS[name]
+            own = fmt.export(exported, example, stage / fmt.file)
+            reports[name] = combine_reports([check_parity(model, fmt.load(stage / fmt.file), inputs), own])
     return reports, fused_pairs
 
 
