@@ -1,6 +1,8 @@
 """Run configuration: one dataclass per concern, validated when built, round-tripping through YAML.
 
-CLI options map one to one onto these fields; every field has its default here and nowhere else.
+CLI options map one to one onto these fields; every field has its default here and nowhere else. Names
+(optimizer, schedule, precision, loggers, augmentations, strategies, heads) are checked against the
+registries of the modules that own them, so adding one there is all it takes.
 """
 
 from __future__ import annotations
@@ -12,36 +14,40 @@ from typing import Any
 
 import yaml
 
+from honed.augment import parse_policy
 from honed.data.config import DataConfig, PreprocessConfig
 from honed.errors import HonedError
 from honed.models.config import ModelConfig
+from honed.optim import OPTIMIZERS, SCHEDULES
+from honed.registry import Registry
+from honed.runtime import PRECISIONS
+from honed.tracking.loggers import LOGGERS
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "onecycle", "constant", "cyclic")
-PRECISIONS = ("auto", "32", "bf16", "16")
 CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
 REGRESS_METRICS = ("mae", "rmse")
-LOGGERS = ("tensorboard", "mlflow")  # --log integrations (honed.tracking.loggers)
 
 
-
-
-
-
+def _check_name(flag: str, value: object, registry: Registry) -> None:
+    """``--optimizer must be one of adamw, sgd, not 'x'``: the flag first, the registry's names in its order,
+    then close names when the value looks like a typo."""
+    if value not in registry:
+        close = registry.suggest(value)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise HonedError(f"{flag} must be one of {', '.join(registry.names())}, not {value!r}{hint}")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | sgd (momentum 0.9, nesterov)
+    optimizer: str = "adamw"  # honed.optim.OPTIMIZERS: adamw | sgd (momentum 0.9, nesterov)
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.0  # baseline: no added regularization; not applied to norms and biases
-    schedule: str = "cosine"  # cosine (with warmup) | onecycle | constant | cyclic (cosine restarts, snapshots)
+    schedule: str = "cosine"  # honed.optim.SCHEDULES: cosine (with warmup) | onecycle | constant | cyclic (cosine restarts, snapshots)
     cycles: int = 0  # cyclic only: restarts, a snapshot saved at each cycle end; 0: largest divisor of epochs <= 5
     warmup_epochs: float = 0.5  # linear warmup before cosine decay
     grad_clip: float = 1.0  # max global grad norm; 0 disables
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # honed.runtime.PRECISIONS; auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool = True  # memory format on CUDA (ignored on CPU, where it is slower)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -69,15 +75,12 @@ class TrainConfig:
         for flag, value in (("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip)):
             if not 0 <= value < float("inf"):  # also refuses NaN
                 raise HonedError(f"{flag} must be a number >= 0, not {value}")
-        if self.optimizer not in OPTIMIZERS:
-            raise HonedError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise HonedError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        _check_name("--optimizer", self.optimizer, OPTIMIZERS)
+        _check_name("--schedule", self.schedule, SCHEDULES)
         if self.cycles < 0 or (self.cycles and self.epochs % self.cycles):
             raise HonedError(f"--cycles must divide --epochs (each cycle is whole epochs), not {self.cycles} "
                              f"for {self.epochs} epochs; 0 picks one")
-        if self.precision not in PRECISIONS:
-            raise HonedError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        _check_name("--precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise HonedError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.cache not in ("auto", "on", "off"):
@@ -89,17 +92,14 @@ class TrainConfig:
             raise HonedError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience < 0:
             raise HonedError(f"--patience must be 0 (off) or more, not {self.patience}")
-        unknown = [name for name in self.log if name not in LOGGERS]
-        if unknown:
-            raise HonedError(f"--log must be one of {', '.join(LOGGERS)}, not {unknown[0]!r}")
+        for name in self.log:
+            _check_name("--log", name, LOGGERS)
         self.log = list(dict.fromkeys(self.log))  # each integration once, in the order given
         if not 0.0 <= self.swa_start < 1.0:
             raise HonedError(f"--swa-start must be a fraction of the epochs in [0, 1), not {self.swa_start}")
         if self.swa_lr < 0:
             raise HonedError(f"--swa-lr must be positive (or 0: keep the schedule), not {self.swa_lr}")
         if self.augment:
-            from honed.augment import parse_policy
-
             self.augment = str(parse_policy(self.augment))  # validated and normalized
         if self.metric and self.metric not in CLASSIFY_METRICS + REGRESS_METRICS:
             raise HonedError(

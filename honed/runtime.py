@@ -1,6 +1,8 @@
 """Devices, precision and data parallelism, kept out of the training logic.
 
 Under ``torchrun`` (WORLD_SIZE > 1) the process group is set up here: gloo on CPU, nccl on CUDA.
+``--precision`` names are registered in ``PRECISIONS``: each gives the autocast dtype for a device
+(None: full fp32).
 """
 
 from __future__ import annotations
@@ -8,11 +10,16 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
 from honed.errors import HonedError
+from honed.registry import Registry
+
+AutocastDtype = Callable[[torch.device], "torch.dtype | None"]  # device -> autocast dtype, None: fp32
+PRECISIONS: Registry[AutocastDtype] = Registry("precision")  # registration order: the order --precision lists
 
 
 @dataclass
@@ -66,12 +73,29 @@ def _pick_device(device: str, local_rank: int | None) -> torch.device:
 
 
 def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    if precision == "32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "16":
-        if device.type != "cuda":
-            raise HonedError("--precision 16 needs a CUDA GPU: use bf16 or 32 on CPU")
-        return torch.float16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    return PRECISIONS[precision](device)
+
+
+@PRECISIONS.register("auto")
+def _auto(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (fp16 where the GPU lacks bf16), full fp32 elsewhere."""
+    return _bf16(device) if device.type == "cuda" else None
+
+
+@PRECISIONS.register("32")
+def _fp32(device: torch.device) -> torch.dtype | None:
+    return None
+
+
+@PRECISIONS.register("bf16")
+def _bf16(device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():  # older GPUs: fp16 is the 16-bit they have
         return torch.float16
     return torch.bfloat16
+
+
+@PRECISIONS.register("16")
+def _fp16(device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda":
+        raise HonedError("--precision 16 needs a CUDA GPU: use bf16 or 32 on CPU")
+    return torch.float16

@@ -27,7 +27,7 @@ from honed.errors import HonedError
 from honed.data.cache import cache_root
 from honed.models.backbones import create_backbone_with_pretrained, data_config_for
 from honed.models.features import extract_features
-from honed.training.probe import C_GRID, CV_FOLDS, sklearn_threads
+from honed.models.heads.sklearn import C_GRID, CV_FOLDS, sklearn_threads
 from honed.progress import Reporter
 
 SAMPLE_IMAGES = 200  # images in the quick probe (at least MIN_PER_CLASS per class): a stable CV score, seconds

@@ -10,6 +10,7 @@ from honed.augment.ops import BatchAugmentation, BatchMix  # noqa: F401  (import
 from honed.augment.policy import Augmenter, Policy, PolicyItem, parse_policy
 from honed.augment.preview import preview_grid
 from honed.augment.registry import (
+    AUGMENTATIONS,
     AugmentationSpec,
     create_augmentation,
     get_augmentation_spec,
@@ -18,6 +19,7 @@ from honed.augment.registry import (
 )
 
 __all__ = [
+    "AUGMENTATIONS",
     "AugmentationSpec",
     "Augmenter",
     "BatchAugmentation",

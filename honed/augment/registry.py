@@ -1,5 +1,7 @@
 """The augmentation registry: a decorator registers a builder under a name; one factory builds by name.
 
+The names live in ``AUGMENTATIONS``, a :class:`honed.registry.Registry` of :class:`AugmentationSpec`.
+
 Builders take ``(strength, p)`` and return a :class:`~honed.augment.ops.BatchAugmentation` (per-sample
 image op) or a :class:`~honed.augment.ops.BatchMix` (batch-level mixer such as mixup). Each registration
 carries its defaults, so callers never hard-code them.
@@ -7,12 +9,12 @@ carries its defaults, so callers never hard-code them.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
 from honed.errors import HonedError
+from honed.registry import Registry
 
 if TYPE_CHECKING:
     from honed.augment.ops import BatchAugmentation, BatchMix
@@ -33,19 +35,19 @@ class AugmentationSpec:
     help: str  # one line: what it does and what strength means
 
 
-_REGISTRY: dict[str, AugmentationSpec] = {}  # filled by @register_augmentation at import, never elsewhere
+AUGMENTATIONS: Registry[AugmentationSpec] = Registry("augmentation")  # filled by @register_augmentation
 
 
 def register_augmentation(
-    name: str, *, default_strength: float, default_p: float = 1.0, help: str = ""
+    name: str, *, default_strength: float, default_p: float = 1.0, help: str = "", override: bool = False
 ) -> Callable[[Builder], Builder]:
-    """Register ``builder(strength, p)`` under ``name``; registering a name twice is an error."""
+    """Register ``builder(strength, p)`` under ``name``; registering a name twice is an error unless
+    ``override``."""
 
     def decorator(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise HonedError(f"augmentation {name!r} is already registered; pick another name")
         _check_p(name, default_p)
-        _REGISTRY[name] = AugmentationSpec(name, builder, float(default_strength), float(default_p), help)
+        spec = AugmentationSpec(name, builder, float(default_strength), float(default_p), help)
+        AUGMENTATIONS.register(name, spec, override=override)
         return builder
 
     return decorator
@@ -53,19 +55,12 @@ def register_augmentation(
 
 def list_augmentations(pattern: str = "*") -> list[str]:
     """Sorted names of registered augmentations matching a shell wildcard such as ``"*flip"``."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted(AUGMENTATIONS.names(pattern))
 
 
 def get_augmentation_spec(name: str) -> AugmentationSpec:
     """The registration of ``name``; unknown names raise a HonedError listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = fnmatch.filter(list(_REGISTRY), f"*{name}*") if name else []
-        hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
-        raise HonedError(
-            f"unknown augmentation {name!r}{hint}; valid names: {', '.join(list_augmentations())}"
-        ) from None
+    return AUGMENTATIONS.get(name)
 
 
 def create_augmentation(name: str, strength: float | None = None, p: float | None = None) -> "Augmentation":

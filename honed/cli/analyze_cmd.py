@@ -111,16 +111,16 @@ def preview(
 @augment_app.command("list")
 def list_(pattern: str = typer.Argument("*", help='Names to show, with wildcards, e.g. "*flip".')) -> None:
     """The registered augmentations with their default strength and probability."""
-    from honed.augment import get_augmentation_spec, list_augmentations
+    from honed.augment import AUGMENTATIONS
 
-    names = list_augmentations(pattern)
+    names = sorted(AUGMENTATIONS.names(pattern))
     if not names:
         raise HonedError(f"no augmentation matches {pattern!r}: see `honed augment list`")
     table = Table(title=escape("augmentations (policy syntax: name[:strength][@probability], comma-separated)"))
     for column in ("name", "strength", "p", "what it does"):
         table.add_column(column, justify="right" if column in ("strength", "p") else "left")
     for name in names:
-        spec = get_augmentation_spec(name)
+        spec = AUGMENTATIONS[name]
         table.add_row(name, f"{spec.default_strength:g}", f"{spec.default_p:g}", spec.help)
     Console().print(table)
 

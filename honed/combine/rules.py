@@ -13,13 +13,13 @@ nudged up by one float step where votes tie, so ``argmax`` of the output is alwa
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from honed.errors import HonedError
+from honed.registry import Registry
 
 TIE_RULE = ("most votes; then highest mean member probability among the tied classes; "
             "then the lowest class index (classes sorted by name)")
@@ -38,17 +38,15 @@ class MethodSpec:
     help: str
 
 
-_METHODS: dict[str, MethodSpec] = {}  # filled by @register_method at import, never elsewhere
+METHODS: Registry[MethodSpec] = Registry("ensemble method")  # filled by @register_method at import
 
 
-def register_method(name: str, *, tasks: Sequence[str], fitted: bool = False, help: str = ""
-                    ) -> Callable[[Combiner], Combiner]:
-    """Register a combination rule under ``name``; registering a name twice is an error."""
+def register_method(name: str, *, tasks: Sequence[str], fitted: bool = False, help: str = "",
+                    override: bool = False) -> Callable[[Combiner], Combiner]:
+    """Register a combination rule under ``name``; registering a name twice is an error unless ``override``."""
 
     def decorator(combine: Combiner) -> Combiner:
-        if name in _METHODS:
-            raise HonedError(f"ensemble method {name!r} is already registered; pick another name")
-        _METHODS[name] = MethodSpec(name, combine, tuple(tasks), fitted, help)
+        METHODS.register(name, MethodSpec(name, combine, tuple(tasks), fitted, help), override=override)
         return combine
 
     return decorator
@@ -56,16 +54,14 @@ def register_method(name: str, *, tasks: Sequence[str], fitted: bool = False, he
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Sorted names of the registered combination methods matching a shell wildcard."""
-    return sorted(n for n in _METHODS if fnmatch.fnmatchcase(n, pattern))
+    return sorted(METHODS.names(pattern))
 
 
 def get_method(name: str, task: str | None = None) -> MethodSpec:
     """The method ``name``; an unknown name, or one that does not fit ``task``, raises naming the valid ones."""
-    if name not in _METHODS:
-        raise HonedError(f"unknown ensemble method {name!r}; valid methods: {', '.join(list_methods())}")
-    spec = _METHODS[name]
+    spec = METHODS[name]
     if task is not None and task not in spec.tasks:
-        fits = [n for n in list_methods() if task in _METHODS[n].tasks]
+        fits = [n for n in list_methods() if task in METHODS[n].tasks]
         raise HonedError(f"ensemble method {name!r} is for {' and '.join(spec.tasks)}, not {task}: "
                          f"use {', '.join(fits)}")
     return spec

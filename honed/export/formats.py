@@ -8,6 +8,9 @@ batch size baked into the export is caught.
 ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``): the newer dynamo exporter needs the
 ``onnxscript`` package, which honed does not depend on, and the result should not change with whether an
 optional package happens to be installed. The deprecation warnings of the paths honed chose are silenced.
+
+Each format is registered by name in ``EXPORT_FORMATS`` (``--format onnx``): its file name inside a bundle,
+its exporter, and how to load the written file back for the bundle's parity check.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 import contextlib
 import copy
+from dataclasses import dataclass
 import inspect
 import os
 from pathlib import Path
@@ -25,9 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from honed.artifacts.bundle_meta import INPUT_NAME
+from honed.artifacts.bundle_files import ONNX_FILE
+from honed.artifacts.bundle_meta import INPUT_NAME, TORCHSCRIPT_FILE
 from honed.errors import HonedError
 from honed.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity, combine_reports
+from honed.registry import Registry
 from honed.tracking.atomic import atomic_path
 
 
@@ -188,3 +194,25 @@ def _ort_session(path: Path) -> Callable[[torch.Tensor], list[np.ndarray]]:
         return session.run(None, {INPUT_NAME: inputs.detach().cpu().numpy()})
 
     return run
+
+
+def _load_torchscript(path: Path) -> Callable[[torch.Tensor], Any]:
+    """A TorchScript file this export just wrote, on the CPU (bundles are never loaded this way)."""
+    with _quiet_deprecations():
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A file format a bundle can add beside its weights."""
+
+    name: str
+    file: str  # the file's name inside a bundle
+    export: Callable[[nn.Module, torch.Tensor, Path], ParityReport]  # (model, example, path): writes, checks
+    load: Callable[[Path], Callable[[torch.Tensor], Any]]  # the written file as a callable, for parity checks
+
+
+EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")  # besides "bundle", which is always written
+EXPORT_FORMATS.register("onnx", ExportFormat("onnx", ONNX_FILE, export_onnx, _ort_session))
+EXPORT_FORMATS.register("torchscript", ExportFormat("torchscript", TORCHSCRIPT_FILE, export_torchscript,
+                                                    _load_torchscript))

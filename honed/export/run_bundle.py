@@ -22,13 +22,12 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 import os
 from pathlib import Path
 import shutil
 from typing import Any
-import warnings
 import zipfile
 
 import pandas as pd
@@ -37,7 +36,6 @@ from torch import nn
 
 from honed.errors import HonedError
 from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE, sha256
-from honed.artifacts.onnx_runtime import OnnxModel
 from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS, RunFolder
 from honed.artifacts.trained import load_trained
 from honed.artifacts.bundle_meta import (
@@ -49,14 +47,13 @@ from honed.artifacts.bundle_meta import (
     WEIGHTS_FILE,
 )
 from honed.export.card import RunFacts, model_card, read_run_facts
-from honed.export.formats import export_onnx, export_torchscript
+from honed.export.formats import EXPORT_FORMATS
 from honed.export.fuse import fuse_batchnorm
 from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tta.setting import as_setting
 from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
 from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
 
-FORMATS = ("bundle", "onnx", "torchscript")  # "bundle" is always written; the others add a file each
 PARITY_IMAGES = 32  # validation images the parity checks run on
 
 
@@ -124,9 +121,10 @@ def export_run_bundle(
 
 def _check_formats(formats: Sequence[str]) -> set[str]:
     wanted = {formats} if isinstance(formats, str) else set(formats)
-    unknown = sorted(wanted - set(FORMATS))
+    valid = ["bundle", *EXPORT_FORMATS.names()]  # the bundle itself is always written
+    unknown = sorted(wanted - set(valid))
     if unknown:
-        raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(FORMATS)}")
+        raise HonedError(f"unknown export format(s) {', '.join(unknown)}: use {', '.join(valid)}")
     return wanted | {"bundle"}
 
 
@@ -205,22 +203,12 @@ def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats:
         exported, fused_pairs = fusion.model, fusion.fused_pairs
         reports["fusion"] = check_parity(model, exported, inputs)
     example = inputs[:2]
-    if "onnx" in formats:
-        own = export_onnx(exported, example, stage / ONNX_FILE)
-        runtime = OnnxModel((stage / ONNX_FILE).read_bytes())
-        reports["onnx"] = combine_reports([check_parity(model, runtime, inputs), own])
-    if "torchscript" in formats:
-        own = export_torchscript(exported, example, stage / TORCHSCRIPT_FILE)
-        reports["torchscript"] = combine_reports([check_parity(model, _load_own_torchscript(stage), inputs), own])
+    for name in EXPORT_FORMATS.names():  # registration order: onnx, then torchscript
+        if name in formats:
+            fmt = EXPORT_FORMATS[name]
+            own = fmt.export(exported, example, stage / fmt.file)
+            reports[name] = combine_reports([check_parity(model, fmt.load(stage / fmt.file), inputs), own])
     return reports, fused_pairs
-
-
-def _load_own_torchscript(stage: Path) -> Callable[[torch.Tensor], Any]:
-    """Reload the TorchScript file this export just wrote, to check it (bundles are never loaded this way)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(stage / TORCHSCRIPT_FILE), map_location="cpu")
 
 
 def _refuse_failed(reports: dict[str, ParityReport], described: str) -> None:

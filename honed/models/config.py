@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from honed.errors import HonedError
-from honed.models.strategies import list_strategies
-
-HEAD_MODELS = ("", "logreg", "svm", "gbm", "ridge", "svr")  # probe heads; "" picks logreg or ridge by task
+from honed.models.heads import HEADS
+from honed.models.strategies import STRATEGIES
 
 
 @dataclass
@@ -23,18 +22,17 @@ class ModelConfig:
     drop_path: float = 0.0  # stochastic depth (timm's drop_path_rate); timm models that have it only
     unfreeze: int = 0  # partial / gradual: stages fine-tuned, counted from the head; 0: partial 2, gradual all
     head_model: str = ""  # probe: logreg | svm | gbm (classify), ridge | svr | gbm (regress); empty: logreg / ridge
-    gbm_rounds: int = 0  # probe with a gbm head: boosting iterations; 0: honed.training.probe.GBM_ROUNDS
+    gbm_rounds: int = 0  # probe with a gbm head: boosting iterations; 0: honed.models.heads.gbm.GBM_ROUNDS
 
     def __post_init__(self) -> None:
-        if self.strategy not in list_strategies() + ["auto"]:
-            raise HonedError(f"--strategy must be one of {', '.join(list_strategies() + ['auto'])}, "
+        if self.strategy not in STRATEGIES and self.strategy != "auto":
+            raise HonedError(f"--strategy must be one of {', '.join(sorted(STRATEGIES.names()) + ['auto'])}, "
                              f"not {self.strategy!r}")
         if self.unfreeze < 0:
             raise HonedError(f"--unfreeze must be 0 (the strategy's default) or a number of stages, "
                              f"not {self.unfreeze}")
-        if self.head_model not in HEAD_MODELS:
-            raise HonedError(f"--head-model must be one of {', '.join(m for m in HEAD_MODELS if m)}, "
-                             f"not {self.head_model!r}")
+        if self.head_model and self.head_model not in HEADS:  # "" picks the task's default head
+            raise HonedError(f"--head-model must be one of {', '.join(HEADS.names())}, not {self.head_model!r}")
         if self.gbm_rounds < 0:
             raise HonedError(f"--rounds of a gbm head must be at least 1 (or 0: the default), not {self.gbm_rounds}")
         if not 0.0 <= self.drop_rate < 1.0:

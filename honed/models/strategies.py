@@ -27,9 +27,7 @@ rebuilds the DDP wrapper whenever ``on_epoch_start`` changes the set of trainabl
 
 from __future__ import annotations
 
-import fnmatch
 import math
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -37,6 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from honed.errors import HonedError
 from honed.models.stages import backbone_stages, head_name, stage_parameters
+from honed.registry import Registry
 
 DEFAULT_PARTIAL_STAGES = 2  # partial: the last two stages fine-tuned when --unfreeze is not given
 GRADUAL_FLOOR = 0.1  # gradual: lr_scale of the stem; stages in between are spaced geometrically up to 1 (head)
@@ -143,33 +142,30 @@ class Strategy:
         """Called before each epoch (1-based); the default changes nothing."""
 
 
-_STRATEGIES: dict[str, Callable[..., Strategy]] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("transfer strategy")  # filled by @register_strategy
 
 
-def register_strategy(cls):
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make a Strategy subclass available by its ``name``; a name registers once."""
-    if cls.name in _STRATEGIES:
-        raise HonedError(f"transfer strategy {cls.name!r} is registered twice")
-    _STRATEGIES[cls.name] = cls
-    return cls
+    return STRATEGIES.register(cls.name, cls)
 
 
 def list_strategies(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _STRATEGIES if fnmatch.fnmatch(n, pattern))
+    """Sorted names of the registered strategies matching a shell wildcard (``auto`` is not one)."""
+    return sorted(STRATEGIES.names(pattern))
 
 
 def describe_strategies() -> dict[str, str]:
     """Strategy name -> one line saying what it trains."""
-    return {name: _STRATEGIES[name].summary for name in list_strategies()}
+    return {name: STRATEGIES[name].summary for name in list_strategies()}
 
 
 def create_strategy(name: str, **options) -> Strategy:
+    """The strategy ``name`` built with ``options`` (unfreeze, pretrained)."""
     if name == "auto":
         raise HonedError("strategy 'auto' is decided by the advisor before training: call honed.train, "
                          "or `honed advise` to see its choice")
-    if name not in _STRATEGIES:
-        raise HonedError(f"unknown transfer strategy {name!r}: use one of {', '.join(list_strategies())}")
-    return _STRATEGIES[name](**options)
+    return STRATEGIES[name](**options)
 
 
 @register_strategy

@@ -1,9 +1,11 @@
 """Logging integrations users already run, beside honed's own ledger: TensorBoard event files and MLflow runs.
 
 Each logger has the same three methods, called by ``honed.train`` on rank 0: ``start(config, run_dir)`` once
-the run folder exists, ``log_epoch(row, step)`` after each epoch (the row ``metrics.csv`` gets), and
+the run folder exists (``config`` is any :class:`RunRecord`, such as ``honed.config.RunConfig``: tracking sits
+below the config and reads it only through that protocol), ``log_epoch(row, step)`` after each epoch (the row ``metrics.csv`` gets), and
 ``finish(metrics, status)`` at the end (status ``done``) or on failure (``failed`` / ``interrupted``).
 The libraries are imported only when asked for (``--log``); they come with ``pip install honed[log]``.
+Loggers are registered by name in ``LOGGERS`` (the ``--log`` names).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-from honed.config import LOGGERS, RunConfig
+import yaml
+
 from honed.errors import HonedError
+from honed.registry import Registry
 from honed.tracking.atomic import write_json
 
 log = logging.getLogger("honed")
@@ -30,8 +34,19 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value (since 2.x)
 _MLFLOW_STATUS = {"done": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
+class RunRecord(Protocol):
+    """What a logger reads of a run's config (``honed.config.RunConfig`` has it)."""
+
+    name: str
+    workspace: str
+    parent: str
+    change: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class RunLogger(Protocol):
-    def start(self, config: RunConfig, run_dir: Path) -> None: ...
+    def start(self, config: RunRecord, run_dir: Path) -> None: ...
     def log_epoch(self, row: dict[str, Any], step: int) -> None: ...
     def finish(self, metrics: dict[str, Any], status: str) -> None: ...
 
@@ -54,9 +69,10 @@ class TensorBoardLogger:
         self._writer_type = SummaryWriter
         self.writer_ = None
 
-    def start(self, config: RunConfig, run_dir: Path) -> None:
+    def start(self, config: RunRecord, run_dir: Path) -> None:
         self.writer_ = self._writer_type(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
-        self.writer_.add_text("config", "```\n" + config.to_yaml() + "\n```")
+        text = yaml.safe_dump(config.to_dict(), sort_keys=False)  # the run's config.yaml, as RunConfig writes it
+        self.writer_.add_text("config", "```\n" + text + "\n```")
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         for key, value in numbers(row).items():
@@ -91,7 +107,7 @@ class MlflowLogger:
         self.client_ = None
         self.run_id_: str | None = None
 
-    def start(self, config: RunConfig, run_dir: Path) -> None:
+    def start(self, config: RunRecord, run_dir: Path) -> None:
         workspace = Path(config.workspace).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / MLFLOW_DB}"
         self.client_ = self._client_type(tracking_uri=uri)
@@ -142,7 +158,7 @@ class Loggers:
     def __init__(self, members: list[RunLogger] | None = None):
         self.members = list(members or [])
 
-    def start(self, config: RunConfig, run_dir: Path) -> None:
+    def start(self, config: RunRecord, run_dir: Path) -> None:
         for member in self.members:
             member.start(config, run_dir)
 
@@ -161,16 +177,17 @@ class Loggers:
                 log.warning("could not close the %s log of a %s run: %s", type(member).__name__, status, error)
 
 
-_BUILDERS = {"tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
+LOGGERS: Registry[Callable[[], RunLogger]] = Registry("logger")  # registration order: the order --log lists
+LOGGERS.register("tensorboard", TensorBoardLogger)
+LOGGERS.register("mlflow", MlflowLogger)
 
 
 def create_loggers(names: list[str]) -> Loggers:
-    """Loggers for ``--log`` names (``honed.config.LOGGERS``); a missing package is a HonedError now, before
-    any training."""
+    """Loggers for ``--log`` names (``LOGGERS``); a missing package is a HonedError now, before any training."""
     unknown = [n for n in names if n not in LOGGERS]
     if unknown:
-        raise HonedError(f"--log must be one of {', '.join(LOGGERS)}, not {unknown[0]!r}")
-    return Loggers([_BUILDERS[name]() for name in names])
+        raise HonedError(f"--log must be one of {', '.join(LOGGERS.names())}, not {unknown[0]!r}")
+    return Loggers([LOGGERS[name]() for name in names])
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

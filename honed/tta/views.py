@@ -9,7 +9,6 @@ prediction is reproducible for a given batch size). Views are only ever used at 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from honed.errors import HonedError
+from honed.registry import Registry
 
 View = Callable[[Tensor], Tensor]
 CROP_FRACTION = 0.875  # side of a corner/centre crop, as a fraction of the image side (the 224-of-256 ratio)
@@ -39,7 +39,7 @@ class ViewSpec:
     help: str
 
 
-_VIEWS: dict[str, ViewSpec] = {}  # filled by @register_view at import, never elsewhere
+VIEWS: Registry[ViewSpec] = Registry("test-time view")  # filled by @register_view at import, never elsewhere
 GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({  # names that expand to several views
     "flip": ("identity", "hflip"),
     "crops": ("crop_center", "crop_tl", "crop_tr", "crop_bl", "crop_br"),
@@ -48,13 +48,14 @@ GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({  # names that expand 
 })
 
 
-def register_view(name: str, *, help: str = "") -> Callable[[View], View]:
-    """Register a deterministic batch view under ``name``; registering a name twice is an error."""
+def register_view(name: str, *, help: str = "", override: bool = False) -> Callable[[View], View]:
+    """Register a deterministic batch view under ``name``; registering a name twice (or a group's name) is an
+    error unless ``override``."""
 
     def decorator(view: View) -> View:
-        if name in _VIEWS or name in GROUPS:
-            raise HonedError(f"test-time view {name!r} is already registered; pick another name")
-        _VIEWS[name] = ViewSpec(name, view, help)
+        if name in GROUPS:  # a group name would shadow the view in every spec
+            raise HonedError(f"test-time view {name!r} is already registered as a group; pick another name")
+        VIEWS.register(name, ViewSpec(name, view, help), override=override)
         return view
 
     return decorator
@@ -62,7 +63,7 @@ def register_view(name: str, *, help: str = "") -> Callable[[View], View]:
 
 def list_views(pattern: str = "*") -> list[str]:
     """Sorted names of registered views and groups matching a shell wildcard."""
-    return sorted(n for n in [*_VIEWS, *GROUPS] if fnmatch.fnmatchcase(n, pattern))
+    return sorted([*VIEWS.names(pattern), *(n for n in GROUPS if fnmatch.fnmatchcase(n, pattern))])
 
 
 def expand_views(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -100,14 +101,12 @@ def _expand_token(token: str) -> tuple[str, ...]:
 
 def get_view(name: str) -> View:
     """The view function for a single view name (not a group); unknown names list the valid ones."""
-    if name in _VIEWS:
-        return _VIEWS[name].view
+    if name in VIEWS:
+        return VIEWS[name].view
     match = _AUG_VIEW.match(name)
     if match:
         return _augmentation_view(match["name"], match["strength"], int(match["seed"]))
-    close = difflib.get_close_matches(name, list_views(), n=3) if name else []
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise HonedError(f"unknown test-time view {name!r}{hint}; valid: {', '.join(list_views())}, or {AUG_SYNTAX}")
+    raise VIEWS.unknown(name, extra=GROUPS, tail=f", or {AUG_SYNTAX}")
 
 
 def _augmentation_view(name: str, strength: str | None, seed: int) -> View:

@@ -71,7 +71,7 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_duplicate_registration_refused_and_new_names_register(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "AUGMENTATIONS", registry.AUGMENTATIONS.copy())
     with pytest.raises(HonedError, match="already registered"):
         register_augmentation("rotate", default_strength=1.0)(lambda s, p: Rotate(strength=s, p=p))
 

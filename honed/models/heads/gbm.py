@@ -1,11 +1,14 @@
-"""A gbm probe head that predicts, without pickling: its training data is stored, and the trees refitted.
+"""The gbm probe head (HistGradientBoosting on frozen features), and how it predicts without pickling: its
+training data is stored, and the trees refitted.
+
+``fit_gbm`` is registered as the ``gbm`` head in ``honed.models.heads.sklearn.HEADS``.
 
 HistGradientBoosting fitted with a fixed ``random_state`` on the same features (one thread, as the probe fits
 it) grows the same trees, so a gbm probe run keeps ``probe_features.safetensors`` (the head's training
 features and targets, plus the validation features and the run's validation outputs) instead of the fitted
-model. Loading refits through the probe's own fitting function, then checks the refit against the stored
-validation outputs: a scikit-learn that grows different trees is refused, naming the versions, rather than
-predicting something the run never scored.
+model. Loading refits through ``fit_gbm``, the function the probe fitted with, then checks the refit against
+the stored validation outputs: a scikit-learn that grows different trees is refused, naming the versions,
+rather than predicting something the run never scored.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from honed.errors import HonedError
+from honed.models.heads.sklearn import FittedHead, register_head, sklearn_threads
 from honed.tracking.atomic import atomic_path
 
 FEATURES_FILE = "probe_features.safetensors"
@@ -28,6 +32,39 @@ FORMAT_NAME = "honed-gbm-head"
 FORMAT_VERSION = "1"
 REFIT_ATOL = 1e-6  # refit vs. the run's validation outputs: the same trees agree to rounding
 MIN_LOG_PROB = 1e-30  # a class the trees give probability 0: log of this instead of -inf
+GBM_ROUNDS = 100  # boosting iterations unless config.model.gbm_rounds (honed boost --method gbm --rounds) says
+GBM_LEAF = 20  # scikit-learn's min_samples_leaf; fewer on tiny data (gbm_leaf), so the trees can split at all
+
+
+@register_head("gbm", tasks=("classify", "regress"))
+def fit_gbm(features: np.ndarray, targets: np.ndarray, *, task: str, outputs: int, seed: int = 0,
+            rounds: int = GBM_ROUNDS, leaf: int | None = None, **_options: Any) -> FittedHead:
+    """HistGradientBoosting on ``features``: ``rounds`` iterations, ``leaf`` rows a leaf at least (None:
+    ``gbm_leaf`` of N), one model per target for regression."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    leaf = gbm_leaf(len(features)) if leaf is None else leaf
+    options = dict(max_iter=rounds, early_stopping=False, random_state=seed, min_samples_leaf=leaf)
+    if task == "classify":
+        model = HistGradientBoostingClassifier(**options).fit(features, targets)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(x), outputs))
+            out[:, model.classes_.astype(int)] = model.predict_proba(x)
+            return out
+    else:
+        y = targets.reshape(len(targets), -1)
+        models = [HistGradientBoostingRegressor(**options).fit(features, y[:, t]) for t in range(y.shape[1])]
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return np.stack([m.predict(x) for m in models], axis=1)
+
+    return FittedHead("gbm", predict, details={"rounds": rounds, "min_samples_leaf": leaf})
+
+
+def gbm_leaf(rows: int) -> int:
+    """min_samples_leaf for ``rows`` training rows: scikit-learn's 20, or a tenth of the rows on tiny data."""
+    return max(1, min(GBM_LEAF, rows // 10))
 
 
 def save_gbm_data(path: Path, *, train_features: np.ndarray, train_targets: np.ndarray, val_features: np.ndarray,
@@ -71,15 +108,14 @@ class GbmHead:
         """Parse (data only: safetensors and a JSON header), refit, and check the refit; HonedError if it differs."""
         import sklearn
 
-        from honed.training.probe import GBM_LEAF, GBM_ROUNDS, fit_head
-
         metadata, tensors = _parse(data, where)
         task, outputs, seed = metadata["task"], int(metadata["outputs"]), int(metadata["seed"])
         # the fit's own settings; files from before they were recorded used the defaults of then
         rounds = int(metadata.get("rounds", GBM_ROUNDS))
         leaf = int(metadata.get("min_samples_leaf", GBM_LEAF))
-        head = fit_head("gbm", tensors["train_features"], tensors["train_targets"], task=task, outputs=outputs,
-                        seed=seed, rounds=rounds, leaf=leaf)
+        with sklearn_threads():  # one thread, as the probe fitted it
+            head = fit_gbm(tensors["train_features"], tensors["train_targets"], task=task, outputs=outputs,
+                           seed=seed, rounds=rounds, leaf=leaf)
         refit = head.predict(tensors["val_features"])
         expected = tensors["val_outputs"]
         if refit.shape != expected.shape or not np.allclose(refit, expected, rtol=0, atol=REFIT_ATOL):
