@@ -25,7 +25,7 @@ def boost_gbm(config: RunConfig, *, rounds: int = 100, manifest: Manifest | None
     """Train a gbm probe run of ``rounds`` boosting iterations on ``config``'s frozen backbone; its result as an
     EnsembleResult of kind "gbm" (no members, no rule) whose ``run_dir`` is the probe run."""
     from honed.training.fit import train
-    from honed.training.probe import PROBE_FILE
+    from honed.artifacts.run_folder import PROBE_FILE
 
     if rounds < 1:
         raise HonedError(f"--rounds must be at least 1, not {rounds}")

@@ -20,7 +20,3 @@ def evaluate_split(model, loader, dataset: ImageDataset, manifest: Manifest, *, 
     targets = np.asarray(dataset.targets)
     return get_task(manifest.task).score(outputs, targets), predictions_table(
         dataset.paths, outputs, targets, manifest)
-
-
-def score_outputs(outputs, targets, task: str) -> dict[str, float]:  # kept until probe.py asks the task itself
-    return get_task(task).score(outputs, targets)

@@ -14,7 +14,6 @@ cannot hold the trees.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,20 +29,21 @@ from honed.data.prepare import PreparedData
 from honed.errors import HonedError
 from honed.data.cache import cache_root
 from honed.artifacts import run_folder as runs
+from honed.artifacts.predictions import predictions_table
+from honed.artifacts.run_folder import BEST_WEIGHTS, PROBE_FILE
+from honed.artifacts.weights import save_weights
 from honed.tracking.atomic import write_json
-from honed.training.checkpoint import save_weights
-from honed.training.evaluation import predictions_table, score_outputs
 from honed.models.features import extract_features, last_linear
 from honed.models.heads import HEADS, FittedHead, head_kind, sklearn_threads
 from honed.models.heads.gbm import GBM_ROUNDS
 from honed.models.heads.sklearn import softmax
 from honed.progress import Reporter
 from honed.runtime import Runtime
+from honed.tasks import get_task
 
 if TYPE_CHECKING:
     from honed.training.fit import TrainResult
 
-PROBE_FILE = "probe.json"
 
 
 # ---------------------------------------------------------------------------------------------------- heads
@@ -111,7 +111,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
         model.to(runtime.device)
     else:
         outputs = {s: head.predict(features[s]) for s in splits}
-    scores = {s: score_outputs(outputs[s], targets[s], manifest.task) for s in splits}
+    scores = {s: get_task(manifest.task).score(outputs[s], targets[s]) for s in splits}
     for s in splits[1:]:
         runs.save_predictions(run_dir / f"predictions_{s}.parquet",
                               predictions_table(sets[s].paths, outputs[s], targets[s], manifest))
@@ -122,7 +122,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
                       val_features=features["val"], val_outputs=outputs["val"], task=manifest.task,
                       outputs=manifest.num_outputs, seed=config.train.seed, rounds=head.details["rounds"],
                       leaf=head.details["min_samples_leaf"])
-    save_weights(run_dir / "best.safetensors", model)  # a gbm run's head layer is untouched: only its input counts
+    save_weights(run_dir / BEST_WEIGHTS, model)  # a gbm run's head layer is untouched: only its input counts
     save_weights(run_dir / "last.safetensors", model)
     seconds = time.perf_counter() - started
     row = {"epoch": 1, "train_loss": scores["train"]["loss"],
@@ -142,15 +142,3 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     reporter.epoch_finished(row)
     digest = _agree_across_ranks(model, runtime, run_dir)
     return TrainResult(config.name, run_dir, metric, float(row[metric]), metrics, 1, history, digest)
-
-
-def refuse_without_weights(run_dir: Path, action: str) -> None:
-    """HonedError when ``run_dir`` is a gbm probe run from before gbm heads were refitted at load (no weights,
-    no features file): it cannot be ``action``."""
-    path = Path(run_dir) / PROBE_FILE
-    if path.is_file():
-        facts = json.loads(path.read_text())
-        if not facts.get("weights_written", True):
-            raise HonedError(f"run {Path(run_dir).name!r} cannot be {action}: {facts.get('note', '')}; "
-                             "train it again (this honed keeps what a gbm head needs to predict)")
-

@@ -15,7 +15,8 @@ from honed.errors import HonedError
 from honed.tracking.ledger import Ledger
 from honed.training.fit import train
 from honed.models.features import extract_features, last_linear
-from honed.training.probe import PROBE_FILE, fit_head
+from honed.artifacts.run_folder import PROBE_FILE
+from honed.training.probe import fit_head
 from tests.training.test_train import tiny_config
 
 

@@ -18,7 +18,7 @@ from honed.export.bundle import export_bundle
 from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.training.fit import train
 from honed.models.heads.gbm import FEATURES_FILE
-from honed.training.probe import PROBE_FILE
+from honed.artifacts.run_folder import PROBE_FILE
 from tests.training.test_train import tiny_config
 
 PROBS = ["p:blue", "p:red"]
