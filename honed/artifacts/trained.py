@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 import zipfile
 
 from safetensors.torch import load as load_safetensors
@@ -28,8 +28,8 @@ from honed.errors import HonedError
 from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE, GbmHead, GbmProbeModel, with_gbm_head
 from honed.models.state_dicts import head_keys
+from honed.registry import Registry
 
-BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -59,8 +59,7 @@ def load_trained(path: str | os.PathLike[str], *, weights: str = BEST_WEIGHTS, b
     """The trained model in a run folder (its ``weights`` file) or a bundle (folder or .zip; ``backend="onnx"``
     runs its model.onnx in ONNX Runtime). Ensembles are several models: ``honed.predict.load`` takes them.
     ``gbm_head=False`` leaves a gbm probe run's trees unfitted: the network alone (export's parity reference)."""
-    if backend not in BACKENDS:
-        raise HonedError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+    BACKENDS.get(backend)  # an unknown name: refused before anything is read
     path = Path(path)
     if (path / CONFIG_FILE).exists():
         if backend != "torch":
@@ -92,10 +91,7 @@ def from_bundle_files(files: BundleFiles, raw: Any, *, backend: str = "torch") -
     if GBM_FILE in meta["files"] and backend != "torch":
         raise HonedError(f"the bundle {files.path} is a gbm probe: its trees are refitted by honed, so it "
                          "loads with the torch backend only (leave out --backend onnx)")
-    if backend == "onnx":
-        model: nn.Module = OnnxModel(checked_file(files, meta, ONNX_FILE))
-    else:
-        model = _torch_model(config, meta, checked_file(files, meta, WEIGHTS_FILE))
+    model = BACKENDS[backend](files, meta, config)
     head = "linear"
     if GBM_FILE in meta["files"]:  # the network computes the features; the trees, refitted, predict from them
         gbm = GbmHead.from_bytes(checked_file(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
@@ -113,8 +109,22 @@ def _bundle_config(meta: dict[str, Any]) -> RunConfig:
                                                  std=list(pre["std"])))
 
 
-def _torch_model(config: RunConfig, meta: dict[str, Any], weights: bytes) -> nn.Module:
+BACKENDS: Registry[Callable[[BundleFiles, dict[str, Any], RunConfig], nn.Module]] = Registry("backend")
+
+
+@BACKENDS.register("torch")
+def _torch_backend(files: BundleFiles, meta: dict[str, Any], config: RunConfig) -> nn.Module:
     """The architecture from honed's factory by name, filled with the bundle's safetensors weights."""
+    return _torch_model(config, meta, checked_file(files, meta, WEIGHTS_FILE))
+
+
+@BACKENDS.register("onnx")
+def _onnx_backend(files: BundleFiles, meta: dict[str, Any], config: RunConfig) -> nn.Module:
+    """The bundle's BatchNorm-fused graph in ONNX Runtime, on the CPU."""
+    return OnnxModel(checked_file(files, meta, ONNX_FILE))
+
+
+def _torch_model(config: RunConfig, meta: dict[str, Any], weights: bytes) -> nn.Module:
     model = build_model(config.model, meta["model"]["num_outputs"], for_inference=True)
     config.preprocess = with_preprocess_defaults(config.preprocess, model)
     try:

@@ -10,7 +10,6 @@ from pathlib import Path
 from honed.artifacts.bundle_files import BundleFiles, read_meta
 from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, ENSEMBLE_FILE
 from honed.artifacts.trained import BACKENDS, from_bundle_files, is_bundle, load_trained
-from honed.errors import HonedError
 from honed.predict.ensembles import load_ensemble, load_ensemble_bundle
 from honed.predict.predictor import Predictor, bundle_tta
 from honed.tta.setting import TTASetting, as_setting
@@ -25,8 +24,7 @@ def load(path: str | Path, *, device: str = "auto", backend: str = "torch", tta:
     An ensemble (run folder or bundle) loads as an ``EnsemblePredictor``, which predicts like any Predictor.
     ``weights`` picks another weights file of a run folder, e.g. a snapshot of a cyclic schedule.
     """
-    if backend not in BACKENDS:
-        raise HonedError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+    BACKENDS.get(backend)  # an unknown name: refused before anything is read
     path = Path(path)
     if (path / ENSEMBLE_FILE).is_file():
         predictor = load_ensemble(path, device=device, backend=backend)
