@@ -19,8 +19,9 @@ __all__ = ["Client", "DataConfig", "HonedError", "ModelConfig", "PreprocessConfi
 
 
 def train(config, **kwargs):
-    """Train one run; see :func:`honed.training.fit.train`."""
-    from honed.training.fit import train as _train
+    """Train one run (``strategy: auto`` decided by the advisor first); see :func:`honed.training.fit.train`.
+    The given config is unchanged: the one the run settled is ``result.config``."""
+    from honed.advise.auto import train as _train
 
     return _train(config, **kwargs)
 

@@ -3,8 +3,8 @@
     advice = honed.advise.advise(DataConfig(source="data/"), model="tf_efficientnet_lite0", pretrained=True)
     advice.decision, advice.reasons, advice.measurements
 
-``--strategy auto`` runs the same advisor before training and records its advice in the run
-(``advice.json``, and the run's change text in the ledger).
+``--strategy auto`` runs the same advisor before training (``honed.advise.auto``) and records its advice
+in the run (``advice.json``, and the run's change text in the ledger).
 """
 
 from __future__ import annotations
@@ -69,11 +69,9 @@ def advise_run(config: RunConfig, manifest: Manifest, *, reporter: Reporter | No
     return advice
 
 
-def record_advice(run_dir: Path, config: RunConfig, advice: Advice) -> None:
-    """Write ``advice.json`` into the run and say what was decided in its change text."""
+def record_advice(run_dir: Path, advice: Advice) -> None:
+    """Write ``advice.json`` into the run (``resolve_strategy`` puts the decision in the run's change text)."""
     write_json(Path(run_dir) / ADVICE_FILE, advice.to_dict())
-    note = f"strategy auto -> {advice.decision} (see {ADVICE_FILE})"
-    config.change = f"{config.change}; {note}" if config.change else note
 
 
 def read_advice(run_dir: Path) -> dict | None:

@@ -24,7 +24,7 @@ def bn_recalibrate(
 ) -> None:
     """Re-estimate batch norm running statistics on the run's training images; keeps the old weights."""
     from honed.artifacts.run_folder import find_run
-    from honed.training.bn_recalibrate import RECORD_FILE, recalibrate_run
+    from honed.analyze.bn_recalibration import RECORD_FILE, recalibrate_run
 
     run_dir = find_run(workspace, run)
     result = recalibrate_run(run_dir, weights=weights, batches=batches, batch_size=batch_size, device=device,

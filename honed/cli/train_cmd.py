@@ -114,16 +114,18 @@ def _run(config: RunConfig, *, quiet: bool, resume: bool = False, json_out: bool
     console = Console()
     reporter = RichReporter(console, quiet=quiet or json_out or not is_main)  # --json: stdout holds the JSON only
     if config.data.folds > 1:
+        from honed.advise.auto import advice_callbacks, resolve_strategy
         from honed.training.crossval import cross_validate
 
-        summary = cross_validate(config, reporter=reporter)
+        config, advice = resolve_strategy(config, reporter=reporter)  # --strategy auto: decided once for the folds
+        summary = cross_validate(config, reporter=reporter, callbacks=advice_callbacks(advice))
         if is_main and json_out:
             print_json({"name": config.name, "runs": [str(r.run_dir) for r in summary.folds], "mean": summary.mean,
                         "std": summary.std})
         elif is_main:
             console.print(metrics_table(summary.mean, title=f"{config.name}: mean over {config.data.folds} folds"))
         return
-    from honed.training.fit import train as train_run
+    from honed.advise.auto import train as train_run  # --strategy auto: the advisor decides first
 
     result = train_run(config, reporter=reporter, resume=resume)
     if is_main and json_out:

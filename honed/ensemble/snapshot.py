@@ -11,26 +11,13 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import torch.nn as nn
 
 from honed.ensemble.members import Member
 from honed.errors import HonedError
-from honed.artifacts.run_folder import MANIFEST_FILE, save_predictions
-from honed.artifacts.weights import save_weights
+from honed.artifacts.run_folder import MANIFEST_FILE
+from honed.training.snapshots import snapshot_files  # the files training writes, read here
 
 _SNAPSHOT = re.compile(r"^snapshot-(?P<cycle>[0-9]+)\.safetensors$")
-
-
-def snapshot_files(cycle: int) -> tuple[str, str]:
-    """(weights, validation predictions) file names of the snapshot at the end of ``cycle`` (1-based)."""
-    return f"snapshot-{cycle}.safetensors", f"snapshot-{cycle}.predictions_val.parquet"
-
-
-def save_snapshot(run_dir: Path, cycle: int, model: nn.Module, predictions: pd.DataFrame) -> None:
-    """Save the weights and validation predictions at the end of ``cycle``; predictions are written last."""
-    weights, table = snapshot_files(cycle)
-    save_weights(run_dir / weights, model)
-    save_predictions(run_dir / table, predictions)
 
 
 def snapshot_members(run_dir: Path) -> list[Member]:

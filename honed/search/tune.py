@@ -71,8 +71,12 @@ def tune(base: RunConfig, *, trials: int | None, timeout_s: float | None, storag
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise HonedError("tune runs one process per worker, not under torchrun: start several `honed tune` "
                          "workers with the same --study instead (one per GPU with --device cuda:N)")
+    from honed.advise.auto import advice_callbacks, resolve_strategy  # imports the training stack
+
     reporter = reporter or LogReporter()
     space = space or SearchSpace()
+    base, advice = resolve_strategy(base, manifest, reporter)  # --strategy auto: decided once, for every trial
+    callbacks = advice_callbacks(advice)
     metric = base.main_metric()
     Path(base.workspace).mkdir(parents=True, exist_ok=True)
     storage = storage or default_storage(base.workspace)
@@ -92,7 +96,7 @@ def tune(base: RunConfig, *, trials: int | None, timeout_s: float | None, storag
             break  # the remaining trials are under way in other workers
         surplus: list[bool] = []
         study.optimize(lambda trial: _run_trial(trial, base, space, study_name, metric, trials, manifest,
-                                                reporter, surplus),
+                                                reporter, surplus, callbacks),
                        n_trials=1, catch=(_Surplus,))
         if surplus:
             break
@@ -132,7 +136,8 @@ def _creation_race(error: Exception) -> bool:
 
 
 def _run_trial(trial: optuna.Trial, base: RunConfig, space: SearchSpace, study_name: str, metric: str,
-               trials: int | None, manifest: Manifest | None, reporter: Reporter, surplus: list[bool]) -> float:
+               trials: int | None, manifest: Manifest | None, reporter: Reporter, surplus: list[bool],
+               callbacks: list) -> float:
     from honed.training.fit import train
 
     if trials is not None and _count(trial.study, LIVE, before=trial.number) >= trials:
@@ -145,7 +150,7 @@ def _run_trial(trial: optuna.Trial, base: RunConfig, space: SearchSpace, study_n
     reporter.message(f"trial {trial.number}: {config.change}")
     watcher = TrialReporter(reporter, trial, metric)
     try:
-        result = train(config, manifest=manifest, reporter=watcher)
+        result = train(config, manifest=manifest, reporter=watcher, callbacks=callbacks)
     except optuna.TrialPruned:
         _mark_pruned(Path(config.workspace), config.name, watcher.last_epoch)
         reporter.message(f"trial {trial.number} ({config.name}) pruned after epoch {watcher.last_epoch}")

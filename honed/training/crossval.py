@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from honed.config import RunConfig
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import Ledger, RunRecord
+from honed.training.callbacks import Callback
 from honed.training.fit import TrainResult, train
 from honed.progress import LogReporter, Reporter
 
@@ -23,8 +25,10 @@ class CrossValResult:
     std: dict[str, float]
 
 
-def cross_validate(config: RunConfig, *, manifest=None, reporter: Reporter | None = None) -> CrossValResult:
-    """Train ``config.data.folds`` runs named ``<name>-fold<k>``, children of a ``cv`` row named ``<name>``."""
+def cross_validate(config: RunConfig, *, manifest=None, reporter: Reporter | None = None,
+                   callbacks: Sequence[Callback] = ()) -> CrossValResult:
+    """Train ``config.data.folds`` runs named ``<name>-fold<k>``, children of a ``cv`` row named ``<name>``;
+    ``callbacks`` hear of each fold's run."""
     reporter = reporter or LogReporter()
     workspace = Path(config.workspace)
     with Ledger(workspace) as ledger:
@@ -36,7 +40,7 @@ def cross_validate(config: RunConfig, *, manifest=None, reporter: Reporter | Non
         fold_config.change = f"fold {fold} of {config.data.folds}"
         fold_config.data.fold = fold
         reporter.message(f"fold {fold + 1}/{config.data.folds}")
-        results.append(train(fold_config, manifest=manifest, reporter=reporter))
+        results.append(train(fold_config, manifest=manifest, reporter=reporter, callbacks=callbacks))
     keys = [k for k in results[0].metrics if k not in ("epoch", "lr", "seconds")]
     mean = {k: float(np.mean([r.metrics[k] for r in results])) for k in keys}
     std = {k: float(np.std([r.metrics[k] for r in results])) for k in keys}

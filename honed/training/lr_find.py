@@ -26,7 +26,7 @@ from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import create_strategy, reset_new_head, train_mode
-from honed.training.fit import batch_pipeline, loader_factory  # the run's own loaders and pipeline
+from honed.training.inputs import batch_pipeline, loader_factory  # the run's own loaders and pipeline
 from honed.training.loop import loss_fn
 from honed.optim import build_optimizer, set_lr
 from honed.progress import LogReporter, Reporter

@@ -1,9 +1,10 @@
 """Stochastic weight averaging (Izmailov et al., 2018): the average of the epoch-end weights of the last part
 of training, which tends to sit in a flatter, better-generalizing region than any single epoch's weights.
 
-``fit`` calls in at three named points: ``Swa.schedule`` (from the first averaged epoch on, a constant
-``swa_lr`` when one is given), ``Swa.after_epoch`` (adds the epoch's weights to a
-``torch.optim.swa_utils.AveragedModel`` from epoch ``floor(swa_start * epochs) + 1`` on) and ``Swa.finish``.
+``fit`` asks ``Swa.schedule`` for the learning rates (from the first averaged epoch on, a constant ``swa_lr``
+when one is given); ``SwaCallback`` hangs the rest on the loop's hooks: ``Swa.after_epoch`` at each epoch end
+(adds the epoch's weights to a ``torch.optim.swa_utils.AveragedModel`` from epoch
+``floor(swa_start * epochs) + 1`` on) and ``Swa.finish`` when training ends.
 Finishing re-estimates the averaged model's batch norm statistics on the training images with honed's
 evaluation preprocessing (an average of weights has no statistics of its own; ``honed.training.bn_recalibrate``),
 evaluates it on validation, saves it as ``swa.safetensors`` and makes it ``best.safetensors`` (with
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch.nn as nn
 from safetensors import safe_open
@@ -31,6 +33,7 @@ from honed.metrics import is_better
 from honed.artifacts import run_folder as runs
 from honed.tracking.atomic import write_json
 from honed.training.bn_recalibrate import bn_layers, recalibrate_bn
+from honed.training.callbacks import Callback, EpochEnd, RunInfo
 from honed.training.checkpoint import save_weights
 from honed.training.evaluation import evaluate_split
 from honed.optim import LrSchedule
@@ -67,6 +70,24 @@ def create_swa(config, strategy, run_dir: Path, *, resume: bool) -> "Swa | None"
                          "gradient step: leave out --swa or pick another --strategy")
     return Swa(run_dir=run_dir, epochs=config.train.epochs, start_epoch=first_swa_epoch(config.train.epochs,
                config.train.swa_start), swa_lr=config.train.swa_lr, resume=resume)
+
+
+class SwaCallback(Callback):
+    """``--swa`` on the loop's hooks: each epoch's weights into the average (saved before the checkpoint
+    names the epoch done), then the average recalibrated, evaluated and compared when training ends."""
+
+    def __init__(self, swa: "Swa", *, bn_loader: Callable[[], object], val_loader, val_set, runtime: Runtime,
+                 pipeline: BatchPipeline, reporter: Reporter):
+        self.swa, self.bn_loader, self.val_loader, self.val_set = swa, bn_loader, val_loader, val_set
+        self.runtime, self.pipeline, self.reporter = runtime, pipeline, reporter
+
+    def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
+        self.swa.after_epoch(run.model, end.epoch)
+
+    def on_train_end(self, run: RunInfo, metrics: dict) -> dict:
+        return self.swa.finish(run.model, self.bn_loader(), self.val_loader, self.val_set, run.data.manifest,
+                               runtime=self.runtime, pipeline=self.pipeline, metric=run.metric, metrics=metrics,
+                               reporter=self.reporter)
 
 
 class Swa:

@@ -12,8 +12,10 @@ import pytest
 
 from honed.advise import ADVICE_FILE, Measurements, advise, decide
 from honed.advise import rule
+from honed.advise.auto import resolve_strategy, train
 from honed.config import DataConfig
-from honed.training.fit import train
+from honed.errors import HonedError
+from honed.training import fit
 from tests.training.test_train import tiny_config
 
 
@@ -70,6 +72,19 @@ def test_auto_strategy_records_its_advice_in_the_run(color_folder, tmp_path):
     assert recorded["decision"] == "scratch" and recorded["measurements"]["classes"] == 2
     saved = (result.run_dir / "config.yaml").read_text()
     assert "strategy: scratch" in saved and "strategy auto -> scratch" in saved
+    assert config.model.strategy == "auto" and result.config.model.strategy == "scratch"  # returned, not written back
+
+
+def test_training_refuses_an_unresolved_auto_and_resolving_returns_a_new_config(color_folder, tmp_path):
+    config = tiny_config(color_folder, tmp_path, epochs=1)
+    config.model.strategy = "auto"
+    with pytest.raises(HonedError, match="resolve_strategy"):
+        fit.train(config)
+    resolved, advice = resolve_strategy(config)
+    assert (resolved.model.strategy, advice.decision, config.model.strategy) == ("scratch", "scratch", "auto")
+    assert "strategy auto -> scratch" in resolved.change and "auto" not in config.change
+    config.model.strategy = "head"
+    assert resolve_strategy(config) == (config, None)  # a given strategy: nothing to decide
 
 
 def test_cli_prints_the_decision_and_its_reasons(color_folder, tmp_path):

@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from honed.analyze import analyze_run
 from honed.analyze.bn_staleness import MEAN_SHIFT_LIMIT, VAR_RATIO_LIMIT, measure_bn_staleness
-from honed.training.bn_recalibrate import RECORD_FILE, bn_layers, recalibrate_bn, recalibrate_run
+from honed.analyze.bn_recalibration import RECORD_FILE, recalibrate_run
+from honed.training.bn_recalibrate import bn_layers, recalibrate_bn
 from honed.training.fit import train
 from honed.runtime import Runtime
 from tests.cli.test_cli import honed

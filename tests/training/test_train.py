@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -45,6 +46,20 @@ def test_train_learns_saves_and_reloads(color_folder, tmp_path):
     np.testing.assert_allclose(probs, saved[[f"p:{c}" for c in predictor.classes]].to_numpy(), atol=1e-5)
     table = predictor.predict(saved["path"].tolist()[:3], top_k=2, workers=0)
     assert list(table.columns[:5]) == ["path", "prediction", "probability", "prediction_2", "probability_2"]
+
+
+def test_train_returns_the_settled_config_and_leaves_the_callers_alone(color_folder, tmp_path):
+    config = tiny_config(color_folder, tmp_path, epochs=1)
+    config.name, config.model.pretrained = "", True  # test_resnet has no pretrained weights: scratch drops them
+    config.model.strategy = "scratch"
+    before = copy.deepcopy(config)
+    result = train(config)
+    assert config == before
+    settled = result.config
+    assert settled.name == result.name == result.run_dir.name and settled.name
+    assert settled.preprocess.mean and settled.preprocess.std and not settled.model.pretrained
+    assert settled.data.skipped_files == 0
+    assert RunConfig.from_yaml(result.run_dir / "config.yaml") == settled
 
 
 def test_existing_run_name_is_refused(color_folder, tmp_path):

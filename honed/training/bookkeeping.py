@@ -1,0 +1,61 @@
+"""The run's own records as training callbacks: its folder and ledger row (``honed.artifacts.run_folder``)
+and the ``--log`` loggers (``honed.tracking.loggers``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from honed.artifacts import run_folder as runs
+from honed.training.callbacks import Callback, EpochEnd, RunInfo
+from honed.training.checkpoint import save_weights
+from honed.tracking.loggers import create_loggers
+
+BEST_WEIGHTS = "best.safetensors"
+BEST_PREDICTIONS = "predictions_val.parquet"
+
+
+class RunFolder(Callback):
+    """What reproduces the run, the best epoch's weights and predictions, the curves, and the ledger row:
+    running at each epoch, then done, failed or interrupted. Files first, then the row that points at them."""
+
+    def on_run_start(self, run: RunInfo) -> None:
+        runs.start(run.workspace, run.run_dir, run.config, run.data.manifest, run.data.bad_files, run.metric,
+                   resumed=run.resumed)
+
+    def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
+        if end.is_best:
+            save_weights(run.run_dir / BEST_WEIGHTS, run.model)
+            runs.save_predictions(run.run_dir / BEST_PREDICTIONS, end.predictions)
+        runs.save_history(run.run_dir, pd.DataFrame(end.history), run.metric)
+        self._record(run, end.best_row, "running")
+
+    def on_run_end(self, run: RunInfo, metrics: dict) -> None:
+        self._record(run, metrics, "done")
+
+    def on_failure(self, run: RunInfo, status: str) -> None:
+        runs.mark(run.workspace, run.run_dir, status)
+
+    @staticmethod
+    def _record(run: RunInfo, metrics: dict, status: str) -> None:
+        runs.record(run.workspace, run.run_dir, run.config, run.data.manifest, run.metric, metrics, status=status,
+                    duration_s=run.elapsed())
+
+
+class RunLoggers(Callback):
+    """``--log``: each epoch's row to TensorBoard or MLflow, with the run's files (created on rank 0, where a
+    missing package is an error before any training)."""
+
+    def __init__(self, names: list[str]):
+        self.loggers = create_loggers(names)
+
+    def on_run_start(self, run: RunInfo) -> None:
+        self.loggers.start(run.config, run.run_dir)
+
+    def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
+        self.loggers.log_epoch(end.row, end.epoch)
+
+    def on_run_end(self, run: RunInfo, metrics: dict) -> None:
+        self.loggers.finish(metrics, "done")
+
+    def on_failure(self, run: RunInfo, status: str) -> None:
+        self.loggers.finish({}, status)
