@@ -19,7 +19,8 @@ from honed.data.prepare import prepare_data
 from honed.progress import LogReporter, Reporter
 from honed.runtime import setup_runtime
 from honed.training.callbacks import Callback, RunInfo
-from honed.training.fit import TrainResult, train as train_run
+from honed.training.fit import train as train_run
+from honed.training.result import TrainResult
 
 
 def resolve_strategy(config: RunConfig, manifest: Manifest | None = None,

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from honed.analyze.source import load_run
-from honed.artifacts.run_folder import VAL_PREDICTIONS, save_predictions
+from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS, save_predictions
 from honed.artifacts.trained import load_trained
 from honed.artifacts.weights import save_weights
 from honed.data.dataset import split_dataset
@@ -24,7 +24,7 @@ from honed.training.evaluation import evaluate_split
 
 RECORD_FILE = "bn_recalibration.json"
 DEFAULT_BATCHES = 100  # x 64 images: per-channel means over thousands of images are stable to ~1e-2 std
-WEIGHT_FILES = {"best": "best.safetensors", "last": "last.safetensors", "swa": "swa.safetensors"}
+WEIGHT_FILES = {"best": BEST_WEIGHTS, "last": "last.safetensors", "swa": "swa.safetensors"}
 
 
 @dataclass

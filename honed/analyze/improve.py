@@ -15,7 +15,7 @@ from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 from honed.progress import Reporter
 
 if TYPE_CHECKING:  # training pulls in the model zoo: imported when a run is trained, not with honed.analyze
-    from honed.training.fit import TrainResult
+    from honed.training.result import TrainResult
 
 COMPARED = ("accuracy", "macro_f1", "log_loss", "mae", "rmse", "val_loss", "train_loss")
 

@@ -21,7 +21,8 @@ from honed.data.manifest import Manifest
 from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger, check_name
-from honed.training.fit import TrainResult, train
+from honed.training.fit import train
+from honed.training.result import TrainResult
 from honed.progress import Reporter
 
 

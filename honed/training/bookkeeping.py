@@ -6,15 +6,13 @@ from __future__ import annotations
 import pandas as pd
 
 from honed.artifacts import run_folder as runs
+from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS
+from honed.artifacts.weights import save_weights
 from honed.training.callbacks import Callback, EpochEnd, RunInfo
-from honed.training.checkpoint import save_weights
 from honed.tracking.loggers import create_loggers
 
-BEST_WEIGHTS = "best.safetensors"
-BEST_PREDICTIONS = "predictions_val.parquet"
 
-
-class RunFolder(Callback):
+class RunRecords(Callback):
     """What reproduces the run, the best epoch's weights and predictions, the curves, and the ledger row:
     running at each epoch, then done, failed or interrupted. Files first, then the row that points at them."""
 
@@ -25,7 +23,7 @@ class RunFolder(Callback):
     def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
         if end.is_best:
             save_weights(run.run_dir / BEST_WEIGHTS, run.model)
-            runs.save_predictions(run.run_dir / BEST_PREDICTIONS, end.predictions)
+            runs.save_predictions(run.run_dir / VAL_PREDICTIONS, end.predictions)
         runs.save_history(run.run_dir, pd.DataFrame(end.history), run.metric)
         self._record(run, end.best_row, "running")
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from honed.artifacts.weights import load_weights, model_tensors, save_weights
+from honed.artifacts.weights import load_weights, save_weights
 from honed.errors import HonedError
 from honed.tracking.atomic import is_temp_name, link_or_copy, remove_stale_temps, save_tensors, write_json
 

@@ -13,7 +13,8 @@ from honed.config import RunConfig
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import Ledger, RunRecord
 from honed.training.callbacks import Callback
-from honed.training.fit import TrainResult, train
+from honed.training.fit import train
+from honed.training.result import TrainResult
 from honed.progress import LogReporter, Reporter
 
 

@@ -33,15 +33,16 @@ from honed.models.strategies import Strategy, create_strategy, reset_new_head, t
 from honed.optim import LrSchedule, build_optimizer, schedule_cycles
 from honed.progress import LogReporter, Reporter
 from honed.runtime import Runtime, setup_runtime, teardown_runtime
-from honed.training.bookkeeping import BEST_WEIGHTS, RunFolder, RunLoggers
+from honed.artifacts.run_folder import BEST_WEIGHTS, TEST_PREDICTIONS
+from honed.training.bookkeeping import RunLoggers, RunRecords
 from honed.training.callbacks import Callback, CallbackList, EpochEnd, RunInfo
 from honed.training.checkpoint import (discard_partial_writes, load_weights, read_state, restore_rng,
                                        restore_training_state, save_training_state)
 from honed.training.devices import (agree_across_ranks, decided_on_rank0, deterministic_algorithms, sync_buffers,
                                     wrap_data_parallel)
-from honed.training.devices import agree_across_ranks as _agree_across_ranks  # noqa: F401 - probe's import
 from honed.training.evaluation import evaluate_split
 from honed.training.inputs import batch_pipeline, loader_factory
+from honed.training.result import TrainResult
 from honed.training.loop import AfterStep, EpochProgress, train_one_epoch
 from honed.training.probe import train_probe
 from honed.training.snapshots import CycleSnapshots
@@ -49,19 +50,6 @@ from honed.training.swa import Swa, SwaCallback, create_swa
 
 AUTO_UNRESOLVED = ("strategy 'auto' is decided by the advisor before training: resolve it first with "
                    "honed.advise.resolve_strategy(config), or train with honed.train or `honed train`, which do")
-
-
-@dataclass
-class TrainResult:
-    name: str
-    run_dir: Path
-    metric: str
-    score: float
-    metrics: dict[str, float]  # the best epoch's validation metrics (+ test_* when a test split exists)
-    best_epoch: int
-    history: pd.DataFrame
-    weights_digest: str  # of the final weights: equal on every rank of a data-parallel run
-    config: RunConfig | None = None  # the config as the run settled it (name, preprocessing, ...)
 
 
 def train(config: RunConfig, *, manifest: Manifest | None = None, reporter: Reporter | None = None,
@@ -271,7 +259,7 @@ def _callbacks(run: RunInfo, swa: Swa | None, sets: _Splits, runtime: Runtime, p
     """The run's own bookkeeping, in the order it is written at each epoch end: the run folder (best weights,
     curves, ledger row), the cycle snapshots, the weight average, then the loggers."""
     config = run.config
-    callbacks: list[Callback] = [RunFolder()]
+    callbacks: list[Callback] = [RunRecords()]
     if config.train.schedule == "cyclic":
         callbacks.append(CycleSnapshots(epochs=config.train.epochs,
                                         cycles=schedule_cycles(config.train.epochs, config.train.cycles)))
@@ -347,5 +335,5 @@ def _evaluate_test(run: RunInfo, runtime: Runtime, pipeline: BatchPipeline) -> d
         test_set, batch_size=config.train.batch_size * 2, train=False, workers=config.train.workers,
         pin_memory=runtime.device.type == "cuda")
     scores, predictions = evaluate_split(run.model, loader, test_set, manifest, runtime=runtime, pipeline=pipeline)
-    runs.save_predictions(run.run_dir / "predictions_test.parquet", predictions)
+    runs.save_predictions(run.run_dir / TEST_PREDICTIONS, predictions)
     return {f"test_{k}": v for k, v in scores.items()}

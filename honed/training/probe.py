@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -40,9 +39,9 @@ from honed.models.heads.sklearn import softmax
 from honed.progress import Reporter
 from honed.runtime import Runtime
 from honed.tasks import get_task
+from honed.training.devices import agree_across_ranks
+from honed.training.result import TrainResult
 
-if TYPE_CHECKING:
-    from honed.training.fit import TrainResult
 
 
 
@@ -80,8 +79,6 @@ def write_head(model: nn.Module, head: FittedHead) -> None:
 def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_dir: Path, runtime: Runtime,
                 reporter: Reporter, resume: bool = False) -> TrainResult:
     """Features of every split, a head fitted on the training ones, then the files of any honed run."""
-    from honed.training.fit import TrainResult, _agree_across_ranks  # fit dispatches here: imported late
-
     if runtime.distributed:
         raise HonedError("the probe strategy extracts features and fits on one process: run it without torchrun")
     started = time.perf_counter()
@@ -140,5 +137,5 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     metrics.update({f"test_{k}": v for k, v in scores.get("test", {}).items()})
     runs.record(workspace, run_dir, config, manifest, metric, metrics, status="done", duration_s=seconds)
     reporter.epoch_finished(row)
-    digest = _agree_across_ranks(model, runtime, run_dir)
+    digest = agree_across_ranks(model, runtime, run_dir)
     return TrainResult(config.name, run_dir, metric, float(row[metric]), metrics, 1, history, digest)

@@ -31,6 +31,7 @@ from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.metrics import is_better
 from honed.artifacts import run_folder as runs
+from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS
 from honed.tracking.atomic import write_json
 from honed.training.bn_recalibrate import bn_layers, recalibrate_bn
 from honed.training.callbacks import Callback, EpochEnd, RunInfo
@@ -138,8 +139,8 @@ class Swa:
         save_weights(self.run_dir / SWA_FILE, averaged)
         won = is_better(metric, scores[metric], metrics[metric])
         if won:
-            save_weights(self.run_dir / "best.safetensors", averaged)
-            runs.save_predictions(self.run_dir / "predictions_val.parquet", predictions)
+            save_weights(self.run_dir / BEST_WEIGHTS, averaged)
+            runs.save_predictions(self.run_dir / VAL_PREDICTIONS, predictions)
         count = int(self.averaged_.n_averaged)
         write_json(self.run_dir / RECORD_FILE, {
             "epochs_averaged": count, "first_epoch": self.start_epoch, "last_epoch": self.last_epoch_,
