@@ -42,3 +42,11 @@ def test_regression_outputs_loss_and_score():
     assert REGRESS.default_metric == "mae" and REGRESS.combine_rule == "mean"
     assert REGRESS.num_outputs([], ["age", "height", "weight"]) == 3
     assert np.isfinite(scores["rmse"])
+
+
+def test_words_the_reports_and_bundles_use():
+    assert CLASSIFY.labels_key == "classes" and REGRESS.labels_key == "target_columns"
+    assert CLASSIFY.diversity.disagreement == "top-class disagreement" and CLASSIFY.diversity.disagreement_range == (0, 1)
+    assert REGRESS.diversity.correlation == "residual correlation"
+    assert REGRESS.diversity.disagreement_range == (None, None)
+    assert CLASSIFY.output_names(["a", "b"], ["x"]) == ["a", "b"] and REGRESS.output_names(["a"], ["x"]) == ["x"]
