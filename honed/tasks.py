@@ -43,6 +43,7 @@ class Task:
     outputs_word: str  # "classes" or "targets": what one output is, in messages
     model_word: str  # "classifier" or "regressor"
     labels_key: str  # the field of a bundle or manifest holding its output names: "classes" or "target_columns"
+    failure_word: str  # what the mean of ``failures`` is: "error rate" or "mean absolute error"
     diversity: DiversityWords  # the words of an ensemble diversity report
 
     @property
@@ -71,6 +72,10 @@ class Task:
         """The task's metrics of ``outputs`` against ``targets``, with the training loss as ``loss``."""
         raise NotImplementedError
 
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per-sample failure ``[N]`` (float64): 1 - correct (classify) or the mean absolute error (regress)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Classification(Task):
@@ -80,6 +85,7 @@ class Classification(Task):
     outputs_word: str = "classes"
     model_word: str = "classifier"
     labels_key: str = "classes"
+    failure_word: str = "error rate"
     diversity: DiversityWords = DiversityWords("top-class disagreement", "disagreement", "error correlation", (0, 1))
 
     def output_names(self, classes: Sequence[str], target_columns: Sequence[str]) -> list[str]:
@@ -97,6 +103,9 @@ class Classification(Task):
         scores = classification_metrics(outputs, targets)
         return {**scores, "loss": scores["log_loss"]}
 
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return (outputs.argmax(axis=1) != targets).astype(np.float64)
+
 
 @dataclass(frozen=True)
 class Regression(Task):
@@ -106,6 +115,7 @@ class Regression(Task):
     outputs_word: str = "targets"
     model_word: str = "regressor"
     labels_key: str = "target_columns"
+    failure_word: str = "mean absolute error"
     diversity: DiversityWords = DiversityWords("mean absolute difference", "mean |difference|",
                                                "residual correlation", (None, None))
 
@@ -124,6 +134,9 @@ class Regression(Task):
     def score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         scores = regression_metrics(outputs, targets)
         return {**scores, "loss": float(((outputs.reshape(targets.shape) - targets) ** 2).mean())}
+
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return np.abs(outputs.reshape(targets.shape) - targets).mean(axis=1).astype(np.float64)
 
 
 CLASSIFY = Classification()

@@ -50,3 +50,11 @@ def test_words_the_reports_and_bundles_use():
     assert REGRESS.diversity.correlation == "residual correlation"
     assert REGRESS.diversity.disagreement_range == (None, None)
     assert CLASSIFY.output_names(["a", "b"], ["x"]) == ["a", "b"] and REGRESS.output_names(["a"], ["x"]) == ["x"]
+
+
+def test_failures_per_sample():
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
+    assert CLASSIFY.failures(probabilities, np.array([0, 1])).tolist() == [0.0, 1.0]
+    values, targets = np.array([[1.0, 2.0], [3.0, 3.0]]), np.array([[1.0, 4.0], [3.0, 3.0]])
+    assert REGRESS.failures(values, targets).tolist() == [1.0, 0.0]
+    assert CLASSIFY.failure_word == "error rate" and REGRESS.failure_word == "mean absolute error"
