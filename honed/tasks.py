@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +22,15 @@ import torch.nn.functional as F
 
 from honed.errors import HonedError
 from honed.metrics import classification_metrics, regression_metrics
+
+
+class DiversityWords(NamedTuple):
+    """How an ensemble diversity report names (and scales) its two member-by-member matrices for a task."""
+
+    disagreement: str  # the first matrix, in words: "top-class disagreement" or "mean absolute difference"
+    disagreement_title: str  # its short title over a plot
+    correlation: str  # the second matrix: "error correlation" or "residual correlation"
+    disagreement_range: tuple[float | None, float | None]  # colour scale of the first matrix; None: from the data
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,9 @@ class Task:
     combine_rule: str  # how ensemble members (and TTA views) combine by default (honed.combine.rules)
     outputs_word: str  # "classes" or "targets": what one output is, in messages
     model_word: str  # "classifier" or "regressor"
+    labels_key: str  # the field of a bundle or manifest holding its output names: "classes" or "target_columns"
+    failure_word: str  # what the mean of ``failures`` is: "error rate" or "mean absolute error"
+    diversity: DiversityWords  # the words of an ensemble diversity report
 
     @property
     def default_metric(self) -> str:
@@ -59,6 +72,10 @@ class Task:
         """The task's metrics of ``outputs`` against ``targets``, with the training loss as ``loss``."""
         raise NotImplementedError
 
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per-sample failure ``[N]`` (float64): 1 - correct (classify) or the mean absolute error (regress)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Classification(Task):
@@ -67,6 +84,9 @@ class Classification(Task):
     combine_rule: str = "soft"
     outputs_word: str = "classes"
     model_word: str = "classifier"
+    labels_key: str = "classes"
+    failure_word: str = "error rate"
+    diversity: DiversityWords = DiversityWords("top-class disagreement", "disagreement", "error correlation", (0, 1))
 
     def output_names(self, classes: Sequence[str], target_columns: Sequence[str]) -> list[str]:
         return list(classes)
@@ -83,6 +103,9 @@ class Classification(Task):
         scores = classification_metrics(outputs, targets)
         return {**scores, "loss": scores["log_loss"]}
 
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return (outputs.argmax(axis=1) != targets).astype(np.float64)
+
 
 @dataclass(frozen=True)
 class Regression(Task):
@@ -91,6 +114,10 @@ class Regression(Task):
     combine_rule: str = "mean"
     outputs_word: str = "targets"
     model_word: str = "regressor"
+    labels_key: str = "target_columns"
+    failure_word: str = "mean absolute error"
+    diversity: DiversityWords = DiversityWords("mean absolute difference", "mean |difference|",
+                                               "residual correlation", (None, None))
 
     def output_names(self, classes: Sequence[str], target_columns: Sequence[str]) -> list[str]:
         return list(target_columns)
@@ -107,6 +134,9 @@ class Regression(Task):
     def score(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         scores = regression_metrics(outputs, targets)
         return {**scores, "loss": float(((outputs.reshape(targets.shape) - targets) ** 2).mean())}
+
+    def failures(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        return np.abs(outputs.reshape(targets.shape) - targets).mean(axis=1).astype(np.float64)
 
 
 CLASSIFY = Classification()

@@ -42,3 +42,19 @@ def test_regression_outputs_loss_and_score():
     assert REGRESS.default_metric == "mae" and REGRESS.combine_rule == "mean"
     assert REGRESS.num_outputs([], ["age", "height", "weight"]) == 3
     assert np.isfinite(scores["rmse"])
+
+
+def test_words_the_reports_and_bundles_use():
+    assert CLASSIFY.labels_key == "classes" and REGRESS.labels_key == "target_columns"
+    assert CLASSIFY.diversity.disagreement == "top-class disagreement" and CLASSIFY.diversity.disagreement_range == (0, 1)
+    assert REGRESS.diversity.correlation == "residual correlation"
+    assert REGRESS.diversity.disagreement_range == (None, None)
+    assert CLASSIFY.output_names(["a", "b"], ["x"]) == ["a", "b"] and REGRESS.output_names(["a"], ["x"]) == ["x"]
+
+
+def test_failures_per_sample():
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
+    assert CLASSIFY.failures(probabilities, np.array([0, 1])).tolist() == [0.0, 1.0]
+    values, targets = np.array([[1.0, 2.0], [3.0, 3.0]]), np.array([[1.0, 4.0], [3.0, 3.0]])
+    assert REGRESS.failures(values, targets).tolist() == [1.0, 0.0]
+    assert CLASSIFY.failure_word == "error rate" and REGRESS.failure_word == "mean absolute error"

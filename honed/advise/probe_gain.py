@@ -29,6 +29,7 @@ from honed.models.backbones import create_backbone_with_pretrained, data_config_
 from honed.models.features import extract_features
 from honed.models.heads.sklearn import C_GRID, CV_FOLDS, sklearn_threads
 from honed.progress import Reporter
+from honed.tasks import get_task
 
 SAMPLE_IMAGES = 200  # images in the quick probe (at least MIN_PER_CLASS per class): a stable CV score, seconds
 MIN_PER_CLASS = 20  # so 10 classes get 20 each, 2 classes 100 each
@@ -82,7 +83,8 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
     train = manifest.split("train")
     if train.empty:
         raise HonedError("the data has no training images to measure")
-    counts = train["label"].value_counts() if manifest.task == "classify" else pd.Series([len(train)])
+    classification = manifest.task_type.is_classification  # counted per class; regression as one group
+    counts = train["label"].value_counts() if classification else pd.Series([len(train)])
     sample = _sample(train, manifest.task, sample_per_class, seed)
     targets = manifest.targets(sample)
     outputs = max(manifest.num_outputs, 1)
@@ -102,10 +104,10 @@ def measure(manifest: Manifest, *, model: str, pretrained: bool, weights: str = 
             scores[kind] = _probe_score(features, targets, manifest.task, seed)
         if kind == "pretrained" and weights:
             distance = _source_distance(weights, features, model=model, image_size=size, reporter=reporter)
-    commonest = counts.max() / counts.sum() if manifest.task == "classify" else 0.0
+    commonest = counts.max() / counts.sum() if classification else 0.0
     return Measurements(
         task=manifest.task, model=model, image_size=size, pretrained=bool(pretrained or weights),
-        train_images=len(train), classes=len(manifest.classes) if manifest.task == "classify" else 0,
+        train_images=len(train), classes=len(manifest.classes) if classification else 0,
         per_class_min=int(counts.min()), per_class_median=float(counts.median()), sample=len(sample),
         probe_pretrained=scores.get("pretrained", scores["random"]), probe_random=scores["random"],
         chance=float(commonest), seconds=time.perf_counter() - started, source_distance=distance[0],
@@ -128,7 +130,7 @@ def _source_distance(weights: str, features: np.ndarray, *, model: str, image_si
 
 def _sample(train: pd.DataFrame, task: str, per_class: int, seed: int) -> pd.DataFrame:
     """Up to ``per_class`` rows of each class (regression: SAMPLE_IMAGES rows), seeded."""
-    if task != "classify":
+    if not get_task(task).is_classification:
         return train.sample(min(SAMPLE_IMAGES, len(train)), random_state=seed).sort_index().reset_index(drop=True)
     groups = train.groupby("label")
     per_class = per_class or max(MIN_PER_CLASS, -(-SAMPLE_IMAGES // len(groups)))
@@ -144,7 +146,7 @@ def _probe_score(features: np.ndarray, targets: np.ndarray, task: str, seed: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if task == "classify":
+    if get_task(task).is_classification:
         smallest = int(np.bincount(targets)[np.bincount(targets) > 0].min())
         folds = min(CV_FOLDS, smallest)
         if folds < 2 or len(np.unique(targets)) < 2:

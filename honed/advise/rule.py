@@ -22,6 +22,7 @@ position-1000).
 from __future__ import annotations
 
 from honed.advise.probe_gain import Measurements
+from honed.tasks import get_task
 
 # From this probe gain (pretrained minus random-weight features, linear-probe accuracy on 200 images) the
 # frozen features feed a probe on small data. ImageNet features measured 0.35-0.62 on photos and shapes at
@@ -67,10 +68,11 @@ DEFAULT_STRATEGY = "partial"
 def decide(m: Measurements) -> tuple[str, list[str]]:
     """The strategy for these measurements, and why."""
     n = m.per_class_min
-    size = f"{n} training images per class (rarest class)" if m.task == "classify" else f"{n} training images"
+    classification = get_task(m.task).is_classification  # counts per class, and the probe scores accuracy
+    size = f"{n} training images per class (rarest class)" if classification else f"{n} training images"
     if not m.pretrained:
         return "scratch", ["no pretrained weights were given (--pretrained or --weights): nothing to transfer"]
-    score = "accuracy" if m.task == "classify" else "R^2"
+    score = "accuracy" if classification else "R^2"
     probe = (f"a quick linear probe on {m.sample} images scores {m.probe_pretrained:.2f} {score} with the "
              f"pretrained features and {m.probe_random:.2f} with random ones (gain {m.gain:+.2f})")
     if m.source_ratio is not None:

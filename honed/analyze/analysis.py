@@ -92,14 +92,15 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
     ref_run, val_run = _probe_both(model, source, factors, ref, val, seed, reporter)
     chance = _chance_failure(source, ref)
     headroom = max(chance - float(ref_run.clean.mean()), 1e-3)
+    by_label = source.task_type.is_classification  # classes are groups to slice by; regression has none
     evidence = Evidence(ref_run, ref.images, val.images, val_run.clean, val.paths,
-                        headroom, seed, val_groups=val.targets if source.task == "classify" else None,
-                        reference_groups=ref.targets if source.task == "classify" else None)
+                        headroom, seed, val_groups=val.targets if by_label else None,
+                        reference_groups=ref.targets if by_label else None)
     ranked = rank_factors(factors, evidence)
     gap = train_val_gap(float(ref_run.clean.mean()), float(val_run.clean.mean()), headroom=headroom,
                         task=source.task, history=source.history, metric=source.config.main_metric())
     by_class = (class_slices(val.targets, source.manifest.classes, val_run.clean, val.paths, headroom=headroom,
-                             seed=seed) if source.task == "classify" else [])
+                             seed=seed) if by_label else [])
     recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
                                 weight_decay=source.config.train.weight_decay)
     applied = to_apply(recommendations)
@@ -176,7 +177,7 @@ def _bn_staleness(model: BatchPredictor, source: RunSource, ref: ImageSet) -> di
 
 def _chance_failure(source: RunSource, ref: ImageSet) -> float:
     """A guesser's failure: 1 - 1/C, or for regression the MAE of always predicting the training mean."""
-    if source.task == "classify":
+    if source.task_type.is_classification:
         return 1.0 - 1.0 / len(source.manifest.classes)
     targets = ref.targets.reshape(len(ref.targets), -1)
     return float(np.abs(targets - targets.mean(axis=0)).mean())

@@ -27,6 +27,7 @@ import pandas as pd
 
 from honed.errors import HonedError
 from honed.artifacts.run_folder import MANIFEST_FILE, METRICS_FILE
+from honed.tasks import get_task
 
 OVERFIT_RISE = 0.10  # validation loss this far (relative) above its minimum at the end: it turned
 STEEP_DROP = 0.05  # relative training-loss drop per epoch over the last quarter: still learning
@@ -67,9 +68,10 @@ def diagnose_fit(history: pd.DataFrame, *, metric: str = "", task: str = "classi
                          [f"--epochs {max(2 * len(train), 10)}"], {"epochs": float(len(train))})
     mixes = bool(config and _mixes(config.train.augment))
     smoothing = config.train.label_smoothing if config else 0.0
-    if chance_loss is None and task == "classify" and num_classes > 1:
+    classification = get_task(task).is_classification  # a guesser's loss is log C; smoothing raises the floor
+    if chance_loss is None and classification and num_classes > 1:
         chance_loss = math.log(num_classes)
-    floor = _smoothed_floor(smoothing, num_classes) if task == "classify" else 0.0
+    floor = _smoothed_floor(smoothing, num_classes) if classification else 0.0
 
     best = int(np.argmin(val))
     rise = (val[-1] - val[best]) / max(abs(val[best]), 1e-8)
@@ -152,7 +154,7 @@ def _against_overfitting(config, best_epoch: int) -> list[str]:
            f"--augment {_more_augmentation(augment)!r} (now {augment or 'none'!r}); `honed analyze RUN` names the "
            "factors the model is sensitive to"]
     out.append(f"--patience 3, or --epochs {best_epoch} (validation loss was lowest there)")
-    if config is None or (config.data.task == "classify" and not config.train.label_smoothing):
+    if config is None or (get_task(config.data.task).is_classification and not config.train.label_smoothing):
         out.append("--label-smoothing 0.1")
     if config is not None and not config.model.pretrained and config.model.strategy not in ("probe", "head"):
         out.append("--pretrained (or --weights FILE): pretrained features overfit less on small data")
@@ -205,7 +207,7 @@ def _smoothed_floor(smoothing: float, classes: int) -> float:
 
 def _regression_chance(run_dir: Path, labels: dict) -> float | None:
     """Regression: the squared error of predicting the training mean (the targets' mean variance)."""
-    if labels["task"] == "classify" or not (run_dir / MANIFEST_FILE).is_file():
+    if get_task(labels["task"]).is_classification or not (run_dir / MANIFEST_FILE).is_file():
         return None
     frame = pd.read_parquet(run_dir / MANIFEST_FILE)
     columns = [c for c in labels["target_columns"] if c in frame]

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from honed.tasks import get_task
+
 
 def worst_predictions(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
     """The ``k`` highest-loss rows, worst first (ties keep file order)."""
@@ -51,7 +53,7 @@ def largest_residuals(predictions: pd.DataFrame, target_columns: list[str], k: i
 def error_report(predictions: pd.DataFrame, *, task: str, classes: list[str], target_columns: list[str],
                  k: int = 16) -> dict:
     """Everything above as one JSON-ready dict."""
-    if task == "classify":
+    if get_task(task).is_classification:  # a confusion matrix and per-class report; regression: residuals
         matrix = confusion(predictions, classes)
         worst = worst_predictions(predictions, k)
         return {

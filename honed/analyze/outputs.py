@@ -26,6 +26,7 @@ from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import atomic_path, write_json
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
+from honed.tasks import get_task
 
 
 def save_analysis(analysis: Analysis, source: RunSource, *, duration_s: float) -> None:
@@ -34,12 +35,12 @@ def save_analysis(analysis: Analysis, source: RunSource, *, duration_s: float) -
     folder.mkdir(exist_ok=True)
     files = {"worst": "worst.png", "probes": "probes.png", "ranking": "ranking.png", "probe_table": "probes.csv"}
     _worst_gallery(analysis, source, folder / files["worst"])
-    if analysis.task == "classify":
+    task = get_task(analysis.task)
+    if task.is_classification:  # classification's own section
         files["confusion"] = "confusion.png"
         confusion = analysis.errors["confusion"]
         plots.confusion_matrix(np.array(confusion["matrix"]), confusion["classes"], folder / files["confusion"])
-    plots.probe_drops(analysis.probes, folder / files["probes"], metric="error rate" if analysis.task == "classify"
-                      else "mean absolute error")
+    plots.probe_drops(analysis.probes, folder / files["probes"], metric=task.failure_word)
     plots.factor_ranking([f.to_dict() for f in analysis.factors], folder / files["ranking"])
     with atomic_path(folder / files["probe_table"]) as tmp:
         pd.DataFrame(analysis.probes).to_csv(tmp, index=False)
@@ -64,7 +65,7 @@ def read_analysis(run_dir: str | Path) -> dict | None:
 
 
 def _worst_gallery(analysis: Analysis, source: RunSource, path: Path) -> None:
-    if analysis.task == "classify":
+    if get_task(analysis.task).is_classification:  # the worst classified images, or the largest residuals
         rows = analysis.errors["worst"]
         titles = [f"true {r['target']}\npred {r['prediction']} ({r['confidence']:.2f})" for r in rows]
     else:

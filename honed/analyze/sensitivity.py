@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from honed.analyze.factors import Factor
+from honed.tasks import get_task
 
 CHUNK = 256  # images transformed and predicted at once; fixed so random draws do not depend on batch size
 BOOTSTRAP = 1000  # resamples for confidence intervals
@@ -41,9 +42,7 @@ class ProbeRun:
 
 def failures(outputs: np.ndarray, targets: np.ndarray, task: str) -> np.ndarray:
     """Per-image failure: 1 - correct (classification) or mean absolute error (regression)."""
-    if task == "classify":
-        return (outputs.argmax(axis=1) != targets).astype(np.float64)
-    return np.abs(outputs.reshape(targets.shape) - targets).mean(axis=1).astype(np.float64)
+    return get_task(task).failures(outputs, targets)
 
 
 def to_uint8(x: Tensor) -> Tensor:

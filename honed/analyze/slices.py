@@ -11,6 +11,7 @@ import pandas as pd
 from honed.analyze.sensitivity import difference_interval
 from honed.analyze.ranking import EXAMPLES, MIN_SLICE, SLICE_SHARE
 from honed.metrics import GREATER_IS_BETTER
+from honed.tasks import get_task
 
 
 def slice_row(name: str, kind: str, inside: np.ndarray, failures: np.ndarray, paths: Sequence[str], *,
@@ -58,7 +59,7 @@ def train_val_gap(train_failure: float, val_failure: float, *, headroom: float, 
     """The gap between training and validation images, measured here and as logged in metrics.csv."""
     gap = {"train_failure": train_failure, "val_failure": val_failure,
            "relative_gap": float(np.clip((val_failure - train_failure) / headroom, 0, 1))}
-    if task == "classify":
+    if get_task(task).is_classification:  # failure is the error rate: accuracy is its complement
         gap["train_accuracy"], gap["val_accuracy"] = 1 - train_failure, 1 - val_failure
     if history is not None and len(history) and {"train_loss", "val_loss"} <= set(history.columns):
         best = history.loc[history[metric].idxmax() if GREATER_IS_BETTER[metric] else history[metric].idxmin()]

@@ -18,6 +18,7 @@ from honed.data.loader import default_workers
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, LABELS_FILE, MANIFEST_FILE, VAL_PREDICTIONS, RunFolder
+from honed.tasks import Task
 
 REQUIRED = (CONFIG_FILE, LABELS_FILE, MANIFEST_FILE, VAL_PREDICTIONS, BEST_WEIGHTS)
 
@@ -49,12 +50,16 @@ class RunSource:
     def task(self) -> str:
         return self.manifest.task
 
+    @property
+    def task_type(self) -> Task:
+        return self.manifest.task_type
+
     def sample(self, split: str, limit: int, *, seed: int, workers: int = -1) -> ImageSet:
         """Up to ``limit`` images of ``split``, a seeded sample stratified by class, decoded as in training."""
         frame = self.manifest.split(split)
         if frame.empty:
             raise HonedError(f"run {self.name} has no {split} images to analyze")
-        frame = _stratified(frame, limit, seed, by="label" if self.task == "classify" else None)
+        frame = _stratified(frame, limit, seed, by="label" if self.task_type.is_classification else None)
         dataset = ImageDataset(frame, self.manifest.targets(frame), self.config.preprocess.image_size,
                                datasets=self.manifest.datasets)
         workers = default_workers() if workers < 0 else workers

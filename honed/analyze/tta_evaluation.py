@@ -22,6 +22,7 @@ from honed.errors import HonedError
 from honed.combine.scoring import score
 from honed.tta.setting import TTASetting, aggregate_outputs
 from honed.artifacts.run_folder import CONFIG_FILE, MANIFEST_FILE
+from honed.tasks import get_task
 
 
 @dataclass
@@ -113,7 +114,7 @@ def _predict_split(predictor, frame: pd.DataFrame, manifest: Manifest, names: tu
             x = to_unit_float(batch.to(predictor.device))
             start = time.perf_counter()
             out = predictor.logits(x)
-            plain.append((out.softmax(dim=1) if predictor.task == "classify" else out).cpu().numpy())
+            plain.append(get_task(predictor.task).outputs(out).cpu().numpy())
             middle = time.perf_counter()
             views.append(setting.view_outputs(x, predictor.logits).cpu().numpy())
             plain_s, views_s = plain_s + middle - start, views_s + time.perf_counter() - middle
@@ -122,4 +123,4 @@ def _predict_split(predictor, frame: pd.DataFrame, manifest: Manifest, names: tu
 
 
 def _probabilities(raw: np.ndarray, task: str) -> np.ndarray:
-    return torch.from_numpy(raw).softmax(dim=2).numpy() if task == "classify" else raw
+    return get_task(task).outputs(torch.from_numpy(raw), dim=2).numpy()

@@ -8,6 +8,7 @@ from typing import Any
 from honed.errors import HonedError
 from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE
 from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
+from honed.tasks import TASKS, get_task
 
 FORMAT_NAME = "honed-bundle"
 FORMAT_VERSION = 1  # bump when bundle.json changes incompatibly; loaders refuse versions they do not know
@@ -71,13 +72,13 @@ def _validate_model(meta: dict[str, Any]) -> None:
 
 def _validate_labels(meta: dict[str, Any]) -> None:
     task = _field(meta, "task", str)
-    if task not in ("classify", "regress"):
-        raise HonedError(f"{BUNDLE_FILE} field 'task' must be classify or regress, not {task!r}")
+    if task not in TASKS:
+        raise HonedError(f"{BUNDLE_FILE} field 'task' must be {' or '.join(TASKS)}, not {task!r}")
     for key in ("classes", "target_columns"):
         values = _field(meta, key, list)
         if not all(isinstance(v, str) for v in values) or len(set(values)) != len(values):
             raise HonedError(f"{BUNDLE_FILE} field {key!r} must be a list of distinct names")
-    key = "classes" if task == "classify" else "target_columns"
+    key = get_task(task).labels_key
     outputs = meta["model"]["num_outputs"]
     if len(meta[key]) != outputs:
         raise HonedError(f"{BUNDLE_FILE} lists {len(meta[key])} {key} but model.num_outputs is {outputs}: "

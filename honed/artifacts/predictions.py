@@ -12,7 +12,7 @@ from honed.data.manifest import Manifest
 def predictions_table(paths, outputs: np.ndarray, targets: np.ndarray, manifest: Manifest) -> pd.DataFrame:
     """One row per sample: path, target, prediction, loss, and the probability of every class."""
     frame = pd.DataFrame({"path": list(paths)})
-    if manifest.task == "classify":
+    if manifest.task_type.is_classification:  # targets are class indices; else values
         classes = np.asarray(manifest.classes)
         predicted = outputs.argmax(axis=1)
         frame["target"] = classes[targets]

@@ -38,6 +38,7 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import atomic_path, is_temp_name, write_json, write_text
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord, check_name
 from honed.tracking.plots import plot_curves
+from honed.tasks import get_task
 
 CONFIG_FILE = "config.yaml"
 LABELS_FILE = "labels.json"  # task, class names or target names: what a prediction means
@@ -64,11 +65,11 @@ class Labels:
 
     @property
     def num_outputs(self) -> int:
-        return len(self.classes) if self.task == "classify" else len(self.target_columns)
+        return get_task(self.task).num_outputs(self.classes, self.target_columns)
 
     @property
     def names(self) -> list[str]:
-        return self.classes if self.task == "classify" else self.target_columns
+        return get_task(self.task).output_names(self.classes, self.target_columns)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "classes": self.classes, "target_columns": self.target_columns}

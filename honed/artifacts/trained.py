@@ -29,6 +29,7 @@ from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE, GbmHead, GbmProbeModel, with_gbm_head
 from honed.models.state_dicts import head_keys
 from honed.registry import Registry
+from honed.tasks import get_task
 
 
 
@@ -149,7 +150,7 @@ def _check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[st
         return
     head = [k for k in wrong if k in head_keys(model)]
     if head:
-        labels = "classes" if meta["task"] == "classify" else "target_columns"
+        labels = get_task(meta["task"]).labels_key
         raise HonedError(f"{BUNDLE_FILE} lists {len(meta[labels])} {labels} but the weights have "
                          f"{tensors[head[0]].shape[0]} outputs: the label list does not belong to these weights")
     raise HonedError(f"{WEIGHTS_FILE} does not fit {meta['model']['name']}: {wrong[0]} has shape "

@@ -15,6 +15,7 @@ import numpy as np
 
 from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
+from honed.tasks import get_task
 
 EPS = 1e-7  # probability floor in the log loss, as honed.metrics uses
 
@@ -27,7 +28,7 @@ def fit_simplex_weights(outputs: np.ndarray, targets: np.ndarray, task: str) -> 
     members = outputs.shape[0]
     if members == 1:
         return np.ones(1)
-    if task == "classify":
+    if get_task(task).is_classification:  # log loss of the true class's mixed probability; else MSE
         picked = outputs[:, np.arange(outputs.shape[1]), np.asarray(targets, dtype=np.int64)]  # [M, N]
 
         def loss_and_grad_w(w: np.ndarray) -> tuple[float, np.ndarray]:

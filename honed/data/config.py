@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from honed.errors import HonedError
+from honed.tasks import get_task
 
 
 @dataclass
@@ -23,8 +24,7 @@ class DataConfig:
     skipped_files: int = 0  # filled in at training: undecodable images left out (listed in bad_files.csv)
 
     def __post_init__(self) -> None:
-        if self.task not in ("classify", "regress"):
-            raise HonedError(f"--task must be classify or regress, not {self.task!r}")
+        get_task(self.task)  # HonedError: --task must be one of classify, regress
         if not 0.0 < self.val_fraction < 1.0:
             raise HonedError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
         if self.folds < 1 or not 0 <= self.fold < max(self.folds, 1):

@@ -15,9 +15,9 @@ import hashlib
 import pandas as pd
 
 from honed.errors import HonedError
+from honed.tasks import Task, get_task
 
 SPLITS = ("train", "val", "test")
-TASKS = ("classify", "regress")
 
 
 @dataclass
@@ -30,11 +30,15 @@ class Manifest:
     datasets: dict = field(default_factory=dict)  # split -> torch Dataset, for in-memory sources only
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise HonedError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
+        get_task(self.task)  # a HonedError naming the tasks there are
         unknown = set(self.frame["split"]) - set(SPLITS)
         if unknown:
             raise HonedError(f"unknown split names {sorted(unknown)}: use {', '.join(SPLITS)}")
+
+    @property
+    def task_type(self) -> Task:
+        """The task object (``task`` stays its name, as stored)."""
+        return get_task(self.task)
 
     @property
     def in_memory(self) -> bool:
@@ -48,19 +52,19 @@ class Manifest:
 
     def targets(self, frame: pd.DataFrame):
         """Class indices (int64) for classification, float32 targets for regression."""
-        if self.task == "classify":
+        if self.task_type.is_classification:  # class names -> indices; regression targets are the columns
             index = {c: i for i, c in enumerate(self.classes)}
             return frame["label"].map(index).to_numpy(dtype="int64")
         return frame[self.target_columns].to_numpy(dtype="float32")
 
     @property
     def num_outputs(self) -> int:
-        return len(self.classes) if self.task == "classify" else len(self.target_columns)
+        return self.task_type.num_outputs(self.classes, self.target_columns)
 
     def fingerprint(self) -> str:
         """A short hash of the sample list, labels and file sizes/mtimes: changes when the data does."""
         h = hashlib.blake2b(digest_size=8)
-        columns = ["path", "split"] + (["label"] if self.task == "classify" else self.target_columns)
+        columns = ["path", "split"] + (["label"] if self.task_type.is_classification else self.target_columns)
         h.update(pd.util.hash_pandas_object(self.frame[columns], index=False).values.tobytes())
         if not self.in_memory:
             for stat in _file_stats(self.frame["path"]):

@@ -50,7 +50,7 @@ def _cheap_audit(manifest: Manifest) -> list[str]:
         return []
     from honed.data.audit import audit
 
-    columns = ["path", "split"] + (["label"] if manifest.task == "classify" else [])
+    columns = ["path", "split"] + (["label"] if manifest.task_type.is_classification else [])
     report = audit(manifest.frame[columns], cheap=True)
     return [w for w in report.warnings if "decod" not in w and "bad" not in w.lower()]
 
@@ -69,7 +69,7 @@ def _find_bad_files(manifest: Manifest, progress) -> pd.DataFrame:
 
 def _without(manifest: Manifest, paths: set[str]) -> Manifest:
     frame = manifest.frame[~manifest.frame["path"].isin(paths)].reset_index(drop=True)
-    if manifest.task == "classify":
+    if manifest.task_type.is_classification:
         left = set(frame.loc[frame["split"] == "train", "label"])
         gone = [c for c in manifest.classes if c not in left]
         if gone:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
+from honed.tasks import get_task
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -35,7 +36,7 @@ def load_source(
         raise HonedError(f"data not found: {source} (give a folder of class folders, a CSV/Parquet manifest, "
                          "or --torchvision NAME --root DIR)")
     if path.is_dir():
-        if task != "classify":
+        if not get_task(task).is_classification:
             raise HonedError("a folder of class folders is classification data: for regression give a CSV/Parquet "
                              "manifest with --target columns")
         return from_folder(path)
@@ -97,7 +98,7 @@ def from_table(
         raise HonedError(f"{path}: {empty} row(s) have no image path in '{path_column}': fill them in or remove them")
     frame = pd.DataFrame({"path": [str(_resolve(path.parent, str(p))) for p in table[path_column]]})
     frame["split"] = _split_column(table, path)
-    if task == "classify":
+    if get_task(task).is_classification:
         _require_columns(table, [label_column], path, hint="name it with --label-column")
         if table[label_column].isna().any():
             raise HonedError(f"{path}: {int(table[label_column].isna().sum())} rows have no label in '{label_column}'")

@@ -19,7 +19,7 @@ def with_validation(manifest: Manifest, *, val_fraction: float = 0.2, folds: int
     if manifest.has_split("val") and folds == 1:
         return _replace(manifest, frame)
     pool = frame.index[frame["split"].isin(["train", "val"])].to_numpy()
-    strata = frame.loc[pool, "label"].to_numpy() if manifest.task == "classify" else None
+    strata = frame.loc[pool, "label"].to_numpy() if manifest.task_type.is_classification else None
     if folds > 1:
         val_rows = pool[_fold_indices(strata, len(pool), folds, fold, seed)]
     else:

@@ -25,6 +25,7 @@ from honed.ensemble.resample import ensemble_name, predict_frame, prepared_manif
 from honed.ensemble.store import EnsembleResult
 from honed.errors import HonedError
 from honed.progress import LogReporter, Reporter
+from honed.tasks import get_task
 
 RESAMPLE_FILE = "resample.parquet"
 BOOST_METHODS = ("samme", "gbm")
@@ -46,7 +47,7 @@ def boost(config: RunConfig, *, rounds: int = 5, method: str = "samme", manifest
         from honed.ensemble.gbm import boost_gbm
 
         return boost_gbm(config, rounds=rounds, manifest=manifest, reporter=reporter)
-    if config.data.task != "classify":
+    if not get_task(config.data.task).is_classification:
         raise HonedError("SAMME boosting is for classification: for regression use --method gbm or `honed bag`")
     if rounds < 1:
         raise HonedError(f"--rounds must be at least 1, not {rounds}")

@@ -21,6 +21,7 @@ import numpy as np
 from honed.combine.rules import hard_vote
 from honed.combine.scoring import score
 from honed.tracking.atomic import atomic_path, write_json, write_text
+from honed.tasks import get_task
 
 REPORT_JSON = "diversity.json"
 REPORT_MD = "diversity.md"
@@ -67,7 +68,7 @@ def diversity_report(names: Sequence[str], outputs: np.ndarray, targets: np.ndar
     """The report for members' ``[M, N, C]`` outputs and the ensemble's ``[N, C]`` outputs on the same rows."""
     scores = [score(o, targets, task)[metric] for o in outputs]
     ensemble_score = score(ensemble_outputs, targets, task)[metric]
-    if task == "classify":
+    if get_task(task).is_classification:  # top classes and error indicators; regression compares values
         picks = outputs.argmax(axis=2)
         wrong = picks != np.asarray(targets)[None, :]
         rates = wrong.mean(axis=1)
@@ -120,8 +121,8 @@ def render_markdown(report: DiversityReport) -> str:
         lines += ["", "| majority vote | error |", "|---|---|",
                   f"| measured | {report.majority_error:.4f} |",
                   f"| if members erred independently (Poisson-binomial) | {report.independent_error:.6f} |"]
-    kind = "top-class disagreement" if report.task == "classify" else "mean absolute difference"
-    corr = "error correlation" if report.task == "classify" else "residual correlation"
+    words = get_task(report.task).diversity
+    kind, corr = words.disagreement, words.correlation
     for title, matrix in ((kind, report.disagreement), (corr, report.error_correlation)):
         lines += ["", f"**{title}**", "", "| | " + " | ".join(report.members) + " |",
                   "|---|" + "---|" * len(report.members)]
@@ -149,9 +150,9 @@ def _plot(report: DiversityReport, path: Path) -> None:
 
     size = max(3.0, 0.6 * len(report.members) + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    titles = ("disagreement" if report.task == "classify" else "mean |difference|",
-              "error correlation" if report.task == "classify" else "residual correlation")
-    limits = ((0, 1) if report.task == "classify" else (None, None), (-1, 1))
+    words = get_task(report.task).diversity
+    titles = (words.disagreement_title, words.correlation)
+    limits = (words.disagreement_range, (-1, 1))
     for ax, title, matrix, (low, high) in zip(axes, titles, (report.disagreement, report.error_correlation), limits):
         values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
         image = ax.imshow(values, cmap="viridis", vmin=low, vmax=high)

@@ -17,6 +17,7 @@ import pandas as pd
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE, TEST_PREDICTIONS, VAL_PREDICTIONS, RunFolder
+from honed.tasks import get_task
 
 
 
@@ -83,7 +84,7 @@ def resolve_members(specs: Sequence[str | Path], workspace: Path) -> list[Member
 def table_outputs(table: pd.DataFrame, task: str, classes: Sequence[str],
                   target_columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """A predictions table -> (outputs [N, C], targets): class probabilities and indices, or values."""
-    if task == "classify":
+    if get_task(task).is_classification:  # the table's columns: class probabilities, or predicted values
         columns = [f"p:{c}" for c in classes]
         index = {c: i for i, c in enumerate(classes)}
         targets = table["target"].astype(str).map(index).to_numpy(dtype=np.int64) if "target" in table else None

@@ -20,6 +20,7 @@ from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
 from honed.artifacts.run_folder import BAD_FILES, BEST_WEIGHTS, CONFIG_FILE, MANIFEST_FILE, RunFolder
+from honed.tasks import Task, get_task
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping stored next to the metrics
 WEIGHTS_NOTE = "model.safetensors holds the unfused weights, from which honed rebuilds the model."
@@ -52,8 +53,16 @@ class RunFacts:
         return self.run_dir.name
 
     @property
+    def task_type(self) -> Task:
+        return get_task(self.task)
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.task_type.output_names(self.classes, self.target_columns)
+
+    @property
     def num_outputs(self) -> int:
-        return len(self.classes) if self.task == "classify" else len(self.target_columns)
+        return len(self.output_names)
 
     @property
     def score(self) -> float | None:
@@ -151,7 +160,7 @@ def _best_epoch_row(run_dir: Path) -> dict[str, Any]:
 
 def model_card(facts: RunFacts, meta: dict[str, Any]) -> str:
     """The bundle's ``model_card.md``: what the model is, what it saw, how it was made and how well it does."""
-    kind = "classifier" if facts.task == "classify" else "regressor"
+    kind = facts.task_type.model_word
     sections = [
         f"# {facts.name}: {facts.config.model.name} image {kind}",
         f"Exported by honed {meta['honed_version']} on {meta['created']} from run `{facts.name}`. "
@@ -169,8 +178,7 @@ def model_card(facts: RunFacts, meta: dict[str, Any]) -> str:
 
 def _data_section(facts: RunFacts) -> str:
     data = facts.config.data
-    labels = (f"- classes ({len(facts.classes)}): {', '.join(facts.classes)}" if facts.task == "classify"
-              else f"- targets ({len(facts.target_columns)}): {', '.join(facts.target_columns)}")
+    labels = f"- {facts.task_type.outputs_word} ({facts.num_outputs}): {', '.join(facts.output_names)}"
     lines = ["## Data", f"- source: `{data.source or '(in-memory datasets)'}`", f"- task: {facts.task}", labels,
              f"- data fingerprint: `{facts.data_fingerprint or 'unknown'}`"]
     if facts.manifest is not None:
@@ -183,7 +191,7 @@ def _split_counts(facts: RunFacts) -> str:
     """Images per split (and per class, for classification) as a markdown table."""
     frame = facts.manifest
     splits = [s for s in ("train", "val", "test") if (frame["split"] == s).any()]
-    if facts.task != "classify" or "label" not in frame:
+    if not facts.task_type.is_classification or "label" not in frame:
         rows = [[s, str(int((frame["split"] == s).sum()))] for s in splits]
         return _table(["split", "images"], rows)
     counts = frame.groupby(["split", "label"]).size()

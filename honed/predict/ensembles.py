@@ -21,6 +21,7 @@ from honed.predict.ensemble_predictor import EnsemblePredictor
 from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
 from honed.predict.predictor import Predictor, bundle_tta
+from honed.tasks import TASKS
 
 FORMAT_NAME = "honed-ensemble"
 FORMAT_VERSION = 1
@@ -112,8 +113,8 @@ def validate_ensemble_meta(meta: Any) -> dict[str, Any]:
                       ("metric", str), ("metrics", dict)):
         if not isinstance(meta.get(key), kind):
             raise HonedError(f"{where} field {key!r} is missing or not a {kind.__name__}")
-    if meta["task"] not in ("classify", "regress"):
-        raise HonedError(f"{where} field 'task' must be classify or regress, not {meta['task']!r}")
+    if meta["task"] not in TASKS:
+        raise HonedError(f"{where} field 'task' must be {' or '.join(TASKS)}, not {meta['task']!r}")
     members = meta["members"]
     if not 1 <= len(members) <= MAX_MEMBERS:
         raise HonedError(f"{where} lists {len(members)} members: 1 to {MAX_MEMBERS} are allowed")

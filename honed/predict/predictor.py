@@ -21,6 +21,7 @@ from honed.models.strategies import eval_mode
 from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.predict.inputs import PredictDataset
 from honed.tta.setting import TTASetting
+from honed.tasks import Task, get_task
 
 
 
@@ -39,6 +40,11 @@ class Predictor:
         self.target_columns = list(target_columns)
         self.device = inference_device(device)
         self.model = eval_mode(model.to(self.device))
+
+    @property
+    def task_type(self) -> Task:
+        """The task object (``task`` is its name)."""
+        return get_task(self.task)
 
     @classmethod
     def from_trained(cls, trained: TrainedModel, *, device: str = "auto", tta: TTASetting | None = None) -> "Predictor":
@@ -59,7 +65,7 @@ class Predictor:
         if self.tta is not None:
             return self.tta.apply(x, self.logits, self.task).cpu().numpy()
         out = self.logits(x)
-        return (out.softmax(dim=1) if self.task == "classify" else out).cpu().numpy()
+        return self.task_type.outputs(out).cpu().numpy()
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,11 +90,11 @@ class Predictor:
             errors += batch_errors
             if progress:
                 progress(len(batch))
-        width = len(self.classes) if self.task == "classify" else len(self.target_columns)
+        width = self.task_type.num_outputs(self.classes, self.target_columns)
         return (np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32)), errors
 
     def predict_proba(self, images, **kwargs) -> np.ndarray:
-        if self.task != "classify":
+        if not self.task_type.is_classification:
             raise HonedError("predict_proba is for classification runs: use predict")
         return self.predict_outputs(images, **kwargs)[0]
 
@@ -97,7 +103,7 @@ class Predictor:
         items = list(images)
         outputs, errors = self.predict_outputs(items, **kwargs)
         frame = pd.DataFrame({"path": [i if isinstance(i, str) else f"<image {n}>" for n, i in enumerate(items)]})
-        if self.task == "classify":
+        if self.task_type.is_classification:
             k = max(1, min(top_k, len(self.classes)))
             order = np.argsort(-outputs, axis=1)[:, :k]
             names = np.asarray(self.classes)

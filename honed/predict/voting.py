@@ -20,6 +20,7 @@ from honed.combine.rules import CombinationRule, default_method, get_method
 from honed.combine.scoring import encode_targets, score
 from honed.predict.ensemble_predictor import EnsemblePredictor
 from honed.errors import HonedError
+from honed.tasks import Task, get_task
 
 
 class VotingEnsemble(BaseEstimator):
@@ -62,19 +63,21 @@ class VotingEnsemble(BaseEstimator):
                          for m in self.members])
 
     def predict_proba(self, images) -> np.ndarray:
-        if self._task != "classify":
+        if not self._task_type.is_classification:
             raise HonedError("predict_proba is for classification members: use predict")
         return self._rule().combine(self.member_outputs(images))
 
     def predict(self, images) -> np.ndarray:
         """Class names (classification, the tie rule included) or values ``[N, T]`` (regression)."""
         outputs = self._rule().combine(self.member_outputs(images))
-        return np.asarray(self.members[0].classes)[outputs.argmax(axis=1)] if self._task == "classify" else outputs
+        if self._task_type.is_classification:
+            return np.asarray(self.members[0].classes)[outputs.argmax(axis=1)]
+        return outputs
 
     def score(self, images, y) -> float:
         """Accuracy (classification) or R^2 (regression)."""
         outputs = self._rule().combine(self.member_outputs(images))
-        if self._task == "classify":
+        if self._task_type.is_classification:
             return float((outputs.argmax(axis=1) == self._targets(y)).mean())
         from sklearn.metrics import r2_score
 
@@ -83,6 +86,10 @@ class VotingEnsemble(BaseEstimator):
     @property
     def _task(self) -> str:
         return self.members[0].task
+
+    @property
+    def _task_type(self) -> Task:
+        return get_task(self._task)
 
     def _method(self) -> str:
         method = default_method(self._task) if self.method in ("", "auto") else self.method

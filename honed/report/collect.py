@@ -21,6 +21,7 @@ from honed.errors import HonedError
 from honed.report.data import AnalysisData, BundleCard, Outcome, ReportData, StepRow, Worst
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
 from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE, RunFolder
+from honed.tasks import get_task
 
 ANALYSIS_FILE = Path("analysis") / "analysis.json"
 DIVERSITY_FILE = "diversity.json"
@@ -93,7 +94,7 @@ def collect(target: Path, *, workspace: Path | None = None, bundle: Path | None 
     data.history = _history(run_dir)
     saved = _read_json(run_dir / ANALYSIS_FILE)
     predictions = _predictions(run_dir)
-    if task == "classify":
+    if get_task(task).is_classification:  # a confusion matrix and worst images are classification's sections
         data.confusion = _confusion(saved, predictions, labels.get("classes") or [])
         data.worst, data.worst_source = _worst(saved, predictions)
     data.analysis = _analysis(run_dir, workspace, by_name, records)
@@ -182,7 +183,7 @@ def _config_metric(run_dir: Path, task: str) -> str:
     try:
         return main_metric(read_config(run_dir))
     except HonedError:  # missing or damaged config.yaml: the task's default metric
-        return "accuracy" if task == "classify" else "mae"
+        return get_task(task).default_metric
 
 
 def _history(run_dir: Path) -> pd.DataFrame | None:

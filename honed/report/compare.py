@@ -19,6 +19,7 @@ from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
+from honed.tasks import get_task
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping in metrics.csv, not scores
 
@@ -140,4 +141,4 @@ def _record(run_dir: Path) -> RunRecord | None:
 def main_metric(config: dict[str, Any]) -> str:
     """The main metric a config.yaml implies (RunConfig.main_metric, without building the config)."""
     train, data = config.get("train") or {}, config.get("data") or {}
-    return train.get("metric") or ("accuracy" if data.get("task", "classify") == "classify" else "mae")
+    return train.get("metric") or get_task(data.get("task", "classify")).default_metric

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from honed.tasks import get_task
+
 DPI = 100
 THUMBNAIL_PX = 96
 
@@ -109,9 +111,9 @@ def diversity(members: Sequence[str], disagreement: Sequence[Sequence], correlat
     plt = _pyplot()
     size = max(3.0, 0.6 * len(members) + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
-    titles = ("disagreement" if task == "classify" else "mean |difference|",
-              "error correlation" if task == "classify" else "residual correlation")
-    limits = ((0, 1) if task == "classify" else (None, None), (-1, 1))
+    words = get_task(task).diversity
+    titles = (words.disagreement_title, words.correlation)
+    limits = (words.disagreement_range, (-1, 1))
     labels = [_short(m) for m in members]
     for ax, title, matrix, (low, high) in zip(axes, titles, (disagreement, correlation), limits):
         values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)

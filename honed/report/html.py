@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from honed.report import figures
 from honed.report.data import ReportData, StepRow
+from honed.tasks import get_task
 
 PAGE = Template("""<!DOCTYPE html>
 <html lang="en">
@@ -186,7 +187,7 @@ def curves_hint(data: ReportData) -> str:
 
 
 def confusion_section(data: ReportData) -> str:
-    if data.task != "classify":
+    if not get_task(data.task).is_classification:
         return missing("a confusion matrix needs a classification task; regression runs show their largest "
                        f"residuals in {cmd(f'honed analyze {data.focus}')}")
     if data.confusion is None:
@@ -199,7 +200,7 @@ def confusion_section(data: ReportData) -> str:
 
 
 def worst_section(data: ReportData) -> str:
-    if data.task != "classify":
+    if not get_task(data.task).is_classification:
         return missing(f"run {curves_hint(data)} and open its worst.png (largest residuals)")
     if not data.worst:
         return missing(f"run {curves_hint(data)} to add it")

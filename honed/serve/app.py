@@ -157,7 +157,7 @@ async def _predicted(batcher: Batcher, images: list[torch.Tensor], deadline: flo
 
 def _answer(model: ServedModel, name: str, row: np.ndarray, top_k: int) -> dict[str, Any]:
     p = model.predictor
-    if p.task != "classify":
+    if not p.task_type.is_classification:  # values per target; classification answers its top classes
         return {"name": name, "values": {col: float(v) for col, v in zip(p.target_columns, row)}}
     order = np.argsort(-row)[: max(1, min(top_k, len(p.classes)))]
     return {"name": name, "top_k": [{"label": p.classes[i], "probability": float(row[i])} for i in order]}

@@ -27,12 +27,12 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from honed.errors import HonedError
+from honed.tasks import get_task
 from honed.tracking.atomic import fault_point
 
 LEDGER_FILENAME = "ledger.sqlite"
 SCHEMA_VERSION = 1
 STATUSES = ("running", "done", "failed", "interrupted")
-TASKS = ("classify", "regress")
 RETRIES = 4  # extra attempts after busy_timeout expired, with growing pauses
 
 _SCHEMA = (
@@ -86,7 +86,7 @@ class RunRecord:
     change: str = ""  # what changed from the parent, in words ("lr 1e-3 -> 3e-4")
     kind: str = "train"  # 'train', 'cv', 'ensemble', 'analysis', ... (free text)
     status: str = "running"  # one of STATUSES
-    task: str = "classify"  # one of TASKS
+    task: str = "classify"  # a task name (honed.tasks.TASKS)
     model: str = ""  # backbone or method name
     data_fingerprint: str = ""  # the manifest's fingerprint, so runs on other data are told apart
     metric: str = ""  # name of the main metric
@@ -102,8 +102,7 @@ class RunRecord:
         check_name(self.name)
         if self.status not in STATUSES:
             raise HonedError(f"unknown run status {self.status!r}: use one of {', '.join(STATUSES)}")
-        if self.task not in TASKS:
-            raise HonedError(f"unknown task {self.task!r}: use one of {', '.join(TASKS)}")
+        get_task(self.task)  # a HonedError naming the tasks there are
         if self.score is not None:
             self.score = None if math.isnan(float(self.score)) else float(self.score)
         self.greater_is_better = bool(self.greater_is_better)

@@ -30,7 +30,7 @@ def setup(ctx: Context) -> None:
     manifest = data.manifest
     sizes = {split: int((manifest.frame["split"] == split).sum()) for split in ("train", "val", "test")}
     details = {"images": sizes, "skipped_files": len(data.bad_files), "warnings": data.warnings,
-               "classes": len(manifest.classes) if base.data.task == "classify" else 0}
+               "classes": len(manifest.classes) if manifest.task_type.is_classification else 0}
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
     base.model.strategy = _strategy(ctx, base, manifest, details)
