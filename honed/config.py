@@ -22,9 +22,8 @@ from honed.optim import OPTIMIZERS, SCHEDULES
 from honed.registry import Registry
 from honed.runtime import PRECISIONS
 from honed.tracking.loggers import LOGGERS
+from honed.tasks import get_task, metric_task
 
-CLASSIFY_METRICS = ("accuracy", "macro_f1", "log_loss")
-REGRESS_METRICS = ("mae", "rmse")
 
 
 def _check_name(flag: str, value: object, registry: Registry) -> None:
@@ -101,10 +100,8 @@ class TrainConfig:
             raise HonedError(f"--swa-lr must be positive (or 0: keep the schedule), not {self.swa_lr}")
         if self.augment:
             self.augment = str(parse_policy(self.augment))  # validated and normalized
-        if self.metric and self.metric not in CLASSIFY_METRICS + REGRESS_METRICS:
-            raise HonedError(
-                f"--metric {self.metric!r} is unknown: use one of {', '.join(CLASSIFY_METRICS + REGRESS_METRICS)}"
-            )
+        if self.metric:
+            metric_task(self.metric)  # an unknown metric: the one-line error listing every task's metrics
 
 
 @dataclass
@@ -119,12 +116,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def main_metric(self) -> str:
+        task = get_task(self.data.task)
         if self.train.metric:
-            allowed = CLASSIFY_METRICS if self.data.task == "classify" else REGRESS_METRICS
-            if self.train.metric not in allowed:
-                raise HonedError(f"--metric {self.train.metric} does not fit --task {self.data.task}: use {', '.join(allowed)}")
+            if self.train.metric not in task.metrics:
+                raise HonedError(f"--metric {self.train.metric} does not fit --task {task.name}: use "
+                                 f"{', '.join(task.metrics)}")
             return self.train.metric
-        return "accuracy" if self.data.task == "classify" else "mae"
+        return task.default_metric
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ import numpy as np
 
 from honed.errors import HonedError
 from honed.registry import Registry
+from honed.tasks import get_task
 
 TIE_RULE = ("most votes; then highest mean member probability among the tied classes; "
             "then the lowest class index (classes sorted by name)")
@@ -69,7 +70,7 @@ def get_method(name: str, task: str | None = None) -> MethodSpec:
 
 def default_method(task: str) -> str:
     """Soft voting for classification, averaging for regression."""
-    return "soft" if task == "classify" else "mean"
+    return get_task(task).combine_rule
 
 
 def check_outputs(outputs: np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from honed.data.preprocess import to_unit_float
 from honed.errors import HonedError
 from honed.tta.setting import TTASetting, aggregate_outputs
 from honed.tta.views import expand_views
+from honed.tasks import Task, get_task
 
 
 class TTAClassifier(BaseEstimator):
@@ -83,18 +84,18 @@ class TTAClassifier(BaseEstimator):
         return np.concatenate(chunks, axis=1)
 
     def predict_proba(self, images) -> np.ndarray:
-        if self._task != "classify":
+        if not self._task.is_classification:
             raise HonedError("predict_proba is for classification runs: use predict")
         return self._predict(images)
 
     def predict(self, images) -> np.ndarray:
         """Class names (classification) or values ``[N, T]`` (regression)."""
         outputs = self._predict(images)
-        return np.asarray(self.predictor.classes)[outputs.argmax(axis=1)] if self._task == "classify" else outputs
+        return np.asarray(self.predictor.classes)[outputs.argmax(axis=1)] if self._task.is_classification else outputs
 
     def score(self, images, y) -> float:
         """Accuracy (classification) or R^2 (regression), as scikit-learn's classifiers and regressors score."""
-        if self._task == "classify":
+        if self._task.is_classification:
             return float((self._predict(images).argmax(axis=1) == self._targets(y)).mean())
         from sklearn.metrics import r2_score
 
@@ -103,17 +104,17 @@ class TTAClassifier(BaseEstimator):
     # -------------------------------------------------------------------------------------------- helpers
 
     @property
-    def _task(self) -> str:
-        return self.predictor.task
+    def _task(self) -> Task:
+        return get_task(self.predictor.task)
 
     def _predict(self, images) -> np.ndarray:
         setting = self.to_setting()
         raw = torch.from_numpy(self.view_outputs(images, names=setting.views))
-        return aggregate_outputs(raw, self._task, setting.aggregate, setting.weights).numpy()
+        return aggregate_outputs(raw, self._task.name, setting.aggregate, setting.weights).numpy()
 
     def _outputs(self, raw: np.ndarray) -> np.ndarray:
         """Per-view probabilities (classification) or values, the form weights are fitted on."""
-        return torch.from_numpy(raw).softmax(dim=2).numpy() if self._task == "classify" else raw
+        return self._task.outputs(torch.from_numpy(raw), dim=2).numpy()
 
     def _targets(self, y: Any) -> np.ndarray:
         from honed.combine.scoring import encode_targets

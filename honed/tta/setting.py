@@ -17,6 +17,7 @@ from torch import Tensor
 
 from honed.errors import HonedError
 from honed.tta.views import expand_views, get_view
+from honed.tasks import get_task
 
 AGGREGATES = ("mean", "logit", "learned")
 MAX_VIEWS = 64  # a TTA setting with more views than this is a mistake, not a setting
@@ -94,10 +95,10 @@ class TTASetting:
 def aggregate_outputs(raw: Tensor, task: str, aggregate: str, weights: tuple[float, ...] | None = None) -> Tensor:
     """``[V, B, C]`` raw outputs (logits or values) -> ``[B, C]`` probabilities or values."""
     if aggregate == "logit":
-        if task != "classify":
+        if not get_task(task).is_classification:
             raise HonedError("TTA aggregate 'logit' is for classification: use mean for regression")
         return raw.mean(dim=0).softmax(dim=1)
-    outputs = raw.softmax(dim=2) if task == "classify" else raw
+    outputs = get_task(task).outputs(raw, dim=2)
     if aggregate == "learned":
         if weights is None:
             raise HonedError("TTA aggregate 'learned' needs fitted weights: call TTAClassifier.fit first")

@@ -26,6 +26,7 @@ from torch import nn
 from honed.errors import HonedError
 from honed.models.heads.sklearn import FittedHead, register_head, sklearn_threads
 from honed.tracking.atomic import atomic_path
+from honed.tasks import get_task
 
 FEATURES_FILE = "probe_features.safetensors"
 FORMAT_NAME = "honed-gbm-head"
@@ -45,7 +46,7 @@ def fit_gbm(features: np.ndarray, targets: np.ndarray, *, task: str, outputs: in
 
     leaf = gbm_leaf(len(features)) if leaf is None else leaf
     options = dict(max_iter=rounds, early_stopping=False, random_state=seed, min_samples_leaf=leaf)
-    if task == "classify":
+    if get_task(task).is_classification:
         model = HistGradientBoostingClassifier(**options).fit(features, targets)
 
         def predict(x: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def save_gbm_data(path: Path, *, train_features: np.ndarray, train_targets: np.n
     import sklearn
     from safetensors.numpy import save
 
-    targets = train_targets.astype(np.int64) if task == "classify" else train_targets.astype(np.float64)
+    targets = train_targets.astype(np.int64 if get_task(task).is_classification else np.float64)
     tensors = {"train_features": np.ascontiguousarray(train_features, dtype=np.float32),
                "train_targets": np.ascontiguousarray(targets),
                "val_features": np.ascontiguousarray(val_features, dtype=np.float32),
@@ -166,7 +167,7 @@ class GbmProbeModel(nn.Module):
             self.network(x)
         features = captured[-1].reshape(len(x), -1).numpy()
         out = self.head.predict(features)
-        if self.head.task == "classify":
+        if get_task(self.head.task).is_classification:  # log-probabilities: a softmax gives them back
             out = np.log(np.clip(out, MIN_LOG_PROB, None))
         return torch.from_numpy(out.astype(np.float32)).to(x.device)
 

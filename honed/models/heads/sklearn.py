@@ -24,6 +24,7 @@ import numpy as np
 
 from honed.errors import HonedError
 from honed.registry import Registry
+from honed.tasks import get_task
 
 C_GRID = (0.01, 0.1, 1.0)  # logreg / svm inverse regularization, on standardized features; chosen by CV
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)  # ridge strengths, chosen by (efficient leave-one-out) CV
@@ -105,7 +106,7 @@ def _linear_head(kind: str, fit_scaled: Callable, features: np.ndarray, targets:
 
     def predict(x: np.ndarray) -> np.ndarray:
         logits = x @ weight.T + bias
-        return softmax(logits) if task == "classify" else logits
+        return softmax(logits) if get_task(task).is_classification else logits
 
     return FittedHead(kind, predict, weight, bias, details)
 
