@@ -19,6 +19,7 @@ import torch
 
 from honed.analyze import mistakes
 from honed.analyze.factors import Factor, select_factors
+from honed.analyze.image_sizes import measure_sizes
 from honed.analyze.sensitivity import BatchPredictor, ProbeRun, probe_table, run_probes
 from honed.analyze.ranking import Evidence, FactorScore, rank_factors
 from honed.analyze.recommend import Recommendation, merge_policy, recommend, to_apply
@@ -38,7 +39,7 @@ class Analysis:
     run_dir: Path
     task: str
     metric: str
-    summary: dict  # sizes, clean failure on training and validation images, the gap
+    summary: dict  # sizes, clean failure on training and validation images, the gap, original image sizes
     errors: dict  # worst predictions, confusion, per-class scores (or largest residuals)
     probes: list[dict]  # one row per factor, strength and image set
     factors: list[FactorScore]  # best explanation first
@@ -101,13 +102,14 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
                         task=source.task, history=source.history, metric=source.config.main_metric())
     by_class = (class_slices(val.targets, source.manifest.classes, val_run.clean, val.paths, headroom=headroom,
                              seed=seed) if by_label else [])
+    sizes = measure_sizes(ref.paths or val.paths)  # the training images are the ones augmented
     recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
-                                weight_decay=source.config.train.weight_decay)
+                                weight_decay=source.config.train.weight_decay, sizes=sizes)
     applied = to_apply(recommendations)
     analysis = Analysis(
         run=source.name, run_dir=Path(run_dir), task=source.task, metric=source.config.main_metric(),
         summary={"validation_images": len(val.paths), "training_images": len(ref.paths), "chance_failure": chance,
-                 "headroom": headroom, **gap},
+                 "headroom": headroom, **gap, "image_sizes": sizes.to_dict() if sizes else {}},
         errors=_errors(source, val, val_run if tta is not None else None),
         probes=(probe_table(ref_run, factors, image_set="training", scale=headroom, seed=seed)
                 + probe_table(val_run, factors, image_set="validation",

@@ -5,6 +5,12 @@ rotation; blurry or noisy images -> blur and noise; off-centre objects -> transl
 that no single factor explains (the relative gap minus the best factor score) -> regularization (dropout,
 weight decay) and more augmentation. Classes that fail most are reported as slices, not recommendations:
 under a shift they are the classes the shift hurts, which more data of the same kind would not fix.
+
+"More augmentation" depends on the images (:mod:`honed.analyze.image_sizes`): small images (median shorter
+side up to 64 px, CIFAR-like) get the CIFAR recipe's reflect-pad random crop; photos of ordinary size get
+the ImageNet recipe's random resized crops and TrivialAugmentWide (torchvision's references/classification
+presets), one standard policy rather than a pile of hand-picked ops. The recommendation's ``reason`` says
+which, with the size measured.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from honed.analyze.image_sizes import SMALL_SIDE, ImageSizes
 from honed.analyze.ranking import MIN_SCORE, FactorScore
 from honed.augment import parse_policy
 from honed.augment.policy import Policy
 
 APPLY_SHARE = 0.5  # improve applies the recommendations scoring at least this share of the top score
 MAX_APPLIED = 2  # ... and at most this many, so one run tests a few changes, not everything at once
-MORE_AUGMENTATION = "crop:0.125"  # label-preserving for nearly all image data
+SMALL_IMAGE_AUGMENTATION = "crop:0.125"  # the CIFAR recipe (pad 4 px at 32 px): shifts, loses no pixels
+PHOTO_AUGMENTATION = "resized_crop:0.35,trivialaugment"  # the ImageNet recipe; area >= 0.35 for small data sets
+ALTERNATIVES = (frozenset({"crop", "resized_crop"}), frozenset({"randaugment", "trivialaugment"}))  # one per policy
 
 TITLES = {
     "scale": "fails on small objects: train with scale (zoom-out) augmentation",
@@ -38,6 +47,7 @@ class Recommendation:
     title: str
     score: float  # the strongest evidence behind it, share of the headroom (see honed.analyze.ranking)
     policy: str = ""  # augmentation fragment to add, e.g. "rotate:45@0.8"; "" when not an augmentation
+    reason: str = ""  # why this augmentation for these images, in words ("" when the title says it all)
     regularization: dict[str, float] = field(default_factory=dict)  # drop_rate, weight_decay to set
     evidence: dict = field(default_factory=dict)
 
@@ -45,9 +55,10 @@ class Recommendation:
         return asdict(self)
 
 
-def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float,
-              weight_decay: float) -> list[Recommendation]:
-    """Significant weaknesses grouped by remedy, strongest first."""
+def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, weight_decay: float,
+              sizes: ImageSizes | None = None) -> list[Recommendation]:
+    """Significant weaknesses grouped by remedy, strongest first; ``sizes`` (the run's original images)
+    chooses the augmentation of a regularization recommendation."""
     out = []
     for group in dict.fromkeys(f.group for f in factors):
         members = [f for f in factors if f.group == group and f.significant]
@@ -57,12 +68,28 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float,
                                       evidence={"factors": [_factor_evidence(f) for f in members]}))
     unexplained = gap["relative_gap"] - max((f.score for f in factors), default=0.0)
     if unexplained >= MIN_SCORE:
+        policy, reason = more_augmentation(sizes)
         out.append(Recommendation(
-            "regularization", TITLES["regularization"], float(min(unexplained, 1.0)), MORE_AUGMENTATION,
+            "regularization", TITLES["regularization"], float(min(unexplained, 1.0)), policy, reason,
             {"drop_rate": round(min(max(drop_rate + 0.2, 0.2), 0.5), 2),
              "weight_decay": max(weight_decay * 5, 0.05)},
-            evidence={"gap": gap, "unexplained_share": float(unexplained)}))
+            evidence={"gap": gap, "unexplained_share": float(unexplained),
+                      "image_sizes": sizes.to_dict() if sizes else {}}))
     return sorted(out, key=lambda r: -r.score)
+
+
+def more_augmentation(sizes: ImageSizes | None) -> tuple[str, str]:
+    """The augmentation that fits images of these sizes, and why, with the measure."""
+    if sizes is None:
+        return SMALL_IMAGE_AUGMENTATION, ("original image sizes unreadable: the reflect-pad random crop, "
+                                          "label-preserving for nearly all image data")
+    if sizes.small:
+        return SMALL_IMAGE_AUGMENTATION, (
+            f"{sizes.describe()}: the reflect-pad random crop of the CIFAR recipe, which shifts them by a few "
+            f"pixels and loses none; random resized crops suit photos larger than {SMALL_SIDE} px")
+    return PHOTO_AUGMENTATION, (
+        f"{sizes.describe()}: random resized crops, as ImageNet training uses, and TrivialAugmentWide rather "
+        f"than hand-picked ops; the reflect-pad crop suits small images (up to {SMALL_SIDE} px)")
 
 
 def to_apply(recommendations: Sequence[Recommendation]) -> list[Recommendation]:
@@ -75,16 +102,25 @@ def to_apply(recommendations: Sequence[Recommendation]) -> list[Recommendation]:
 
 
 def merge_policy(base: str, additions: Sequence[str]) -> str:
-    """``base`` with each addition's items appended; an item of an augmentation already there replaces it."""
+    """``base`` with each addition's items appended; an item of an augmentation already there replaces it, and
+    so does one of its alternative (``resized_crop`` replaces ``crop``, ``trivialaugment`` ``randaugment``)."""
     items = list(parse_policy(base).items)
     for fragment in additions:
         for item in parse_policy(fragment).items:
-            names = [i.name for i in items]
-            if item.name in names:
-                items[names.index(item.name)] = item  # in place: a policy's order is the order ops run in
-            else:
+            slot = _slot(item.name, [i.name for i in items])
+            if slot is None:
                 items.append(item)
+            else:
+                items[slot] = item  # in place: a policy's order is the order ops run in
     return str(Policy(tuple(items)))
+
+
+def _slot(name: str, names: list[str]) -> int | None:
+    """Where ``name`` goes in a policy of ``names``: its own place, or an alternative's; None: appended."""
+    if name in names:
+        return names.index(name)
+    same = next((group for group in ALTERNATIVES if name in group), frozenset())
+    return next((i for i, other in enumerate(names) if other in same), None)
 
 
 def _factor_evidence(f: FactorScore) -> dict:

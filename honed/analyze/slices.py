@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from honed.analyze.image_sizes import read_sizes
 from honed.analyze.sensitivity import difference_interval
 from honed.analyze.ranking import EXAMPLES, MIN_SLICE, SLICE_SHARE
 from honed.metrics import GREATER_IS_BETTER
@@ -34,12 +35,10 @@ def class_slices(targets: np.ndarray, classes: Sequence[str], failures: np.ndarr
 
 def image_size_slice(paths: Sequence[str], failures: np.ndarray, *, headroom: float, seed: int) -> dict | None:
     """The smallest quarter of original images (by pixel count, read from file headers), when sizes vary."""
-    from honed.data.decode import DecodeError, probe_image
-
-    try:
-        pixels = np.array([_pixel_count(probe_image(p)) for p in paths], dtype=float)
-    except (DecodeError, OSError):
+    sizes = read_sizes(paths)
+    if sizes is None:
         return None
+    pixels = sizes.prod(axis=1)
     if len(pixels) < 2 * MIN_SLICE or np.unique(pixels).size < 2:
         return None
     order = np.argsort(pixels, kind="stable")
@@ -48,10 +47,6 @@ def image_size_slice(paths: Sequence[str], failures: np.ndarray, *, headroom: fl
     row = slice_row("small original images", "image size", inside, failures, paths, headroom=headroom, seed=seed)
     row["max_side"] = int(np.sqrt(pixels[inside].max()))
     return row
-
-
-def _pixel_count(info) -> int:
-    return info.width * info.height
 
 
 def train_val_gap(train_failure: float, val_failure: float, *, headroom: float, task: str,

@@ -51,6 +51,8 @@ def analyze(
             extra = ", ".join(f"{k} {v:g}" for k, v in rec.regularization.items())
             console.print(f"{rank}. {rec.title} (score {rec.score:.2f})"
                           + (f": [bold]{rec.policy}[/]" if rec.policy else "") + (f"; {extra}" if extra else ""))
+            if rec.reason:
+                console.print(f"   why: {escape(rec.reason)}")
         console.print(f"improve applies: augment {analysis.policy or '-'}"
                       + "".join(f", {k} {v:g}" for k, v in analysis.regularization.items())
                       + f"  (`honed improve {analysis.run}`)")

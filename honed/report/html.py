@@ -246,7 +246,8 @@ def recommendations_section(data: ReportData) -> str:
     analysis = data.analysis
     parts = [_analysis_note(data)]
     if analysis.recommendations:
-        rows = [[esc(r.get("title", "")), number(r.get("score"), 3), esc(r.get("policy", "")),
+        rows = [[esc(r.get("title", "")) + (f"<br><small>{esc(r['reason'])}</small>" if r.get("reason") else ""),
+                 number(r.get("score"), 3), esc(r.get("policy", "")),
                  esc(", ".join(f"{k} {v:g}" for k, v in (r.get("regularization") or {}).items()))]
                 for r in analysis.recommendations]
         parts.append(table(["recommendation", "score", "augmentation", "regularization"], rows, numeric=(1,)))

@@ -8,8 +8,9 @@ one grouped convolution with a kernel per sample. Only ``jpeg`` leaves the devic
 ``strength`` means something per op (documented on each class and in the registry help); every op also takes
 ``p``, the probability that a sample is augmented at all.
 
-Layout: ``base`` (the two interfaces), ``geometric``, ``photometric``, ``mixing`` (the ops), ``tensors`` (what
-they share), ``builtins`` (their registrations by name, made on import).
+Layout: ``base`` (the two interfaces), ``geometric``, ``photometric``, ``mixing``, ``policies`` (the ops;
+``policies`` wraps torchvision v2's RandAugment and TrivialAugmentWide, a torchvision call per sample),
+``tensors`` (what they share), ``builtins`` (their registrations by name, made on import).
 """
 
 from honed.augment.ops import builtins  # noqa: F401  (registers the built-in augmentations)
@@ -19,10 +20,12 @@ from honed.augment.ops.geometric import (
 )
 from honed.augment.ops.mixing import CutMix, Mixup
 from honed.augment.ops.photometric import Blur, ChannelShift, ColorJitter, Erase, Grayscale, Jpeg, Noise
+from honed.augment.ops.policies import RandAugment, TrivialAugment
 
 __all__ = [
     "BatchAugmentation", "BatchMix",
     "HFlip", "VFlip", "Crop", "ResizedCrop", "Translate", "Rotate", "Scale", "Shear", "Perspective", "Elastic",
     "ColorJitter", "ChannelShift", "Grayscale", "Noise", "Blur", "Jpeg", "Erase",
+    "RandAugment", "TrivialAugment",
     "Mixup", "CutMix",
 ]

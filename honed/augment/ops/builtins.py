@@ -8,6 +8,7 @@ from honed.augment.ops.geometric import (
 )
 from honed.augment.ops.mixing import CutMix, Mixup
 from honed.augment.ops.photometric import Blur, ChannelShift, ColorJitter, Erase, Grayscale, Jpeg, Noise
+from honed.augment.ops.policies import MAGNITUDE_BINS, RandAugment, TrivialAugment
 from honed.augment.ops.tensors import require_strength
 from honed.augment.registry import register_augmentation
 
@@ -131,6 +132,25 @@ def jpeg(strength: float, p: float) -> BatchAugmentation:
 def erase(strength: float, p: float) -> BatchAugmentation:
     require_strength(0 < strength <= 1, "erase", "use a maximum area fraction in (0, 1]", strength)
     return Erase(strength=strength, p=p)
+
+
+@register_augmentation(
+    "randaugment", default_strength=9.0,
+    help="RandAugment (torchvision v2), 2 ops per sample; strength = magnitude 0..30 (9: the paper's ImageNet)",
+)
+def randaugment(strength: float, p: float) -> BatchAugmentation:
+    top = MAGNITUDE_BINS - 1
+    require_strength(0 <= strength <= top and strength == int(strength), "randaugment",
+                     f"use a whole magnitude in [0, {top}] (9 is the paper's ImageNet setting)", strength)
+    return RandAugment(strength=strength, p=p)
+
+
+@register_augmentation(
+    "trivialaugment", default_strength=0.0,
+    help="TrivialAugmentWide (torchvision v2): one op at a random magnitude per sample; strength unused",
+)
+def trivialaugment(strength: float, p: float) -> BatchAugmentation:
+    return TrivialAugment(strength=strength, p=p)
 
 
 @register_augmentation("mixup", default_strength=0.2, help="batch mixer: blend pairs; strength = Beta alpha")
