@@ -56,7 +56,9 @@ def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
     advice = advise_run(base, manifest, reporter=ctx.reporter)
     write_json(ctx.folder / ADVICE_FILE, advice.to_dict())
     details["strategy"] = advice.summary()
-    return advice.decision
+    from honed.workflow.choose import choose_strategy
+
+    return choose_strategy(ctx, base, manifest, advice, details)  # the rule's prior, measured where it is unsure
 
 
 def _learning_rate(ctx: Context, base: RunConfig, manifest, details: dict) -> float:
