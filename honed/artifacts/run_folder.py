@@ -52,6 +52,7 @@ BAD_FILES = "bad_files.csv"
 ADVICE_FILE = "advice.json"
 PROBE_FILE = "probe.json"
 ENSEMBLE_FILE = "ensemble.json"
+REFIT_FILE = "refit.json"  # a refit on train + val: the run it refits, that run's validation score, the epochs
 WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")  # a weights file inside a run folder
 
 
@@ -132,6 +133,11 @@ class RunFolder:
 
     def probe_facts(self) -> dict | None:
         path = self.path / PROBE_FILE
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def refit_facts(self) -> dict | None:
+        """What a refit on train + val records (``REFIT_FILE``); None for a run selected on validation."""
+        path = self.path / REFIT_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
     def refuse_without_weights(self, action: str) -> None:

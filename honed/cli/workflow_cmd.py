@@ -38,6 +38,8 @@ def workflow(
     tta: str = typer.Option("flip", help="Test-time views to try on the best run ('' : no TTA step)."),
     ensemble_size: int = typer.Option(3, min=0, help="Best runs voted together (0 or 1: no ensemble)."),
     onnx: bool = typer.Option(False, help="Add an ONNX file (parity-checked) to the exported bundle."),
+    refit: bool = typer.Option(True, help="Export a refit of the chosen run on train + val, for the epochs its "
+                               "validation run found (--no-refit: export the validation-selected run itself)."),
     min_gain: float = typer.Option(0.0, min=0.0, help="A step is kept only when it beats the best by more than this."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(-1, help="DataLoader workers (-1: one per core, up to 8)."),
@@ -65,7 +67,7 @@ def workflow(
                               metric=metric))
         spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), max_runs=max_runs,
                             strategy=strategy, lr=lr, improve_rounds=improve_rounds, tune_trials=tune_trials,
-                            tta=tta, ensemble_size=ensemble_size, min_gain=min_gain,
+                            tta=tta, ensemble_size=ensemble_size, min_gain=min_gain, refit=refit,
                             export_formats=("bundle", "onnx") if onnx else ("bundle",))
         result = run_workflow(spec, reporter=reporter)
     if as_json:

@@ -20,6 +20,7 @@ class DataConfig:
     val_fraction: float = 0.2  # stratified holdout when the data has no validation split
     folds: int = 1  # k-fold cross-validation when > 1
     fold: int = 0  # which fold this run validates on
+    validation: bool = True  # False: no validation split, train and val pooled for training (a refit)
     strict: bool = False  # any undecodable image is an error instead of a skipped, listed file
     skipped_files: int = 0  # filled in at training: undecodable images left out (listed in bad_files.csv)
 
@@ -29,6 +30,8 @@ class DataConfig:
             raise HonedError(f"--val-fraction must be between 0 and 1, not {self.val_fraction}")
         if self.folds < 1 or not 0 <= self.fold < max(self.folds, 1):
             raise HonedError(f"--folds must be >= 1 and the fold in [0, folds), not folds={self.folds} fold={self.fold}")
+        if not self.validation and self.folds > 1:
+            raise HonedError("k-fold cross-validation needs a validation split: drop --folds or keep validation")
 
 
 @dataclass

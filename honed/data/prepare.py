@@ -37,8 +37,8 @@ def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = N
                              "fix or remove them, or drop --strict to skip them")
         manifest = _without(manifest, set(bad["path"]))
     manifest = with_validation(manifest, val_fraction=config.val_fraction, folds=config.folds, fold=config.fold,
-                               seed=seed)
-    if not manifest.has_split("val"):
+                               seed=seed, validation=config.validation)
+    if config.validation and not manifest.has_split("val"):
         raise HonedError("no validation images left: add images or lower --val-fraction")
     return PreparedData(manifest=manifest, bad_files=bad, warnings=_cheap_audit(manifest))
 

@@ -10,12 +10,16 @@ from honed.errors import HonedError
 
 
 def with_validation(manifest: Manifest, *, val_fraction: float = 0.2, folds: int = 1, fold: int = 0,
-                    seed: int = 0) -> Manifest:
+                    seed: int = 0, validation: bool = True) -> Manifest:
     """Return a Manifest whose frame has train and val rows (test rows untouched).
 
     An explicit ``val`` split is kept as it is unless k-fold is asked for, in which case train and val
-    are pooled and fold ``fold`` of ``folds`` becomes validation."""
+    are pooled and fold ``fold`` of ``folds`` becomes validation. ``validation=False`` pools them all into
+    train and leaves no validation split (a refit on every labelled image)."""
     frame = manifest.frame.copy()
+    if not validation:
+        frame.loc[frame["split"] == "val", "split"] = "train"
+        return _replace(manifest, frame)
     if manifest.has_split("val") and folds == 1:
         return _replace(manifest, frame)
     pool = frame.index[frame["split"].isin(["train", "val"])].to_numpy()

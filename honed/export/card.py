@@ -47,6 +47,7 @@ class RunFacts:
     ancestry: list[RunRecord] = field(default_factory=list)  # oldest ancestor first, ending with the run
     manifest: pd.DataFrame | None = None  # the run's exact samples and splits
     bad_files: pd.DataFrame | None = None  # undecodable files the run skipped
+    refit: dict | None = None  # a refit on train + val: the run it refits and that run's validation score
 
     @property
     def name(self) -> str:
@@ -86,7 +87,7 @@ def read_run_facts(run_dir: Path) -> RunFacts:
         target_columns=labels.target_columns, metric=config.main_metric(),
         metrics=_metrics(run_dir, record), data_fingerprint=_fingerprint(record, manifest, labels.to_dict()),
         record=record, ancestry=_ancestry(run_dir, record), manifest=manifest,
-        bad_files=_read_optional_csv(run.file(BAD_FILES)))
+        bad_files=_read_optional_csv(run.file(BAD_FILES)), refit=run.refit_facts())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -268,7 +269,9 @@ def _scores_section(facts: RunFacts) -> str:
     epoch = facts.metrics.get("epoch")
     lines = ["## Scores", f"Main metric: {facts.metric} = {_number(facts.score)}"
              + (f" (validation, best epoch {int(epoch)})" if epoch is not None else " (validation)")]
-    if val:
+    if facts.refit:
+        lines = ["## Scores", refit_words(facts.refit)]
+    if val and not facts.refit:  # a refit has no validation split
         lines += ["", "Validation:", "", _table(["metric", "value"], [[k, _number(v)] for k, v in val.items()])]
     lines += ["", "Test:", "", _table(["metric", "value"], [[k, _number(v)] for k, v in test.items()])] if test else [
         "", "Test: no test split (the validation scores chose the weights, so they are optimistic)."]
@@ -299,3 +302,11 @@ def _number(value: float | None, missing: str = "-") -> str:
 
 def _scientific(value: float | None) -> str:
     return "-" if value is None else f"{value:.2e}"
+
+
+def refit_words(refit: dict) -> str:
+    """What a refit on train + val is, and the validation score it keeps from the run it refits."""
+    return (f"**Refit on train + validation**: `{refit['refit_of']}`'s settings trained for its "
+            f"{refit['epochs']} epoch(s) on all {refit['train_images']} labelled images, with no validation split "
+            f"and so no validation score of its own. Validation score of `{refit['refit_of']}`, which chose the "
+            f"settings and the epochs: {refit['metric']} = {_number(refit.get('validation_score'))}.")

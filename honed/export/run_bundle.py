@@ -36,7 +36,7 @@ from torch import nn
 
 from honed.errors import HonedError
 from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE, sha256
-from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS, RunFolder
+from honed.artifacts.run_folder import BEST_WEIGHTS, TEST_PREDICTIONS, VAL_PREDICTIONS, RunFolder
 from honed.artifacts.trained import load_trained
 from honed.artifacts.bundle_meta import (
     CARD_FILE,
@@ -168,7 +168,8 @@ def parity_inputs(facts: RunFacts, *, limit: int = PARITY_IMAGES) -> tuple[torch
 
     pre = facts.config.preprocess
     images = []
-    for path in _validation_paths(facts.run_dir):
+    paths, split = _validation_paths(facts.run_dir)
+    for path in paths:
         try:
             images.append(decode_to_tensor(path, pre.image_size))
         except (DecodeError, OSError):
@@ -179,14 +180,16 @@ def parity_inputs(facts: RunFacts, *, limit: int = PARITY_IMAGES) -> tuple[torch
         noise = torch.randn(4, 3, pre.image_size, pre.image_size, generator=torch.Generator().manual_seed(0))
         return noise, "4 noise images (no validation image of the run could be read)"
     batch = normalize(to_unit_float(torch.stack(images)), pre.mean, pre.std)
-    return batch, f"{len(images)} validation images"
+    return batch, f"{len(images)} {split} images"
 
 
-def _validation_paths(run_dir: Path) -> list[str]:
-    table = run_dir / VAL_PREDICTIONS
-    if not table.is_file():
-        return []
-    return [p for p in pd.read_parquet(table, columns=["path"])["path"].astype(str) if Path(p).is_file()]
+def _validation_paths(run_dir: Path) -> tuple[list[str], str]:
+    """The run's validation images, or its test images when it has no validation split (a refit)."""
+    for name, split in ((VAL_PREDICTIONS, "validation"), (TEST_PREDICTIONS, "test")):
+        table = run_dir / name
+        if table.is_file():
+            return [p for p in pd.read_parquet(table, columns=["path"])["path"].astype(str) if Path(p).is_file()], split
+    return [], "validation"
 
 
 def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats: set[str], *,
@@ -242,6 +245,7 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "metric": facts.metric,
         "score": facts.score,
         "metrics": facts.metrics,
+        "refit": facts.refit,  # None, or a refit on train + val with the validation score of the run it refits
         "data_fingerprint": facts.data_fingerprint,
         "honed_version": __version__,
         "created": utc_now(),

@@ -23,7 +23,8 @@ class RunRecords(Callback):
     def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
         if end.is_best:
             save_weights(run.run_dir / BEST_WEIGHTS, run.model)
-            runs.save_predictions(run.run_dir / VAL_PREDICTIONS, end.predictions)
+            if end.predictions is not None:  # None: no validation split (a refit)
+                runs.save_predictions(run.run_dir / VAL_PREDICTIONS, end.predictions)
         runs.save_history(run.run_dir, pd.DataFrame(end.history), run.metric)
         self._record(run, end.best_row, "running")
 

@@ -57,7 +57,7 @@ class EpochEnd:
 
     epoch: int
     row: dict  # the epoch's numbers: train_loss, the validation scores, lr, seconds
-    predictions: pd.DataFrame  # its validation predictions
+    predictions: pd.DataFrame | None  # its validation predictions (None without a validation split)
     is_best: bool  # the best validation score so far
     history: list[dict]  # every epoch's row so far (this one last)
     best_row: dict  # the row of the best epoch so far

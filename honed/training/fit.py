@@ -149,9 +149,7 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
             reporter.phase_finished()
             sync_buffers(model, runtime)
             if runtime.is_main:
-                scores, predictions = evaluate_split(model, sets.val_loader, sets.val_set, run.data.manifest,
-                                                     runtime=runtime, pipeline=pipeline)
-                scores["val_loss"] = scores.pop("loss")
+                scores, predictions = _validate(model, sets, run.data.manifest, runtime, pipeline)
                 end = progress.add({"epoch": epoch, "train_loss": train_loss, **scores,
                                     "lr": optimizer.param_groups[0]["lr"],
                                     "seconds": time.perf_counter() - epoch_start}, predictions, metric)
@@ -159,7 +157,7 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
                 checkpoint(epochs_done=epoch, step=progress.step)  # last: the epoch's files are all written
                 reporter.epoch_finished(end.row)
             patience = config.train.patience
-            if decided_on_rank0(bool(patience) and epoch - progress.best_epoch >= patience, runtime):
+            if decided_on_rank0(bool(patience) and sets.val_loader is not None and epoch - progress.best_epoch >= patience, runtime):
                 reporter.message(f"early stop: no better {metric} for {config.train.patience} epochs "
                                  f"(best at epoch {progress.best_epoch})")
                 break
@@ -170,7 +168,7 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
         metrics = callbacks.on_train_end(run, dict(progress.best_row()))
         metrics.update(_evaluate_test(run, runtime, pipeline))
         callbacks.on_run_end(run, metrics)
-    return TrainResult(config.name, run.run_dir, metric, float(metrics[metric]), metrics, progress.best_epoch,
+    return TrainResult(config.name, run.run_dir, metric, float(metrics.get(metric, "nan")), metrics, progress.best_epoch,
                        pd.DataFrame(progress.history), digest, config)
 
 
@@ -201,11 +199,11 @@ class _Progress:
             return EpochProgress(self.in_epoch["batches"], self.in_epoch["loss_sum"])
         return EpochProgress()
 
-    def add(self, row: dict, predictions: pd.DataFrame, metric: str) -> EpochEnd:
+    def add(self, row: dict, predictions: pd.DataFrame | None, metric: str) -> EpochEnd:
         self.history.append(row)
-        is_best = is_better(metric, row[metric], self.best)
+        is_best = metric not in row or is_better(metric, row[metric], self.best)  # no validation: the last
         if is_best:
-            self.best, self.best_epoch = row[metric], row["epoch"]
+            self.best, self.best_epoch = row.get(metric), row["epoch"]
         return EpochEnd(row["epoch"], row, predictions, is_best, self.history, self.best_row())
 
     def best_row(self) -> dict:
@@ -235,7 +233,8 @@ def _restore(run: RunInfo, optimizer: torch.optim.Optimizer, runtime: Runtime) -
 
 @dataclass
 class _Splits:
-    """The training and validation images and their loaders; ``make`` builds another loader like them."""
+    """The training and validation images and their loaders (None without a validation split: a refit);
+    ``make`` builds another loader like them."""
 
     make: object
     train_set: object
@@ -246,12 +245,26 @@ class _Splits:
     @classmethod
     def build(cls, config: RunConfig, runtime: Runtime, manifest: Manifest) -> "_Splits":
         size, pin, t = config.preprocess.image_size, runtime.device.type == "cuda", config.train
-        train_set, val_set = split_dataset(manifest, "train", size), split_dataset(manifest, "val", size)
+        train_set = split_dataset(manifest, "train", size)
+        val_set = split_dataset(manifest, "val", size) if manifest.has_split("val") else None
         make = loader_factory(config, runtime, train_set)
         return cls(make, train_set, val_set,
                    make(train_set, batch_size=t.batch_size, train=True, workers=t.workers, seed=t.seed,
                         pin_memory=pin, rank=runtime.rank, world_size=runtime.world_size),
+                   None if val_set is None else
                    make(val_set, batch_size=t.batch_size * 2, train=False, workers=t.workers, pin_memory=pin))
+
+
+def _validate(model: nn.Module, sets: _Splits, manifest: Manifest, runtime: Runtime,
+              pipeline: BatchPipeline) -> tuple[dict, pd.DataFrame | None]:
+    """The epoch's validation scores and predictions; none without a validation split (a refit trains its
+    given epochs, and its last weights are the run's)."""
+    if sets.val_loader is None:
+        return {}, None
+    scores, predictions = evaluate_split(model, sets.val_loader, sets.val_set, manifest, runtime=runtime,
+                                         pipeline=pipeline)
+    scores["val_loss"] = scores.pop("loss")
+    return scores, predictions
 
 
 def _callbacks(run: RunInfo, swa: Swa | None, sets: _Splits, runtime: Runtime, pipeline: BatchPipeline,
@@ -259,6 +272,9 @@ def _callbacks(run: RunInfo, swa: Swa | None, sets: _Splits, runtime: Runtime, p
     """The run's own bookkeeping, in the order it is written at each epoch end: the run folder (best weights,
     curves, ledger row), the cycle snapshots, the weight average, then the loggers."""
     config = run.config
+    if sets.val_loader is None and (swa is not None or config.train.schedule == "cyclic"):
+        raise HonedError("--swa and --schedule cyclic evaluate on the validation split: a run without one "
+                         "(a refit) cannot use them")
     callbacks: list[Callback] = [RunRecords()]
     if config.train.schedule == "cyclic":
         callbacks.append(CycleSnapshots(epochs=config.train.epochs,
@@ -281,7 +297,8 @@ def _lr_schedule(config: RunConfig, steps_per_epoch: int, swa: Swa | None) -> Lr
 
 def _announce(run: RunInfo, sets: _Splits, runtime: Runtime, reporter: Reporter) -> None:
     config, data = run.config, run.data
-    reporter.message(f"{len(sets.train_set)} training and {len(sets.val_set)} validation images, "
+    validation = f"{len(sets.val_set)} validation" if sets.val_set is not None else "no validation"
+    reporter.message(f"{len(sets.train_set)} training and {validation} images, "
                      f"{data.manifest.num_outputs} {'classes' if config.data.task == 'classify' else 'targets'}, "
                      f"{config.model.name} at {config.preprocess.image_size}px on {runtime.device}"
                      + (f", {runtime.world_size} processes" if runtime.distributed else ""))

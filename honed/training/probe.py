@@ -115,15 +115,17 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     if head.weight is None:  # trees: keep their training data, refitted at load (honed never pickles)
         from honed.models.heads.gbm import FEATURES_FILE, save_gbm_data
 
+        check = "val" if "val" in features else "train"  # a refit has no validation split: its train rows check
         save_gbm_data(run_dir / FEATURES_FILE, train_features=features["train"], train_targets=targets["train"],
-                      val_features=features["val"], val_outputs=outputs["val"], task=manifest.task,
+                      val_features=features[check], val_outputs=outputs[check], task=manifest.task,
                       outputs=manifest.num_outputs, seed=config.train.seed, rounds=head.details["rounds"],
                       leaf=head.details["min_samples_leaf"])
     save_weights(run_dir / BEST_WEIGHTS, model)  # a gbm run's head layer is untouched: only its input counts
     save_weights(run_dir / "last.safetensors", model)
     seconds = time.perf_counter() - started
     row = {"epoch": 1, "train_loss": scores["train"]["loss"],
-           **{k if k != "loss" else "val_loss": v for k, v in scores["val"].items()}, "lr": 0.0, "seconds": seconds}
+           **{k if k != "loss" else "val_loss": v for k, v in scores.get("val", {}).items()}, "lr": 0.0,
+           "seconds": seconds}  # no val scores in a refit, which has no validation split
     history = pd.DataFrame([row])
     runs.save_history(run_dir, history, metric)
     write_json(run_dir / PROBE_FILE, {
@@ -138,4 +140,4 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     runs.record(workspace, run_dir, config, manifest, metric, metrics, status="done", duration_s=seconds)
     reporter.epoch_finished(row)
     digest = agree_across_ranks(model, runtime, run_dir)
-    return TrainResult(config.name, run_dir, metric, float(row[metric]), metrics, 1, history, digest)
+    return TrainResult(config.name, run_dir, metric, float(row.get(metric, "nan")), metrics, 1, history, digest)

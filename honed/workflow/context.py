@@ -31,13 +31,14 @@ class WorkflowSpec:
     export_formats: tuple[str, ...] = ("bundle",)
     min_gain: float = 0.0  # a step is kept only when it beats the best by more than this
     analysis_images: int = 2000  # validation images the error analysis probes (training images: an eighth)
+    refit: bool = True  # export a refit of the chosen run on train + val (honed.workflow.refit); False: the run itself
 
     def to_dict(self) -> dict:
         return {"name": self.name, "base": self.base.to_dict(), "budget_s": self.budget_s, "max_runs": self.max_runs,
                 "strategy": self.strategy, "lr": self.lr, "improve_rounds": self.improve_rounds,
                 "tune_trials": self.tune_trials, "tta": self.tta, "ensemble_size": self.ensemble_size,
                 "export_formats": list(self.export_formats), "min_gain": self.min_gain,
-                "analysis_images": self.analysis_images}
+                "analysis_images": self.analysis_images, "refit": self.refit}
 
     @classmethod
     def from_dict(cls, raw: dict) -> WorkflowSpec:

@@ -56,7 +56,9 @@ def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
     advice = advise_run(base, manifest, reporter=ctx.reporter)
     write_json(ctx.folder / ADVICE_FILE, advice.to_dict())
     details["strategy"] = advice.summary()
-    return advice.decision
+    from honed.workflow.choose import choose_strategy
+
+    return choose_strategy(ctx, base, manifest, advice, details)  # the rule's prior, measured where it is unsure
 
 
 def _learning_rate(ctx: Context, base: RunConfig, manifest, details: dict) -> float:
@@ -257,10 +259,14 @@ def ensemble(ctx: Context) -> None:
 
 
 def export(ctx: Context) -> None:
-    """The best step as a bundle (BN fused, parity checked), with its model card."""
+    """The best step as a bundle (BN fused, parity checked), with its model card; refitted on train + val first
+    unless --no-refit (``honed.workflow.refit``)."""
     if ctx.state.done("export"):
         return
     from honed.export.bundle import export_bundle
+    from honed.workflow.refit import refit_best
+
+    source = refit_best(ctx)  # the best run, or its refit on train + val
 
     started = time.perf_counter()
     target = ctx.folder / "bundle"
@@ -269,16 +275,17 @@ def export(ctx: Context) -> None:
     tta_step = ctx.state.done("tta")
     use_tta = (tta_step is not None and tta_step.details.get("pays")
                and tta_step.details.get("applies_to") == ctx.state.best)
-    report = export_bundle(ctx.workspace / ctx.state.best, target, formats=ctx.spec.export_formats,
+    report = export_bundle(ctx.workspace / source, target, formats=ctx.spec.export_formats,
                            tta=tta_step.details["views"] if use_tta else None)
     name = ctx.run_name("export")
-    change = f"bundle of {ctx.state.best}" + (f" with TTA {tta_step.details['views']}" if use_tta else "")
+    refit = f" (refit of {ctx.state.best} on train+val)" if source != ctx.state.best else ""
+    change = f"bundle of {source}{refit}" + (f" with TTA {tta_step.details['views']}" if use_tta else "")
     seconds = time.perf_counter() - started
-    ctx.record_row(name, kind="export", parent=ctx.state.best, change=change, score=ctx.state.best_score,
+    ctx.record_row(name, kind="export", parent=source, change=change, score=ctx.state.best_score,
                    metrics={"files": list(report.files)}, duration_s=seconds,
                    path=str(target.relative_to(ctx.workspace)))
-    ctx.finish_step(Step("export", "done", run=name, parent=ctx.state.best, change=change, score=ctx.state.best_score,
-                         seconds=seconds, details={"bundle": str(target), "tta": bool(use_tta)}))
+    ctx.finish_step(Step("export", "done", run=name, parent=source, change=change, score=ctx.state.best_score,
+                         seconds=seconds, details={"bundle": str(target), "tta": bool(use_tta), "source": source}))
 
 
 def report(ctx: Context) -> Path | None:
