@@ -28,7 +28,8 @@ def plan_workflow(ctx: Context, manifest: Manifest, *, setup: Plan | None = None
     views = len([v for v in spec.tta.split(",") if v.strip()]) if spec.tta else 0
     asked = Asked(strategy=strategy or spec.strategy, lr_given=bool(spec.lr), epochs=base.train.epochs,
                   improve_rounds=spec.improve_rounds, tune_trials=spec.tune_trials, tta_views=views,
-                  ensemble_size=spec.ensemble_size, analysis_images=spec.analysis_images)
+                  ensemble_size=spec.ensemble_size, analysis_images=spec.analysis_images,
+                  size_given=bool(base.preprocess.image_size), pretrained=bool(base.model.pretrained or base.model.weights))
     plan = make_plan(spec.budget_s, ctx.budget.spent(), costs, data, asked, setup=setup)
     ctx.plan = plan
     ctx.state.plan = plan.to_dict()

@@ -57,7 +57,7 @@ class Plan:
     budget_s: float
     costs: Costs
     data: Data
-    strategy: str  # the strategy the runs were priced for (auto: priced as full fine-tuning until decided)
+    strategy: str  # the strategy the runs were priced for: given, decided, or the one the budget allows
     lr_steps: int  # batches of the LR range test (0: not run)
     advisor_sample: int  # images per class in the advisor's probe (0: not run)
     analysis_images: int  # validation images per error analysis (0: no improvement rounds)
@@ -107,18 +107,25 @@ class Asked:
     tta_views: int  # test-time views besides the plain one (0: no TTA step)
     ensemble_size: int
     analysis_images: int  # at most this many
+    size_given: bool = False  # an input size was given: the plan keeps it
+    pretrained: bool = True  # without pretrained weights only training the whole network makes sense
 
 
 def make_plan(budget_s: float, spent_s: float, costs: Costs, data: Data, asked: Asked, *,
               setup: Plan | None = None) -> Plan:
     """Size and lay out every step within ``budget_s``, ``spent_s`` of it already gone. ``setup``: the plan
     whose setup (LR test, advisor) has run, ``asked.strategy`` then the decided strategy: the rest is replanned."""
-    strategy = asked.strategy if asked.strategy != "auto" else "full"
     if setup is None:
+        setup_bound = (LR_SHARE + ADVISOR_SHARE) * budget_s + 2 * costs.build_s
+        strategy, costs = _choose(budget_s - spent_s - setup_bound - reserve_seconds(costs), costs, data, asked)
         lr_steps, lr_step = _lr_steps(budget_s, costs, data, asked, strategy)
         sample, advisor_step = _advisor(budget_s, costs, data, asked)
+        if asked.strategy == "auto" and strategy != _preferred(asked) and not advisor_step.skipped:
+            sample, advisor_step = 0, PlannedStep("advisor", 0.0, skipped=f"budget: only {strategy} at "
+                                                  f"{costs.image_size} px fits a run in the time")
         setup_s = lr_step.seconds + advisor_step.seconds
     else:  # already spent: in spent_s
+        strategy, costs = asked.strategy, setup.costs
         lr_steps, sample, setup_s = setup.lr_steps, setup.advisor_sample, 0.0
         lr_step, advisor_step = setup.steps[0], setup.steps[1]
     steps = [lr_step, advisor_step]
@@ -151,7 +158,29 @@ def make_plan(budget_s: float, spent_s: float, costs: Costs, data: Data, asked: 
         steps.append(step)
     steps.append(PlannedStep("export", export_seconds(costs), "bundle with parity check"))
     steps.append(PlannedStep("report", REPORT_S))
-    return Plan(budget_s, costs, data, asked.strategy, lr_steps, sample, analysis, epochs, run_s, trials, steps)
+    return Plan(budget_s, costs, data, strategy, lr_steps, sample, analysis, epochs, run_s, trials, steps)
+
+
+SIZES = (224, 192, 160, 128, 96, 64)  # input sizes tried, largest first, when none was given
+CHEAPER = ("head", "probe")  # strategies tried after full fine-tuning while the advisor has not decided
+
+
+def _preferred(asked: Asked) -> str:
+    if asked.strategy != "auto":
+        return asked.strategy
+    return "full" if asked.pretrained else "scratch"
+
+
+def _choose(seconds: float, costs: Costs, data: Data, asked: Asked) -> tuple[str, Costs]:
+    """(strategy, costs at an input size): the first, largest size and costliest strategy first, whose
+    one-epoch baseline takes at most BASELINE_SHARE of ``seconds``; else the cheapest (its overrun said)."""
+    sizes = [costs.image_size] + ([] if asked.size_given else [s for s in SIZES if s < costs.image_size])
+    strategies = [_preferred(asked)] + (list(CHEAPER) if asked.strategy == "auto" and asked.pretrained else [])
+    candidates = [(strategy, costs.at(size)) for size in sizes for strategy in strategies]
+    for strategy, priced in candidates:
+        if run_seconds(priced, data, 1, strategy) <= BASELINE_SHARE * seconds:
+            return strategy, priced
+    return candidates[-1]
 
 
 def _lr_steps(budget_s: float, costs: Costs, data: Data, asked: Asked, strategy: str) -> tuple[int, PlannedStep]:
@@ -187,14 +216,8 @@ def _advisor(budget_s: float, costs: Costs, data: Data, asked: Asked) -> tuple[i
     seconds = fixed + per_class * groups * per_image
     if per_class < ADVISOR_MIN_PER_CLASS:
         return 0, PlannedStep("advisor", 0.0, skipped=f"budget: ~{fixed + ADVISOR_MIN_PER_CLASS * groups * per_image:.0f}s "
-                              f"for {ADVISOR_MIN_PER_CLASS} images per class, over {ADVISOR_SHARE:.0%} of it: "
-                              f"{fallback_strategy(True)} (the rule's choice without a measurement)")
+                              f"for {ADVISOR_MIN_PER_CLASS} images per class, over {ADVISOR_SHARE:.0%} of it")
     return per_class, PlannedStep("advisor", seconds, f"{per_class} images per class")
-
-
-def fallback_strategy(pretrained: bool) -> str:
-    """The strategy when the advisor cannot measure: the rule's last branch (honed.advise.rule), or scratch."""
-    return "partial" if pretrained else "scratch"
 
 
 def _epochs(seconds: float, costs: Costs, data: Data, asked: int, strategy: str) -> tuple[int, float]:

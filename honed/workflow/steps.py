@@ -13,7 +13,6 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.artifacts.run_folder import CONFIG_FILE
 from honed.workflow import pace
 from honed.workflow.context import Context
-from honed.workflow.plan import fallback_strategy
 from honed.workflow.state import Step
 
 BASE_FILE = "base.yaml"  # the resolved settings (strategy, learning rate) every run of the workflow starts from
@@ -36,6 +35,7 @@ def setup(ctx: Context) -> None:
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
     plan = pace.plan_workflow(ctx, manifest)
+    base.preprocess.image_size = plan.costs.image_size  # the given size, or the largest the budget allows
     base.model.strategy = _strategy(ctx, base, manifest, details)
     base.train.lr = _learning_rate(ctx, base, manifest, details)
     plan = pace.plan_workflow(ctx, manifest, setup=plan, strategy=base.model.strategy)
@@ -56,9 +56,8 @@ def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
         details["strategy"] = f"{ctx.spec.strategy} (given)"
         return ctx.spec.strategy
     if not ctx.plan.advisor_sample:
-        choice = fallback_strategy(bool(base.model.pretrained or base.model.weights))
-        details["strategy"] = f"{choice} (advisor skipped: {ctx.plan.step('advisor').skipped})"
-        return choice
+        details["strategy"] = f"{ctx.plan.strategy} (advisor skipped: {ctx.plan.step('advisor').skipped})"
+        return ctx.plan.strategy
     from honed.advise.advisor import ADVICE_FILE, advise_manifest
     from honed.tracking.atomic import write_json
 

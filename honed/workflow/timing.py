@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -17,20 +17,29 @@ from honed.data.manifest import Manifest
 from honed.models.factory import build_model, with_preprocess_defaults
 from honed.runtime import setup_runtime, teardown_runtime
 
-PROBE_IMAGES = 8  # images per timed batch: enough to amortize per-call overhead, small enough to take ~1 s
-TIMED_REPEATS = 2  # timed passes after one warm-up pass; the faster one counts (the slower saw a hiccup)
+PROBE_IMAGES = 4  # images per timed batch: small enough to take about a second on busy CPU cores
+PROBE_SIZE = 96  # px at most: timed at this size and scaled by the pixels (a convnet's cost grows with them;
+# per-image overhead makes small inputs cost relatively more, so the scaled figure errs on the safe side)
+TIMED_REPEATS = 1  # timed passes after one warm-up pass
 
 
 @dataclass
 class Costs:
     """Seconds per unit of work on this machine, for this model at this input size."""
 
-    image_size: int  # the input size the runs use (the model's default when none was given)
+    image_size: int  # the input size asked for (the model's default when none was given)
     build_s: float  # building the model with its weights (every run, and twice in the advisor)
     load_s: float  # decoding one image to the input size
     train_s: float  # forward and backward of one image through the whole network
     infer_s: float  # forward of one image, no gradients
     seconds: float = 0.0  # what the probe itself took
+    probe_size: int = 0  # px the passes were timed at (0: at image_size)
+
+    def at(self, size: int) -> Costs:
+        """The costs at another input size: passes scale with the pixels, decoding does not."""
+        scale = (size / (self.probe_size or self.image_size)) ** 2
+        return replace(self, image_size=size, probe_size=size, train_s=self.train_s * scale,
+                       infer_s=self.infer_s * scale)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,8 +60,10 @@ def measure_costs(config: RunConfig, manifest: Manifest) -> Costs:
         model = build_model(config.model, manifest.num_outputs)
         build_s = time.perf_counter() - built
         size = with_preprocess_defaults(config.preprocess, model).image_size
-        dataset = split_dataset(manifest, "train", size)
+        probe_size = min(size, PROBE_SIZE)
+        dataset = split_dataset(manifest, "train", probe_size)
         count = min(PROBE_IMAGES, len(dataset))
+        dataset.load_image(0)  # the decoder's first call pays its imports
         decoded = time.perf_counter()
         images = torch.stack([dataset.load_image(i) for i in range(count)])
         load_s = (time.perf_counter() - decoded) / max(count, 1)
@@ -65,7 +76,7 @@ def measure_costs(config: RunConfig, manifest: Manifest) -> Costs:
     finally:
         teardown_runtime(runtime)
     return Costs(image_size=int(size), build_s=build_s, load_s=load_s, train_s=train_s, infer_s=infer_s,
-                 seconds=time.perf_counter() - started)
+                 seconds=time.perf_counter() - started, probe_size=int(probe_size))
 
 
 def _seconds(work, runtime) -> float:
