@@ -44,7 +44,7 @@ def test_when_fine_tuning_cannot_fit_a_cheaper_strategy_is_planned_and_the_advis
 def test_the_lr_test_is_bounded_by_one_pass_and_by_its_share_of_the_budget():
     big = Data(train=50_000, val=10_000, test=0, classes=10, batch_size=64)
     per_batch = 64 * (SLOW.load_s + SLOW.train_s)
-    short = make_plan(20 * 60, 0, SLOW, big, asked())
+    short = make_plan(20 * 60, 0, SLOW, big, asked(size_given=True, strategy="full"))
     assert LR_MIN_STEPS <= short.lr_steps < 100
     assert short.step("lr-test").seconds <= 0.08 * 20 * 60 + SLOW.build_s + 1e-9
     assert short.lr_steps == int(0.08 * 20 * 60 // per_batch)
