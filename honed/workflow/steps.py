@@ -100,7 +100,7 @@ def baseline(ctx: Context) -> None:
     config.name, config.parent = ctx.run_name("baseline"), ctx.spec.name
     config.change = f"baseline: {config.model.strategy}, lr {config.train.lr:.2g}, no augmentation or regularization"
     fitting = max(pace.epochs_for(ctx, pace.time_left(ctx), config.model.strategy), 1)  # a baseline, however short
-    if fitting < config.train.epochs:
+    if fitting < config.train.epochs and config.model.strategy != "probe":  # a probe has no epochs
         config.train.epochs = fitting
         config.change += f", {fitting} epoch(s) to fit the budget"
     train_step(ctx, "baseline", config)
