@@ -11,6 +11,7 @@ from honed.metrics import GREATER_IS_BETTER, is_better
 from honed.progress import LogReporter, Reporter
 from honed.tracking.ledger import Ledger, RunRecord
 from honed.workflow.budget import Budget
+from honed.workflow.plan import Plan
 from honed.workflow.state import Step, WorkflowState
 
 
@@ -55,6 +56,7 @@ class Context:
     state: WorkflowState
     budget: Budget
     reporter: Reporter = field(default_factory=LogReporter)
+    plan: Plan | None = None  # sizes and skips of the steps (None until setup plans them)
 
     @property
     def workspace(self) -> Path:

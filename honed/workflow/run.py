@@ -10,9 +10,10 @@ from honed.errors import HonedError
 from honed.tracking.atomic import write_json
 from honed.tracking.ledger import Ledger, check_name
 from honed.progress import LogReporter, Reporter
-from honed.workflow import steps
+from honed.workflow import pace, steps
 from honed.workflow.budget import Budget
 from honed.workflow.context import Context, WorkflowSpec
+from honed.workflow.plan import Plan
 from honed.workflow.state import WorkflowState
 
 SPEC_FILE = "workflow-spec.json"
@@ -38,6 +39,7 @@ class WorkflowResult:
     def to_dict(self) -> dict:
         return {"name": self.name, "folder": str(self.folder), "metric": self.state.metric, "best": self.best,
                 "best_score": self.best_score, "seconds": self.state.seconds,
+                "budget_s": self.state.plan.get("budget_s"), "overrun_s": self.state.overrun_s, "plan": self.state.plan,
                 "bundle": str(self.bundle) if self.bundle else None, "report": str(self.report) if self.report else None,
                 "steps": [{k: v for k, v in vars(s).items() if k != "details"} for s in self.state.steps]}
 
@@ -47,7 +49,8 @@ def run_workflow(spec: WorkflowSpec, *, reporter: Reporter | None = None) -> Wor
     reporter = reporter or LogReporter()
     folder = Path(spec.base.workspace) / check_name(spec.name)
     state = _claim(folder, spec)
-    ctx = Context(spec, folder, state, Budget(spec.budget_s, spec.max_runs, spent_before=state.seconds), reporter)
+    ctx = Context(spec, folder, state, Budget(spec.budget_s, spec.max_runs, spent_before=state.seconds), reporter,
+                  plan=Plan.from_dict(state.plan) if state.plan else None)
     if state.steps:
         reporter.message(f"resuming workflow {spec.name}: {sum(s.status != 'running' for s in state.steps)} step(s) "
                          f"done, {state.seconds / 60:.1f} of {spec.budget_s / 60:.1f} min spent")
@@ -58,6 +61,7 @@ def run_workflow(spec: WorkflowSpec, *, reporter: Reporter | None = None) -> Wor
         ctx.save()  # the time spent counts against the budget when it resumes
         raise
     steps.report(ctx)
+    pace.close(ctx)
     _close_root_row(ctx)
     state.finished = True  # last: a workflow killed before this point resumes and writes its report again
     ctx.save()

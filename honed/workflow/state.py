@@ -39,6 +39,8 @@ class WorkflowState:
     seconds: float = 0.0  # time spent over every session of this workflow
     steps: list[Step] = field(default_factory=list)
     finished: bool = False
+    plan: dict[str, Any] = field(default_factory=dict)  # the plan (honed.workflow.plan.Plan.to_dict())
+    overrun_s: float = 0.0  # seconds past the budget when it finished (the last step's overrun)
 
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)

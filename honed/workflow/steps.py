@@ -11,6 +11,7 @@ from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.artifacts.run_folder import CONFIG_FILE
+from honed.workflow import pace
 from honed.workflow.context import Context
 from honed.workflow.state import Step
 
@@ -33,8 +34,13 @@ def setup(ctx: Context) -> None:
                "classes": len(manifest.classes) if manifest.task_type.is_classification else 0}
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
+    plan = pace.plan_workflow(ctx, manifest)
+    base.preprocess.image_size = plan.costs.image_size  # the given size, or the largest the budget allows
     base.model.strategy = _strategy(ctx, base, manifest, details)
     base.train.lr = _learning_rate(ctx, base, manifest, details)
+    plan = pace.plan_workflow(ctx, manifest, setup=plan, strategy=base.model.strategy)
+    base.train.epochs = plan.epochs
+    details["plan"] = f"{plan.epochs} epoch(s) a run, about {plan.run_s:.0f}s each"
     base.train.augment, base.model.drop_rate, base.train.weight_decay, base.train.label_smoothing = "", 0.0, 0.0, 0.0
     (ctx.folder / BASE_FILE).write_text(base.to_yaml())
     change = (f"setup: {sizes['train']} train / {sizes['val']} val images, metric {ctx.metric}, "
@@ -49,11 +55,16 @@ def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
     if ctx.spec.strategy != "auto":
         details["strategy"] = f"{ctx.spec.strategy} (given)"
         return ctx.spec.strategy
-    from honed.advise import advise_run
-    from honed.advise.advisor import ADVICE_FILE
+    if not ctx.plan.advisor_sample:
+        details["strategy"] = f"{ctx.plan.strategy} (advisor skipped: {ctx.plan.step('advisor').skipped})"
+        return ctx.plan.strategy
+    from honed.advise.advisor import ADVICE_FILE, advise_manifest
     from honed.tracking.atomic import write_json
 
-    advice = advise_run(base, manifest, reporter=ctx.reporter)
+    advice = advise_manifest(manifest, model=base.model.name, pretrained=base.model.pretrained,
+                             weights=base.model.weights, image_size=base.preprocess.image_size, seed=base.train.seed,
+                             sample_per_class=ctx.plan.advisor_sample, reporter=ctx.reporter)
+    ctx.reporter.message(f"strategy auto -> {advice.summary()}")
     write_json(ctx.folder / ADVICE_FILE, advice.to_dict())
     details["strategy"] = advice.summary()
     from honed.workflow.choose import choose_strategy
@@ -68,10 +79,14 @@ def _learning_rate(ctx: Context, base: RunConfig, manifest, details: dict) -> fl
     if base.model.strategy == "probe":  # a probe fits a scikit-learn head: no learning rate to find
         details["lr"] = f"{base.train.lr:g} (probe: not used)"
         return base.train.lr
+    if not ctx.plan.lr_steps:
+        details["lr"] = f"{base.train.lr:g} (the default: LR range test {ctx.plan.step('lr-test').skipped})"
+        return base.train.lr
     from honed.training.lr_find import find_lr
 
-    found = find_lr(base, manifest=manifest, reporter=ctx.reporter, out_dir=ctx.folder)
-    details["lr"] = f"{found.suggested_lr:.3g} (LR range test, {ctx.folder.name}/{Path(str(found.plot)).name})"
+    found = find_lr(base, manifest=manifest, reporter=ctx.reporter, out_dir=ctx.folder, steps=ctx.plan.lr_steps)
+    details["lr"] = (f"{found.suggested_lr:.3g} (LR range test, {len(found.lrs)} batches, "
+                     f"{ctx.folder.name}/{Path(str(found.plot)).name})")
     return float(found.suggested_lr)
 
 
@@ -86,6 +101,10 @@ def baseline(ctx: Context) -> None:
     config = base_config(ctx)
     config.name, config.parent = ctx.run_name("baseline"), ctx.spec.name
     config.change = f"baseline: {config.model.strategy}, lr {config.train.lr:.2g}, no augmentation or regularization"
+    fitting = max(pace.epochs_for(ctx, pace.time_left(ctx), config.model.strategy), 1)  # a baseline, however short
+    if fitting < config.train.epochs and config.model.strategy != "probe":  # a probe has no epochs
+        config.train.epochs = fitting
+        config.change += f", {fitting} epoch(s) to fit the budget"
     train_step(ctx, "baseline", config)
 
 
@@ -109,6 +128,8 @@ def train_step(ctx: Context, key: str, config: RunConfig) -> Step:
     step.status, step.score = "done", float(result.score)
     step.seconds += time.perf_counter() - started
     step.details.update(runs=1, metrics=result.metrics)
+    if "seconds" in result.history:  # what an epoch costs here: the budget prices the next runs with it
+        step.details["epoch_s"] = float(result.history["seconds"].mean())
     return ctx.finish_against_best(step)
 
 
@@ -124,9 +145,9 @@ def improve(ctx: Context) -> None:
             if not done.kept:
                 return
             continue
-        estimate = _train_estimate(ctx) * 1.5  # the analysis costs about half a run
-        if not ctx.budget.allows(estimate, runs_done=ctx.state.trained_runs()):
-            ctx.skip(key, f"budget: about {estimate:.0f}s needed, {ctx.budget.remaining():.0f}s left")
+        why = pace.improve_skipped(ctx)
+        if why:
+            ctx.skip(key, why)
             return
         step = _improve_round(ctx, key)
         if step is None or not step.kept:
@@ -145,8 +166,12 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
         ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
         return None
     parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
+    fitting = pace.epochs_for(ctx, pace.time_left(ctx), parent.model.strategy)
+    if fitting < 1:
+        ctx.skip(key, f"budget: not one epoch fits in the {max(pace.time_left(ctx), 0):.0f}s left after the analysis")
+        return None
     config, _ = child_config(parent, parent_dir, augment=policy or None, dropout=dropout, weight_decay=weight_decay,
-                             epochs=None, name=ctx.run_name(key))
+                             epochs=fitting if fitting < parent.train.epochs else None, name=ctx.run_name(key))
     return train_step(ctx, key, config)
 
 
@@ -159,7 +184,7 @@ def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, flo
     if saved is None:
         started = time.perf_counter()
         ctx.reporter.message(f"analyzing {run_dir.name}: mistakes and sensitivity to scale, colour, rotation, blur...")
-        images = ctx.spec.analysis_images
+        images = pace.analysis_images(ctx)
         saved = analyze_run(run_dir, reporter=ctx.reporter, workers=ctx.spec.base.train.workers, max_images=images,
                             reference_images=max(images // 8, 32)).to_dict()
         ctx.state.put(Step(f"analysis-{run_dir.name}", "done", run=run_dir.name, seconds=time.perf_counter() - started,
@@ -188,18 +213,17 @@ def tune(ctx: Context) -> None:
         return
     from honed.search import tune as run_search
 
-    per_run = _train_estimate(ctx)
-    affordable = int(ctx.budget.remaining() * 0.8 // max(per_run, 1.0))  # keep a fifth for TTA, ensemble, export
-    trials = min(ctx.spec.tune_trials, affordable, ctx.budget.runs_left(ctx.state.trained_runs()))
+    trials, space, seconds = pace.tune_size(ctx)
     if trials < 1:
-        ctx.skip("tune", f"budget: a trial takes about {per_run:.0f}s, {ctx.budget.remaining():.0f}s left")
+        ctx.skip("tune", f"budget: a trial takes about {pace.run_estimate(ctx):.0f}s, {max(seconds, 0):.0f}s left "
+                         "after TTA and the ensemble")
         return
     started = time.perf_counter()
     base = RunConfig.from_yaml(ctx.workspace / _best_training_run(ctx) / CONFIG_FILE)
     base.name, base.parent = ctx.run_name("tune"), ctx.state.best
     ctx.state.put(Step("tune", "running", parent=ctx.state.best, details={"trials": trials}))
     ctx.save()
-    result = run_search(base, trials=trials, timeout_s=ctx.budget.remaining() * 0.8, study_name=ctx.run_name("tune"),
+    result = run_search(base, trials=trials, timeout_s=seconds, study_name=ctx.run_name("tune"), space=space,
                         reporter=ctx.reporter)
     step = Step("tune", "done", run=result.best_run, parent=base.parent or "", score=result.best_score,
                 change="tune: " + ", ".join(f"{k}={_fmt(v)}" for k, v in result.best_params.items()),
@@ -213,6 +237,10 @@ def tta(ctx: Context) -> None:
         return
     if not ctx.spec.tta:
         ctx.skip("tta", "no views asked for (--tta '')")
+        return
+    why = pace.fits(ctx, pace.planned(ctx, "tta"))
+    if why:
+        ctx.skip("tta", why)
         return
     from honed.analyze.tta_evaluation import evaluate_tta
 
@@ -247,6 +275,10 @@ def ensemble(ctx: Context) -> None:
     members = _top_runs(ctx, size) if size >= 2 else []
     if len(members) < 2:
         ctx.skip("ensemble", "fewer than two finished runs to vote" if size >= 2 else "not asked for (--ensemble-size)")
+        return
+    why = pace.fits(ctx, pace.planned(ctx, "ensemble"))
+    if why:
+        ctx.skip("ensemble", why)
         return
     from honed.ensemble import create_ensemble
 
@@ -303,12 +335,6 @@ PROBE_FIXED = ("the probe strategy fits a light classifier on frozen features: a
 
 def _probe(ctx: Context) -> bool:
     return base_config(ctx).model.strategy == "probe"
-
-
-def _train_estimate(ctx: Context) -> float:
-    """Seconds a training run of this workflow takes, from the runs done so far."""
-    times = [s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1]
-    return sum(times) / len(times) if times else 0.0
 
 
 def _best_training_run(ctx: Context) -> str:

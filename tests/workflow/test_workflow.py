@@ -162,3 +162,22 @@ def test_a_workflow_that_failed_before_its_first_step_starts_again_with_the_corr
     assert result.state.finished and result.best == "wf-baseline"
     saved = json.loads((workspace / "wf" / "workflow-spec.json").read_text())
     assert saved["base"]["data"]["source"] == str(color_folder)
+
+
+def test_a_workflow_on_a_small_budget_ends_within_it(cifar_mini, tmp_path):
+    """Issue 17: a 60 s budget on the demo data (600 images) with the real default model, every step planned."""
+    import time
+
+    base = RunConfig(name="", workspace=str(tmp_path / "ws"), data=DataConfig(source=str(cifar_mini / "train")),
+                     model=ModelConfig(name="tf_efficientnet_lite0"), preprocess=PreprocessConfig(),
+                     train=TrainConfig(epochs=5, batch_size=64, workers=0, seed=0))
+    started = time.perf_counter()
+    result = run_workflow(WorkflowSpec(name="wf", base=base, budget_s=60))
+    wall = time.perf_counter() - started
+    plan = result.state.plan
+    assert plan["budget_s"] == 60 and plan["steps"][0]["key"] == "lr-test"
+    assert result.state.finished and result.bundle is not None
+    overrun = result.state.overrun_s
+    assert wall <= 60 * 1.1 + overrun, (wall, overrun, [(s.key, s.seconds, s.change) for s in result.state.steps])
+    assert overrun <= 30  # bounded: the last step's overrun
+    assert result.to_dict()["overrun_s"] == overrun
