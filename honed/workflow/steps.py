@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from honed.advise.image_size import default_image_size
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
@@ -33,6 +34,8 @@ def setup(ctx: Context) -> None:
                "classes": len(manifest.classes) if base.data.task == "classify" else 0}
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
+    if not base.preprocess.image_size:  # small images: upscaled only as far as it pays (honed.advise.image_size)
+        base.preprocess.image_size, details["image_size"] = default_image_size(manifest, base.model.name)
     base.model.strategy = _strategy(ctx, base, manifest, details)
     base.train.lr = _learning_rate(ctx, base, manifest, details)
     base.train.augment, base.model.drop_rate, base.train.weight_decay, base.train.label_smoothing = "", 0.0, 0.0, 0.0
