@@ -64,9 +64,12 @@ def run_cell(source: Path, *, strategy: str, size: int, weights: Path, feature_c
                 "epoch_s": [float(s) for s in result.history["seconds"]]}
 
 
-def cells(datasets: dict[str, Path]) -> list[tuple[str, dict]]:
-    """The demo set's grid and the head without its feature cache first, then the larger set's grid."""
+def cells(datasets: dict[str, Path], speedup: bool = False) -> list[tuple[str, dict]]:
+    """The demo set's grid and the head without its feature cache first, then the larger set's grid;
+    ``speedup``: the head with and without its feature cache alone."""
     names = list(datasets)
+    if speedup:
+        return [(names[0], dict(strategy="head", size=SPEEDUP_SIZE, feature_cache=c)) for c in ("auto", "off")]
     grid = [(names[0], dict(strategy=s, size=size)) for s in ("probe", "head") for size in SIZES]
     grid += [(names[0], dict(strategy="head", size=SPEEDUP_SIZE, feature_cache="off"))]
     return grid + [(name, dict(strategy=s, size=size)) for name in names[1:] for s in ("probe", "head")
@@ -99,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cifar", type=Path, help="a larger CIFAR folder (train/, test/)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "honed-bench-image-size")
+    parser.add_argument("--speedup", action="store_true", help="only the head with and without its feature cache")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_image_size.md"))
     args = parser.parse_args()
     datasets = {"cifar10-mini (600 train, 200 test)": demo_data_path()}
@@ -111,14 +115,15 @@ def main() -> None:
     weights = args.work / "weights"  # the pip weights converted once, shared by the cells
     weights.mkdir(exist_ok=True)
     loads = [" ".join(f"{x:.1f}" for x in os.getloadavg())]
-    for name, cell in cells(datasets):
+    for name, cell in cells(datasets, args.speedup):
         if key(name, cell) in results:
             continue
         results[key(name, cell)] = run_cell(datasets[name], weights=weights, **cell)
         saved.write_text(json.dumps(results, indent=1))
         print(key(name, cell), results[key(name, cell)], flush=True)
     loads.append(" ".join(f"{x:.1f}" for x in os.getloadavg()))
-    command = "python benchmarks/bench_image_size.py" + (f" --cifar {args.cifar}" if args.cifar else "")
+    command = "python benchmarks/bench_image_size.py" + (f" --cifar {args.cifar}" if args.cifar else "") + (
+        f" --speedup --out {args.out}" if args.speedup else "")
     args.out.write_text(report(results, command, loads))
 
 
