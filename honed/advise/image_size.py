@@ -20,7 +20,9 @@ from PIL import Image
 from honed.data.manifest import Manifest
 from honed.models.backbones import model_input_size
 
-UPSCALE = 4  # x the median image side: 4x kept most of 224 px's accuracy at a third of its CPU seconds
+UPSCALE = 4  # x the median image side. CIFAR-10 (32 px) on tf_efficientnet_lite0, probe, 200 test images:
+# 1x 33.5%, 2x 51.0%, 4x 67.5% (44 CPU s), 224 px 71.5% (102 CPU s): 4x keeps all but 4 points (about one
+# standard error) at 43% of the CPU time; 2x loses 16 points (benchmarks/results_image_size.md)
 MULTIPLE_OF = 32  # the total stride of most convolutional backbones: no ragged last feature map
 SAMPLED = 256  # image headers read to measure the median side (headers only, no pixels decoded)
 
@@ -38,8 +40,8 @@ def default_image_size(manifest: Manifest, model_name: str) -> tuple[int, str]:
         return model_size, (f"the model's input size, {model_size} px: the images (median side {side} px) are "
                             f"within {UPSCALE}x of it")
     return size, (f"{size} px, {UPSCALE}x the images' median side of {side} px, not the model's {model_size} px: "
-                  f"{(model_size / size) ** 2:.0f}x less compute per image; on CIFAR photos the model's size "
-                  "added little accuracy over 4x (benchmarks/results_image_size.md)")
+                  f"{(model_size / size) ** 2:.1f}x less compute per image; on CIFAR photos 4x kept 67.5% of "
+                  "the 71.5% test accuracy of 224 px at 43% of its CPU time (benchmarks/results_image_size.md)")
 
 
 def median_side(paths: Iterable[str]) -> int | None:
