@@ -12,7 +12,7 @@ they did.
 
 Measured (``benchmarks/results_image_size.md``, EfficientNet-Lite0 at 128 px, 540 CIFAR demo images, 2 CPU
 cores at load 8): once the features are extracted, an epoch of the head takes 1-4 s wall; the same run with
-``feature_cache="off"`` is in the table beside it.
+``feature_cache="off"`` is still to be measured (``bench_image_size.py --speedup``).
 """
 
 from __future__ import annotations
