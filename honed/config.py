@@ -56,6 +56,8 @@ class TrainConfig:
     label_smoothing: float = 0.0  # classification only
     patience: int = 0  # early stopping: epochs without improvement of the main metric; 0: off
     cache: str = "auto"  # decoded-image cache: auto (when it fits CACHE_AUTO_LIMIT_BYTES), on, off
+    feature_cache: str = "auto"  # head strategy: auto trains the head on features computed once when nothing
+    # in front of it changes (honed.training.frozen_head); off: the backbone runs every epoch
     log: list[str] = field(default_factory=list)  # also log to: tensorboard, mlflow (pip install honed[log])
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints a killed run resumes from; 0: epoch ends only
     deterministic: bool = False  # torch deterministic algorithms: bit-identical reruns and resumes (slower on GPU)
@@ -84,6 +86,8 @@ class TrainConfig:
             raise HonedError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         if self.cache not in ("auto", "on", "off"):
             raise HonedError(f"--cache must be auto, on or off, not {self.cache!r}")
+        if self.feature_cache not in ("auto", "off"):
+            raise HonedError(f"feature_cache must be auto or off, not {self.feature_cache!r}")
         if self.checkpoint_every < 0:
             raise HonedError(f"--checkpoint-every must be 0 (epoch ends only) or a number of steps, "
                              f"not {self.checkpoint_every}")

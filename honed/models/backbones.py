@@ -112,6 +112,16 @@ def _torchvision_names() -> list[str]:
 
 
 
+def model_input_size(model_name: str) -> tuple[int, bool]:
+    """``(side, fixed)``: the input size a model's weights expect, from its name (no model is built), and
+    whether it takes that size only (timm's ``fixed_input_size``: ViTs and the like)."""
+    if model_family(model_name) == "timm":
+        cfg = timm.models.get_pretrained_cfg(model_name)
+        if cfg is not None:
+            return int(cfg.input_size[-1]), bool(cfg.fixed_input_size)
+    return 224, False  # torchvision's classification presets
+
+
 def data_config_for(model: nn.Module) -> dict:
     """Input size, mean, std, interpolation, crop_pct and crop_mode the model's weights expect."""
     if hasattr(model, "pretrained_cfg"):

@@ -41,6 +41,7 @@ from honed.training.checkpoint import (discard_partial_writes, load_weights, rea
 from honed.training.devices import (agree_across_ranks, decided_on_rank0, deterministic_algorithms, sync_buffers,
                                     wrap_data_parallel)
 from honed.training.evaluation import evaluate_split
+from honed.training.frozen_head import Feeds, head_feeds, why_not_cached
 from honed.training.inputs import batch_pipeline, loader_factory
 from honed.training.result import TrainResult
 from honed.training.loop import AfterStep, EpochProgress, train_one_epoch
@@ -115,7 +116,6 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
     state, rng_state = _restore(run, optimizer, runtime)  # rng_state: put back just before training goes on
     run = replace(run, resumed=state is not None, started=time.perf_counter() - (state or {}).get("duration_s", 0.0))
     progress = _Progress.from_state(state)
-    trained = wrap_data_parallel(model, runtime)
     sets = _Splits.build(config, runtime, run.data.manifest)
     pipeline = batch_pipeline(config, run.data.manifest, runtime)
     steps_per_epoch, epochs = len(sets.train_loader), config.train.epochs
@@ -128,10 +128,11 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
         callbacks.on_run_start(run)
         if runtime.is_main:
             _announce(run, sets, runtime, reporter)
+        feeds = _feeds(run, strategy, sets, pipeline, runtime, reporter)
         for epoch in range(progress.first_epoch, epochs + 1):
             start = progress.resume_point(epoch)
-            start_epoch(sets.train_loader, epoch, start.batches)
-            trained = _start_epoch(strategy, model, trained, optimizer, epoch, epochs, runtime)
+            start_epoch(feeds.train_loader, epoch, start.batches)
+            feeds.trained = _start_epoch(strategy, model, feeds.trained, optimizer, epoch, epochs, runtime)
             generator = _epoch_generator(config, epoch, runtime)
             if rng_state is not None:  # resuming: every random stream where the checkpoint left it
                 restore_rng(rng_state, generator if start.batches else None)
@@ -142,14 +143,16 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
             epoch_start = time.perf_counter()
             reporter.phase_started(f"epoch {epoch}/{epochs}", steps_per_epoch - start.batches)
             train_loss, progress.step = train_one_epoch(
-                trained, sets.train_loader, optimizer, runtime=runtime, pipeline=pipeline, task=config.data.task,
+                feeds.trained, feeds.train_loader, optimizer, runtime=runtime, pipeline=feeds.pipeline,
+                task=config.data.task,
                 schedule=schedule, step=progress.step, grad_clip=config.train.grad_clip,
                 label_smoothing=config.train.label_smoothing, generator=generator, on_batch=reporter.advance,
                 start=start, after_step=after_step)
             reporter.phase_finished()
             sync_buffers(model, runtime)
             if runtime.is_main:
-                scores, predictions = _validate(model, sets, run.data.manifest, runtime, pipeline)
+                scores, predictions = _validate(feeds.evaluated, feeds.val_loader, sets.val_set, run.data.manifest,
+                                                runtime, feeds.pipeline)
                 end = progress.add({"epoch": epoch, "train_loss": train_loss, **scores,
                                     "lr": optimizer.param_groups[0]["lr"],
                                     "seconds": time.perf_counter() - epoch_start}, predictions, metric)
@@ -255,14 +258,13 @@ class _Splits:
                    make(val_set, batch_size=t.batch_size * 2, train=False, workers=t.workers, pin_memory=pin))
 
 
-def _validate(model: nn.Module, sets: _Splits, manifest: Manifest, runtime: Runtime,
+def _validate(model: nn.Module, loader, val_set, manifest: Manifest, runtime: Runtime,
               pipeline: BatchPipeline) -> tuple[dict, pd.DataFrame | None]:
     """The epoch's validation scores and predictions; none without a validation split (a refit trains its
     given epochs, and its last weights are the run's)."""
-    if sets.val_loader is None:
+    if loader is None:
         return {}, None
-    scores, predictions = evaluate_split(model, sets.val_loader, sets.val_set, manifest, runtime=runtime,
-                                         pipeline=pipeline)
+    scores, predictions = evaluate_split(model, loader, val_set, manifest, runtime=runtime, pipeline=pipeline)
     scores["val_loss"] = scores.pop("loss")
     return scores, predictions
 
@@ -307,6 +309,19 @@ def _announce(run: RunInfo, sets: _Splits, runtime: Runtime, reporter: Reporter)
     if len(data.bad_files):
         reporter.message(f"skipped {len(data.bad_files)} undecodable image(s), listed in "
                          f"{run.run_dir / 'bad_files.csv'}")
+
+
+def _feeds(run: RunInfo, strategy: Strategy, sets: _Splits, pipeline: BatchPipeline, runtime: Runtime,
+           reporter: Reporter) -> Feeds:
+    """The head on its input features, computed once, when nothing in front of it changes in this run; else
+    the network (wrapped for DDP) on the images, every epoch."""
+    why = why_not_cached(run.config, strategy, run.model, runtime)
+    if why:
+        if strategy.name == "head":
+            reporter.message(f"head strategy: the frozen backbone runs every epoch ({why})")
+        return Feeds(wrap_data_parallel(run.model, runtime), run.model, sets.train_loader, sets.val_loader, pipeline)
+    reporter.message("head strategy: frozen features computed once, the head trained on them")
+    return head_feeds(run.config, run.model, sets, runtime, reporter)
 
 
 def _start_epoch(strategy: Strategy, model: nn.Module, trained: nn.Module, optimizer, epoch: int, epochs: int,

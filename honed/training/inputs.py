@@ -12,6 +12,7 @@ from honed.data.manifest import Manifest
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
 from honed.runtime import Runtime
+from honed.tasks import get_task
 
 
 def batch_pipeline(config: RunConfig, manifest: Manifest, runtime: Runtime) -> BatchPipeline:
@@ -20,7 +21,7 @@ def batch_pipeline(config: RunConfig, manifest: Manifest, runtime: Runtime) -> B
         from honed.augment import parse_policy
 
         augmenter = parse_policy(config.train.augment).build()
-        if augmenter.has_mix and config.data.task != "classify":
+        if augmenter.has_mix and not get_task(config.data.task).is_classification:
             raise HonedError("mixup/cutmix mix class labels: they are for classification, not regression")
     return BatchPipeline(config.preprocess.mean, config.preprocess.std, augmenter,
                          channels_last=runtime.device.type == "cuda" and config.train.channels_last,

@@ -7,21 +7,12 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from honed.data.pipeline import BatchPipeline
 from honed.models.strategies import eval_mode, train_mode
 from honed.optim import LrSchedule, set_lr
 from honed.runtime import Runtime
-
-
-def loss_fn(task: str, outputs: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
-            reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy (hard or soft targets) for classification, mean squared error for regression."""
-    if task == "classify":
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=label_smoothing, reduction=reduction)
-    per_sample = F.mse_loss(outputs.float(), targets.float().view_as(outputs), reduction="none").mean(dim=1)
-    return per_sample.mean() if reduction == "mean" else per_sample
+from honed.tasks import get_task
 
 
 @dataclass
@@ -56,7 +47,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
         targets = targets.to(runtime.device, non_blocking=True)
         inputs, targets = pipeline.train_batch(images, targets, generator)
         with runtime.autocast():
-            loss = loss_fn(task, model(inputs), targets, label_smoothing=label_smoothing)
+            loss = get_task(task).loss(model(inputs), targets, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip > 0:
@@ -82,7 +73,7 @@ def predict_outputs(model: nn.Module, loader, *, runtime: Runtime, pipeline: Bat
         inputs = pipeline.eval_batch(images.to(runtime.device, non_blocking=True))
         with runtime.autocast():
             out = model(inputs).float()
-        outputs.append((out.softmax(dim=1) if task == "classify" else out).cpu())
+        outputs.append(get_task(task).outputs(out).cpu())
         if on_batch is not None:
             on_batch()
     return torch.cat(outputs)

@@ -27,11 +27,11 @@ from honed.errors import HonedError
 from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import create_strategy, reset_new_head, train_mode
 from honed.training.inputs import batch_pipeline, loader_factory  # the run's own loaders and pipeline
-from honed.training.loop import loss_fn
 from honed.optim import build_optimizer, set_lr
 from honed.progress import LogReporter, Reporter
 from honed.runtime import Runtime, setup_runtime, teardown_runtime
 from honed.tracking.atomic import atomic_path
+from honed.tasks import get_task
 
 DIVERGENCE_FACTOR = 4.0  # stop once the smoothed loss exceeds this multiple of the best smoothed loss
 SMOOTHING = 0.9  # EMA factor of the loss: a window of ~10 steps; fastai's 0.98 (~50 of 100 steps) lags the
@@ -160,7 +160,7 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, images, targets, l
     targets = targets.to(runtime.device, non_blocking=True)
     inputs, targets = pipeline.train_batch(images, targets, generator)
     with runtime.autocast():
-        loss = loss_fn(config.data.task, model(inputs), targets, label_smoothing=config.train.label_smoothing)
+        loss = get_task(config.data.task).loss(model(inputs), targets, label_smoothing=config.train.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.train.grad_clip > 0:

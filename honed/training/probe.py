@@ -104,7 +104,7 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
         layer = last_linear(model).cpu()
         with torch.no_grad():  # the network's own last layer on the features: what predict will compute
             raw = {s: layer(torch.from_numpy(features[s])).double().numpy() for s in splits}
-        outputs = {s: softmax(r) if manifest.task == "classify" else r for s, r in raw.items()}
+        outputs = {s: softmax(r) if manifest.task_type.is_classification else r for s, r in raw.items()}
         model.to(runtime.device)
     else:
         outputs = {s: head.predict(features[s]) for s in splits}

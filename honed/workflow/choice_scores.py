@@ -23,7 +23,6 @@ from honed.models.heads import head_kind
 from honed.optim import LrSchedule, build_optimizer, schedule_cycles, set_lr
 from honed.progress import Reporter
 from honed.tasks import get_task
-from honed.training.loop import loss_fn
 from honed.training.probe import fit_head
 
 BOOTSTRAP = 200  # resamples of the holdout for its standard error
@@ -112,7 +111,7 @@ def _splits(targets: np.ndarray, task: str, folds: int, holdout: np.ndarray, see
     index = np.arange(len(targets))
     if folds == 1:
         return [(index[~holdout], index[holdout])]
-    if task == "classify" and np.unique(targets, return_counts=True)[1].min() >= folds:
+    if get_task(task).is_classification and np.unique(targets, return_counts=True)[1].min() >= folds:
         return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(index, targets))
     return list(KFold(folds, shuffle=True, random_state=seed).split(index))
 
@@ -146,14 +145,14 @@ def _train_linear(base: RunConfig, task: str, outputs: int, x: np.ndarray, y: np
         for start in range(0, len(x), t.batch_size):
             batch = order[start:start + t.batch_size]
             set_lr(optimizer, schedule.lr_at(step))
-            loss = loss_fn(task, layer(features[batch]), targets[batch], label_smoothing=t.label_smoothing)
+            loss = get_task(task).loss(layer(features[batch]), targets[batch], label_smoothing=t.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
     with torch.no_grad():
         raw = layer(torch.from_numpy(x_val)).double()
-    return (raw.softmax(dim=1) if task == "classify" else raw).numpy()
+    return get_task(task).outputs(raw).numpy()
 
 
 def _bootstrap_se(outputs: np.ndarray, targets: np.ndarray, task: str, metric: str, seed: int) -> float:

@@ -19,7 +19,6 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 
 from honed.advise.advisor import Advice
 from honed.advise.rule import FULL_MIN_PER_CLASS, PROBE_GAIN, PROBE_MAX_PER_CLASS

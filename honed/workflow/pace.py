@@ -6,6 +6,7 @@ workflow's runs have actually taken once there are some."""
 
 from __future__ import annotations
 
+
 from dataclasses import replace
 
 from honed.data.manifest import Manifest
@@ -16,15 +17,18 @@ from honed.workflow.plan import (ANALYSIS_MIN, Asked, Data, Plan, analysis_secon
 from honed.workflow.timing import measure_costs
 
 
-def plan_workflow(ctx: Context, manifest: Manifest, *, setup: Plan | None = None, strategy: str = "") -> Plan:
+def plan_workflow(ctx: Context, manifest: Manifest, *, setup: Plan | None = None, strategy: str = "",
+                  largest_size: int = 0) -> Plan:
     """The plan for ``ctx``'s workflow (``setup``: the first plan, once setup is done and ``strategy`` known);
-    saved in the state and shown through the reporter."""
+    saved in the state and shown through the reporter. ``largest_size``: the input size tried first when none
+    was given (smaller ones follow while the budget asks for them)."""
     spec, base = ctx.spec, ctx.spec.base
-    costs = setup.costs if setup is not None else measure_costs(base, manifest)
+    priced = replace(base, preprocess=replace(base.preprocess, image_size=largest_size or base.preprocess.image_size))
+    costs = setup.costs if setup is not None else measure_costs(priced, manifest)
     frame = manifest.frame
     data = Data(train=int((frame["split"] == "train").sum()), val=int((frame["split"] == "val").sum()),
                 test=int((frame["split"] == "test").sum()),
-                classes=len(manifest.classes) if base.data.task == "classify" else 0, batch_size=base.train.batch_size)
+                classes=len(manifest.classes) if manifest.task_type.is_classification else 0, batch_size=base.train.batch_size)
     views = len([v for v in spec.tta.split(",") if v.strip()]) if spec.tta else 0
     asked = Asked(strategy=strategy or spec.strategy, lr_given=bool(spec.lr), epochs=base.train.epochs,
                   improve_rounds=spec.improve_rounds, tune_trials=spec.tune_trials, tta_views=views,

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from honed.advise.image_size import default_image_size
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
@@ -34,7 +35,10 @@ def setup(ctx: Context) -> None:
                "classes": len(manifest.classes) if manifest.task_type.is_classification else 0}
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
-    plan = pace.plan_workflow(ctx, manifest)
+    largest = base.preprocess.image_size
+    if not largest:  # small images: upscaled only as far as it pays (honed.advise.image_size)
+        largest, details["image_size"] = default_image_size(manifest, base.model.name)
+    plan = pace.plan_workflow(ctx, manifest, largest_size=largest)
     base.preprocess.image_size = plan.costs.image_size  # the given size, or the largest the budget allows
     base.model.strategy = _strategy(ctx, base, manifest, details)
     base.train.lr = _learning_rate(ctx, base, manifest, details)

@@ -1,0 +1,64 @@
+"""The default image size when the images are much smaller than the model's input: upscale them only as far
+as it pays.
+
+A pretrained model's input size (224 px for most ImageNet models) is the default of ``honed train``. Images
+far smaller than that (CIFAR's 32 px) are then upscaled 7x per side: 49x the compute of their own size. The
+rule, from ``benchmarks/results_image_size.md`` (tf_efficientnet_lite0, CIFAR-10 photos, probe and head):
+train at ``UPSCALE`` times the median shorter side of the training images, rounded up to a multiple of
+``MULTIPLE_OF`` and never above the model's size; models whose input size is fixed (ViTs and the like)
+keep it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from honed.data.manifest import Manifest
+from honed.models.backbones import model_input_size
+
+UPSCALE = 4  # x the median image side. CIFAR-10 (32 px) on tf_efficientnet_lite0, probe, 200 test images:
+# 1x 33.5%, 2x 51.0%, 4x 67.5% (44 CPU s), 224 px 71.5% (102 CPU s): 4x keeps all but 4 points (about one
+# standard error) at 43% of the CPU time; 2x loses 16 points (benchmarks/results_image_size.md)
+MULTIPLE_OF = 32  # the total stride of most convolutional backbones: no ragged last feature map
+SAMPLED = 256  # image headers read to measure the median side (headers only, no pixels decoded)
+
+
+def default_image_size(manifest: Manifest, model_name: str) -> tuple[int, str]:
+    """``(size, reason)``: the training image size for ``manifest``'s images on ``model_name``, and why."""
+    model_size, fixed = model_input_size(model_name)
+    if fixed:
+        return model_size, f"{model_name} takes a fixed input of {model_size} px"
+    side = median_side(_sample(manifest.split("train")["path"] if not manifest.in_memory else []))
+    if side is None:
+        return model_size, f"the model's input size, {model_size} px: no image size could be read"
+    size = min(model_size, max(MULTIPLE_OF, MULTIPLE_OF * math.ceil(UPSCALE * side / MULTIPLE_OF)))
+    if size >= model_size:
+        return model_size, (f"the model's input size, {model_size} px: the images (median side {side} px) are "
+                            f"within {UPSCALE}x of it")
+    return size, (f"{size} px, {UPSCALE}x the images' median side of {side} px, not the model's {model_size} px: "
+                  f"{(model_size / size) ** 2:.1f}x less compute per image; on CIFAR photos 4x kept 67.5% of "
+                  "the 71.5% test accuracy of 224 px at 43% of its CPU time (benchmarks/results_image_size.md)")
+
+
+def median_side(paths: Iterable[str]) -> int | None:
+    """The median shorter side of the images at ``paths`` (from their headers); None when none is readable."""
+    sides = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError):
+            continue
+    return int(np.median(sides)) if sides else None
+
+
+def _sample(paths) -> list[str]:
+    paths = list(paths)
+    if len(paths) <= SAMPLED:
+        return paths
+    picks = np.random.default_rng(0).choice(len(paths), SAMPLED, replace=False)
+    return [paths[i] for i in sorted(picks)]
