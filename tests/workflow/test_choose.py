@@ -68,7 +68,7 @@ def test_probe_and_head_are_scored_by_k_fold_on_cached_features(color_folder, tm
 
 
 def test_the_workflow_records_each_measured_candidate(cifar_mini, tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr("honed.advise.advise_run", lambda *a, **k: _advice("probe", per_class=40))
+    monkeypatch.setattr("honed.advise.advisor.advise_manifest", lambda *a, **k: _advice("probe", per_class=40))
     spec = tiny_spec(cifar_mini, tmp_path / "ws", strategy="auto", lr=3e-3, improve_rounds=0, tune_trials=0,
                      ensemble_size=0, tta="", refit=False)
     spec.base.train.epochs = 1
