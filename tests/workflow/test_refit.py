@@ -13,7 +13,7 @@ from honed.tracking.ledger import Ledger
 from honed.workflow import run_workflow
 from tests.workflow.test_workflow import tiny_spec
 
-QUICK = dict(strategy="full", lr=3e-3, improve_rounds=0, tune_trials=0, ensemble_size=0, tta="")
+QUICK = dict(strategy="full", lr=3e-3, improve_rounds=0, tune_trials=0, ensemble_size=0, tta="", refit=True)
 
 
 def test_the_export_is_a_refit_on_train_and_val_for_the_chosen_epochs(cifar_mini, tmp_path, one_thread):

@@ -21,14 +21,14 @@ def tiny_spec(data, workspace, **overrides) -> WorkflowSpec:
                      model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=16),
                      train=TrainConfig(epochs=2, batch_size=32, workers=0, seed=0))
     settings = dict(name="wf", base=base, budget_s=600, improve_rounds=1, tune_trials=2, ensemble_size=3,
-                    analysis_images=200)
+                    analysis_images=200, refit=False)  # the refit is tested where it is the point (test_refit.py)
     settings.update(overrides)
     return WorkflowSpec(**settings)
 
 
 def test_workflow_records_every_step_and_exports_a_bundle_that_predicts(cifar_mini, tmp_path):
     workspace = tmp_path / "ws"
-    result = run_workflow(tiny_spec(cifar_mini, workspace, strategy="auto"))
+    result = run_workflow(tiny_spec(cifar_mini, workspace, strategy="auto", refit=True))
 
     keys = [s.key for s in result.state.steps]
     for key in ("setup", "baseline", "improve-1", "tune", "tta", "ensemble", "export"):
