@@ -74,7 +74,8 @@ def feature_scores(base: RunConfig, manifest: Manifest, names: list[str], *, fol
     pool["split"] = "train"
     pooled = Manifest(frame=pool.reset_index(drop=True), task=manifest.task, classes=manifest.classes,
                       target_columns=manifest.target_columns, name=manifest.name, datasets=manifest.datasets)
-    model = build_model(base.model, manifest.num_outputs)
+    torch.manual_seed(base.train.seed)  # the random parts of the network (a new head, random weights) as a run
+    model = build_model(base.model, manifest.num_outputs)  # with this seed draws them: the choice reproduces
     pre = with_preprocess_defaults(base.preprocess, model)
     dataset = split_dataset(pooled, "train", pre.image_size)
     features = extract_features(model, dataset, mean=pre.mean, std=pre.std, device=_device(base.train.device),

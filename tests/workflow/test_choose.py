@@ -56,7 +56,7 @@ def test_the_prior_names_the_candidates_and_a_sure_rule_is_left_alone():
 def test_probe_and_head_are_scored_by_k_fold_on_cached_features(color_folder, tmp_path, one_thread):
     base = RunConfig(name="", workspace=str(tmp_path), data=DataConfig(source=str(color_folder)),
                      model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=16),
-                     train=TrainConfig(epochs=3, batch_size=8, lr=0.05, workers=0, seed=0))
+                     train=TrainConfig(epochs=20, batch_size=8, lr=0.05, workers=0, seed=0))
     manifest = prepare_data(base.data, seed=0).manifest
     scored = feature_scores(base, manifest, ["probe", "head"], folds=4, metric="accuracy")
     assert [c.strategy for c in scored] == ["probe", "head"]
