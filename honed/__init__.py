@@ -8,11 +8,10 @@ High level::
     predictor.predict(["cat.jpg"], top_k=3)
 """
 
+from honed.client import Client
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
-from honed.client import Client
-
-from honed.version import __version__
+from honed.version import __version__  # noqa: F401 - honed.__version__
 
 __all__ = ["Client", "DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
            "build_report", "from_datasets", "load", "train", "tune"]
