@@ -136,12 +136,26 @@ def main() -> None:
     parser.add_argument("--data", action="append", required=True, help="NAME=FOLDER (train/ and val/ or test/)")
     parser.add_argument("--per-class", action="append", default=[], help="NAME=N training photos per class")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--budget", default="4m")
+    parser.add_argument("--budget", default="4m",
+                        help="the workflow's budget, or 'head': the hand-written head's wall time on the same seed, "
+                             "measured just before (the same budget under the same load)")
+    parser.add_argument("--recipes", default="head,full", help="hand-written pipelines to run (head, full)")
+    parser.add_argument("--save", type=Path, default=None, help="JSON file of finished cells, kept between runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workflow-args", default="", help="extra `honed workflow` options, space separated")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_photos.md")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    saved = args.save or Path(tempfile.gettempdir()) / "bench_photos.json"
+
+    def cell(path: Path, key: str, work) -> dict:
+        """A finished cell from ``path``, or ``work()`` run now and added to it (a stopped benchmark resumes)."""
+        done = json.loads(path.read_text()) if path.is_file() else {}
+        if key not in done:
+            done[key] = {**work(), "load": open("/proc/loadavg").read().split()[0]}
+            path.write_text(json.dumps(done, indent=1))
+        return done[key]
+
     limits = dict(item.split("=") for item in args.per_class)
     lines = ["# `honed workflow` on real photographs vs hand-written transfer learning (CPU)", "",
              f"`python benchmarks/bench_photos.py {' '.join(sys.argv[1:])}`", "",
@@ -156,14 +170,20 @@ def main() -> None:
             limit = int(limits[name]) if name in limits else None
             folder = prepare(Path(root), limit, Path(tmp) / name)
             counts = (sum(1 for _ in (folder / "train").rglob("*.*")), sum(1 for _ in (folder / "test").rglob("*.*")))
-            results: dict[str, list[dict]] = {"head": [], "full": [], "honed workflow": []}
+            recipes = [r for r in args.recipes.split(",") if r]
+            results: dict[str, list[dict]] = {**{r: [] for r in recipes}, "honed workflow": []}
             for seed in seeds:
-                for recipe in RECIPES:
-                    results[recipe].append(handwritten(folder, recipe, seed, args.threads))
+                for recipe in recipes:
+                    results[recipe].append(cell(saved, f"{name}|{recipe}|{seed}",
+                                                lambda: handwritten(folder, recipe, seed, args.threads)))
                     print(name, recipe, seed, results[recipe][-1], flush=True)
-                flow = honed_workflow(folder, seed, args.budget, Path(tmp) / "ws", args.workflow_args.split())
+                budget = (f"{results['head'][-1]['seconds']:.0f}s" if args.budget == "head" else args.budget)
+                flow = cell(saved, f"{name}|workflow|{seed}|{args.budget}", lambda: honed_workflow(
+                    folder, seed, budget, Path(tmp) / "ws", args.workflow_args.split()))
+                flow["budget"] = budget
                 results["honed workflow"].append(flow)
-                details.append(f"- {name}, seed {seed}: best step {flow['best']}; steps "
+                details.append(f"- {name}, seed {seed} (budget {budget}, load {flow['load']}): best step "
+                               f"{flow['best']}; steps "
                                + "; ".join(f"{k} {s if s is None else round(s, 3)} ({t} s)" for k, _, s, t in flow["steps"]))
                 print(name, "workflow", seed, flow["test_accuracy"], round(flow["seconds"]), flush=True)
             for pipeline, runs in results.items():

@@ -10,9 +10,9 @@ so the weights saved are the whole network's, backbone unchanged, and predict an
 run's. The head trains in train mode as before, so its own dropout and batch norm (``--head-bn``) behave as
 they did.
 
-Measured (``benchmarks/results_image_size.md``, EfficientNet-Lite0 at 128 px, 540 CIFAR demo images, 2 CPU
-cores at load 8): once the features are extracted, an epoch of the head takes 1-4 s wall; the same run with
-``feature_cache="off"`` is still to be measured (``bench_image_size.py --speedup``).
+Measured (``benchmarks/results_image_size.md``, EfficientNet-Lite0 at 128 px, 600 CIFAR demo images, 5
+epochs): 34 CPU seconds with the cache against 186 without, the same test accuracy to the image; with the
+cache an epoch is the head alone (about a tenth of a second).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def plan_workflow(ctx: Context, manifest: Manifest, *, setup: Plan | None = None
     asked = Asked(strategy=strategy or spec.strategy, lr_given=bool(spec.lr), epochs=base.train.epochs,
                   improve_rounds=spec.improve_rounds, tune_trials=spec.tune_trials, tta_views=views,
                   ensemble_size=spec.ensemble_size, analysis_images=spec.analysis_images,
-                  size_given=bool(base.preprocess.image_size), pretrained=bool(base.model.pretrained or base.model.weights))
+                  size_given=bool(base.preprocess.image_size), pretrained=bool(base.model.pretrained or base.model.weights),
+                  refit=spec.refit)
     plan = make_plan(spec.budget_s, ctx.budget.spent(), costs, data, asked, setup=setup)
     ctx.plan = plan
     ctx.state.plan = plan.to_dict()
@@ -49,9 +50,22 @@ def plan_workflow(ctx: Context, manifest: Manifest, *, setup: Plan | None = None
 
 
 def time_left(ctx: Context) -> float:
-    """Seconds until the step deadline: the budget's end less the export's and the report's share."""
+    """Seconds until the step deadline: the budget's end less the export's and the report's share, and the
+    refit's while it is planned and has not started."""
     reserve = reserve_seconds(ctx.plan.costs) if ctx.plan is not None else 0.0
-    return ctx.budget.remaining() - reserve
+    return ctx.budget.remaining() - reserve - refit_reserve(ctx)
+
+
+def refit_reserve(ctx: Context) -> float:
+    """Seconds set aside for the refit: the plan's estimate, or the measured runs' time scaled to train + val
+    once there are some, whichever is larger (0 when it is not planned or has started)."""
+    step = ctx.plan.step("refit") if ctx.plan is not None else None
+    if step is None or step.skipped or ctx.state.step("refit") is not None:
+        return 0.0
+    times = [s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1]
+    data = ctx.plan.data
+    measured = max(times) * (data.train + data.val) / max(data.train, 1) if times else 0.0
+    return max(step.seconds, measured)
 
 
 def fits(ctx: Context, seconds: float) -> str:

@@ -12,7 +12,7 @@ at the end; a step that does not fit is planned as skipped, with the reason. Iss
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from honed.workflow.timing import Costs
 
@@ -30,6 +30,10 @@ RUN_OVERHEAD_S = 2.0  # files, ledger row, loaders of a run, besides building th
 SKLEARN_S = 1.5  # the logistic-regression fits of the advisor's probe and of a probe strategy
 EXPORT_IMAGES = 16  # images the export's parity check predicts
 REPORT_S = 3.0  # the HTML report
+# the head on augmented images after a probe (honed.workflow.augmented_head)
+HEAD_EPOCHS = 10  # the PyTorch transfer-learning tutorial's head recipe; fewer when the budget asks for it
+HEAD_MIN_EPOCHS = 3  # fewer passes over augmented images do not teach the head more than the probe knows
+HEAD_SHARE = 0.4  # of the time left at most, so that its refit on train + val fits as well
 TRAINS_BACKBONE = ("partial", "gradual", "full", "scratch")  # strategies that backpropagate through it
 
 
@@ -109,6 +113,7 @@ class Asked:
     analysis_images: int  # at most this many
     size_given: bool = False  # an input size was given: the plan keeps it
     pretrained: bool = True  # without pretrained weights only training the whole network makes sense
+    refit: bool = False  # the export refits the chosen run on train + val (on by default in the workflow)
 
 
 def make_plan(budget_s: float, spent_s: float, costs: Costs, data: Data, asked: Asked, *,
@@ -133,6 +138,19 @@ def make_plan(budget_s: float, spent_s: float, costs: Costs, data: Data, asked: 
     epochs, run_s = _epochs(after_setup, costs, data, asked.epochs, strategy)
     steps.append(PlannedStep("baseline", run_s, f"{epochs} epoch(s)" if strategy != "probe" else "probe fit"))
     left = after_setup - run_s
+    # the refit is on by default and uses all the labels: its time is set aside before the optional steps
+    refit = PlannedStep("refit", refit_seconds(costs, data, epochs, strategy),
+                        f"{epochs} epoch(s) on {data.train + data.val} images" if strategy != "probe" else
+                        f"probe fit on {data.train + data.val} images")
+    refit.skipped = "--no-refit" if not asked.refit else _fits(refit.seconds, left)
+    left -= 0 if refit.skipped else refit.seconds
+    if strategy == "probe":  # honed.workflow.augmented_head: the head on augmented images, after the probe
+        head_epochs = min(HEAD_EPOCHS, epochs_that_fit(HEAD_SHARE * left, costs, data, "head"))
+        head = PlannedStep("augmented-head", run_seconds(costs, data, head_epochs, "head"),
+                           f"{head_epochs} epoch(s) of the head on augmented images")
+        head.skipped = "" if head_epochs >= HEAD_MIN_EPOCHS else f"budget: ~{max(left, 0):.0f}s left"
+        left -= 0 if head.skipped else head.seconds
+        steps.append(head)
     analysis = _analysis_images(budget_s, costs, data, asked)
     improve_s = run_s + analysis_seconds(costs, analysis)
     for round_ in range(1, asked.improve_rounds + 1):
@@ -156,6 +174,7 @@ def make_plan(budget_s: float, spent_s: float, costs: Costs, data: Data, asked: 
         step.skipped = "not asked for" if not asked_for else _fits(seconds, left)
         left -= 0 if step.skipped else seconds
         steps.append(step)
+    steps.append(refit)
     steps.append(PlannedStep("export", export_seconds(costs), "bundle with parity check"))
     steps.append(PlannedStep("report", REPORT_S))
     return Plan(budget_s, costs, data, strategy, lr_steps, sample, analysis, epochs, run_s, trials, steps)
@@ -264,6 +283,20 @@ def run_seconds(costs: Costs, data: Data, epochs: int, strategy: str) -> float:
     if strategy == "probe":
         return fixed + (data.train + data.val) * (costs.load_s + costs.infer_s) + SKLEARN_S
     return fixed + epochs * epoch_seconds(costs, data, strategy)
+
+
+def refit_seconds(costs: Costs, data: Data, epochs: int, strategy: str) -> float:
+    """The chosen run again on train + val, with no validation split."""
+    return run_seconds(costs, replace(data, train=data.train + data.val, val=0), epochs, strategy)
+
+
+def short_runs_seconds(costs: Costs, data: Data, strategy: str, *, folds: int, epochs: int) -> float:
+    """``folds`` runs of ``epochs`` on the pooled train + val images (one holdout run when ``folds`` is 1), each
+    validating on its own fold and scoring no test split."""
+    pool = data.train + data.val
+    held = pool // folds if folds > 1 else data.val
+    fold = replace(data, train=pool - held, val=held, test=0)
+    return folds * run_seconds(costs, fold, epochs, strategy)
 
 
 def epochs_that_fit(seconds: float, costs: Costs, data: Data, strategy: str, per_epoch: float | None = None) -> int:

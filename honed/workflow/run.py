@@ -11,13 +11,15 @@ from honed.tracking.atomic import write_json
 from honed.tracking.ledger import Ledger, check_name
 from honed.progress import LogReporter, Reporter
 from honed.workflow import pace, steps
+from honed.workflow.augmented_head import augmented_head
 from honed.workflow.budget import Budget
 from honed.workflow.context import Context, WorkflowSpec
 from honed.workflow.plan import Plan
 from honed.workflow.state import WorkflowState
 
 SPEC_FILE = "workflow-spec.json"
-STEPS = (steps.setup, steps.baseline, steps.improve, steps.tune, steps.tta, steps.ensemble, steps.export)
+STEPS = (steps.setup, steps.baseline, augmented_head, steps.improve, steps.tune, steps.tta, steps.ensemble,
+         steps.export)
 
 
 @dataclass

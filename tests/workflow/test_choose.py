@@ -87,3 +87,28 @@ def test_the_workflow_records_each_measured_candidate(cifar_mini, tmp_path, monk
     chosen = saved["strategy"]
     assert result.state.step("setup").change.split("strategy ")[1].startswith(chosen)
     assert rows["wf-baseline"].change.startswith(f"baseline: {chosen}")
+
+
+def test_short_runs_are_priced_before_they_start_and_skipped_when_they_would_eat_the_budget():
+    from types import SimpleNamespace
+
+    from honed.workflow.budget import Budget
+    from honed.workflow.choose import _unaffordable
+    from honed.workflow.plan import Asked, Data, make_plan
+    from honed.workflow.timing import Costs
+
+    # tf_efficientnet_lite0 at 224 px on two busy cores; 244 photos (ants and bees) with a 5-minute budget
+    costs = Costs(image_size=224, build_s=1.0, load_s=0.01, train_s=0.12, infer_s=0.04, seconds=1.5)
+    data = Data(train=196, val=48, test=0, classes=2, batch_size=32)
+    asked = Asked(strategy="probe", lr_given=False, epochs=5, improve_rounds=1, tune_trials=0, tta_views=1,
+                  ensemble_size=0, analysis_images=200, refit=True)
+    state = SimpleNamespace(step=lambda key: None, steps=[])
+
+    def ctx(budget_s: float) -> SimpleNamespace:
+        plan = make_plan(budget_s, 10, costs, data, asked)
+        return SimpleNamespace(plan=plan, spec=SimpleNamespace(budget_s=budget_s), budget=Budget(budget_s),
+                               state=state)
+
+    why = _unaffordable(ctx(300), "partial", 5, 5, spent=5.0)
+    assert why.startswith("budget: its 5-fold CV short runs take about") and "to spare" in why
+    assert _unaffordable(ctx(3600), "partial", 5, 5, spent=5.0) == ""  # an hour affords them

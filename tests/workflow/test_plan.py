@@ -11,7 +11,7 @@ SLOW = Costs(image_size=224, build_s=1.0, load_s=0.002, train_s=0.08, infer_s=0.
 
 def asked(**overrides) -> Asked:
     settings = dict(strategy="auto", lr_given=False, epochs=5, improve_rounds=3, tune_trials=4, tta_views=1,
-                    ensemble_size=3, analysis_images=2000)
+                    ensemble_size=3, analysis_images=2000, refit=True)
     settings.update(overrides)
     return Asked(**settings)
 
@@ -75,3 +75,29 @@ def test_given_settings_skip_their_setup_and_the_plan_round_trips():
     assert Plan.from_dict(plan.to_dict()) == plan
     probe = make_plan(600, 0, SLOW, data, asked(strategy="probe"))
     assert probe.step("tune").skipped and probe.step("improve-1").skipped.startswith("probe")
+
+
+def test_the_refit_is_planned_before_the_optional_steps_and_skipped_only_when_asked():
+    data = Data(train=400, val=100, test=0, classes=10, batch_size=32)
+    plan = make_plan(600, 5, SLOW, data, asked(strategy="head", size_given=True, refit=True))
+    refit, baseline = plan.step("refit"), plan.step("baseline")
+    assert not refit.skipped and "500 images" in refit.size
+    assert refit.seconds > baseline.seconds  # the same epochs on train + val, no validation pass
+    keys = [s.key for s in plan.steps]
+    assert keys.index("refit") == keys.index("export") - 1  # it runs last, but its time is set aside first
+    tight = make_plan(120, 5, SLOW, data, asked(strategy="head", size_given=True, refit=True))
+    assert not tight.step("refit").skipped  # a tight budget drops tuning before the refit
+    assert tight.step("tune").skipped and "budget" in tight.step("tune").skipped
+    assert tight.seconds() <= 120 - 5
+    off = make_plan(600, 5, SLOW, data, asked(strategy="head", size_given=True, refit=False))
+    assert off.step("refit").skipped == "--no-refit"
+
+
+def test_short_runs_are_priced_per_fold_on_the_pooled_images():
+    from honed.workflow.plan import run_seconds, short_runs_seconds
+
+    data = Data(train=400, val=100, test=50, classes=10, batch_size=32)
+    five = short_runs_seconds(SLOW, data, "partial", folds=5, epochs=3)
+    one_fold = Data(train=400, val=100, test=0, classes=10, batch_size=32)  # 500 pooled: 400 / 100 per fold
+    assert abs(five - 5 * run_seconds(SLOW, one_fold, 3, "partial")) < 1e-9
+    assert short_runs_seconds(SLOW, data, "partial", folds=1, epochs=3) < five / 4

@@ -33,6 +33,7 @@ def test_workflow_records_every_step_and_exports_a_bundle_that_predicts(cifar_mi
     keys = [s.key for s in result.state.steps]
     for key in ("setup", "baseline", "improve-1", "tune", "tta", "ensemble", "export"):
         assert key in keys, key
+    assert "augmented-head" not in keys  # only after a probe: the improvement rounds augment the others
     with Ledger(workspace) as ledger:
         records = {r.name: r for r in ledger.runs()}
     assert records["wf"].kind == "workflow" and records["wf"].status == "done"
