@@ -1,5 +1,5 @@
-"""Turn what the user points at into a Manifest: a folder of class folders, a CSV/Parquet manifest,
-a torchvision dataset already on disk, or the user's own torch Dataset."""
+"""Turn what the user points at into a Manifest: a folder of class folders, a CSV/Parquet manifest, a pandas
+DataFrame (of paths or of images in memory), a torchvision dataset already on disk, or the user's own torch Dataset."""
 
 from __future__ import annotations
 
@@ -88,15 +88,88 @@ def from_table(
     """A CSV/Parquet manifest: a path column (relative to the file's folder or absolute), a label column
     (classification) or numeric target columns (regression), and an optional ``split`` column."""
     path = path.resolve()
+    return _from_rows(read_table(path), where=str(path), base=path.parent, task=task, path_column=path_column,
+                      label_column=label_column, target_columns=target_columns)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; HonedError when it cannot be read."""
     try:
-        table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
     except Exception as error:  # pandas raises many types for a malformed file
         raise HonedError(f"cannot read manifest {path}: {error}") from None
+
+
+def from_frame(
+    table: pd.DataFrame,
+    *,
+    task: str = "classify",
+    path_column: str = "path",
+    label_column: str = "label",
+    target_columns: Sequence[str] = (),
+    name: str = "DataFrame",
+) -> Manifest:
+    """A pandas DataFrame laid out as a CSV manifest, whose ``path_column`` holds image paths (relative to the
+    working folder, or absolute) or the images themselves (PIL images, HWC arrays, CHW tensors), kept in
+    memory as a torch Dataset would be."""
+    if not isinstance(table, pd.DataFrame):
+        raise HonedError(f"expected a pandas DataFrame, not {type(table).__name__}")
+    _require_columns(table, [path_column], Path(name))
+    if not is_image_column(table[path_column]):
+        return _from_rows(table.reset_index(drop=True), where=name, base=Path.cwd(), task=task,
+                          path_column=path_column, label_column=label_column, target_columns=target_columns)
+    ids = [f"{name}/{i}" for i in range(len(table))]
+    rows = table.drop(columns=[path_column]).assign(**{path_column: ids}).reset_index(drop=True)
+    manifest = _from_rows(rows, where=name, base=Path("/"), task=task, path_column=path_column,
+                          label_column=label_column, target_columns=target_columns)
+    manifest.frame["origin"], manifest.frame["index"] = name, np.arange(len(table))
+    manifest.frame["path"] = ids  # ids, not files: not resolved against any folder
+    manifest.datasets = {name: ImageColumn(list(table[path_column]))}
+    return manifest
+
+
+def is_image_column(column: pd.Series) -> bool:
+    """Whether a column holds images (PIL images, arrays, tensors) rather than paths."""
+    from PIL import Image
+    import torch
+
+    kinds = (Image.Image, np.ndarray, torch.Tensor)
+    holds = [isinstance(value, kinds) for value in column]
+    if any(holds) and not all(holds):
+        raise HonedError(f"column {column.name!r} mixes images and other values: give all paths or all images")
+    return bool(holds) and all(holds)
+
+
+class ImageColumn:
+    """A column of in-memory images read as a torch Dataset of ``(image, 0)``: what in-memory Manifests hold."""
+
+    def __init__(self, images: list):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], 0
+
+
+def _from_rows(
+    table: pd.DataFrame,
+    *,
+    where: str,
+    base: Path,
+    task: str,
+    path_column: str,
+    label_column: str,
+    target_columns: Sequence[str],
+) -> Manifest:
+    """A manifest table's rows (paths relative to ``base``) -> a Manifest; ``where`` names it in messages."""
+    path = Path(where)
     _require_columns(table, [path_column], path)
     if table[path_column].isna().any() or (table[path_column].astype(str).str.strip() == "").any():
         empty = int((table[path_column].isna() | (table[path_column].astype(str).str.strip() == "")).sum())
         raise HonedError(f"{path}: {empty} row(s) have no image path in '{path_column}': fill them in or remove them")
-    frame = pd.DataFrame({"path": [str(_resolve(path.parent, str(p))) for p in table[path_column]]})
+    frame = pd.DataFrame({"path": [str(_resolve(base, str(p))) for p in table[path_column]]})
     frame["split"] = _split_column(table, path)
     if get_task(task).is_classification:
         _require_columns(table, [label_column], path, hint="name it with --label-column")
@@ -104,8 +177,8 @@ def from_table(
             raise HonedError(f"{path}: {int(table[label_column].isna().sum())} rows have no label in '{label_column}'")
         frame["label"] = table[label_column].astype(str).to_numpy()
         classes = sorted(frame.loc[frame["split"] == "train", "label"].unique())
-        _check_classes(frame, classes, where=str(path))
-        return Manifest(frame=frame, task=task, classes=classes, name=str(path))
+        _check_classes(frame, classes, where=where)
+        return Manifest(frame=frame, task=task, classes=classes, name=where)
     targets = list(target_columns)
     if not targets:
         raise HonedError("regression needs its target columns: pass --target COLUMN (repeatable)")
@@ -116,7 +189,7 @@ def from_table(
             bad = table.loc[values.isna(), column].iloc[0]
             raise HonedError(f"{path}: target column '{column}' has non-numeric or empty values (e.g. {bad!r})")
         frame[column] = values.astype("float32").to_numpy()
-    return Manifest(frame=frame, task=task, target_columns=targets, name=str(path))
+    return Manifest(frame=frame, task=task, target_columns=targets, name=where)
 
 
 def _resolve(base: Path, value: str) -> Path:
