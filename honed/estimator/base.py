@@ -108,7 +108,7 @@ class ImageEstimator(BaseEstimator):
         """The task's metrics on ``data`` (any kind ``fit`` takes, with its labels or targets): its test split
         when it has one, else its validation split, else all of it."""
         check_is_fitted(self, LEARNED)
-        manifest = manifest_of(data, self._columns())
+        manifest = manifest_of(data, self._columns(), scoring=True)
         rows = scored_rows(manifest)
         outputs = self._outputs(row_images(manifest, rows))
         scores = self.task_.score(outputs, self._targets(rows))

@@ -49,7 +49,8 @@ class ImageClassifier(ClassifierMixin, ImageEstimator):
     def predict(self, data: Any) -> np.ndarray:
         """The most probable class name of each input (paths, a folder, a CSV/Parquet file, a DataFrame, a
         torch Dataset, or a list of paths or images)."""
-        return self.classes_[self.predict_proba(data).argmax(axis=1)]
+        probabilities = self.predict_proba(data)  # first: it checks the estimator is fitted
+        return self.classes_[probabilities.argmax(axis=1)]
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities ``[N, len(classes_)]``, columns in the order of ``classes_``."""

@@ -43,19 +43,23 @@ def training_data(data: Any, val: Any, columns: Columns) -> tuple[str, Manifest 
     return (str(Path(data).expanduser()) if _is_path(data) else ""), manifest
 
 
-def manifest_of(data: Any, columns: Columns, *, name: str = "data") -> Manifest:
-    """Any accepted kind of data as a Manifest (``name`` keys its in-memory images)."""
+def manifest_of(data: Any, columns: Columns, *, name: str = "data", scoring: bool = False) -> Manifest:
+    """Any accepted kind of data as a Manifest (``name`` keys its in-memory images); ``scoring``: data a model
+    is scored on, which may hold a single class."""
+    least = 1 if scoring else 2
     if _is_path(data):
         return load_source(str(data), task=columns.task, path_column=columns.path_column,
-                           label_column=columns.label_column, target_columns=columns.target_columns)
+                           label_column=columns.label_column, target_columns=columns.target_columns,
+                           min_classes=least)
     if isinstance(data, pd.DataFrame):
         return from_frame(data, task=columns.task, path_column=columns.path_column,
-                          label_column=columns.label_column, target_columns=columns.target_columns, name=name)
+                          label_column=columns.label_column, target_columns=columns.target_columns, name=name,
+                          min_classes=least)
     if _is_dataset(data):
         if not get_task(columns.task).is_classification:
             raise HonedError("a torch Dataset gives class indices: for regression give a DataFrame with an image "
                              "(or path) column and target columns")
-        return from_datasets({"train": data}, name=name)
+        return from_datasets({"train": data}, name=name, min_classes=least)
     raise HonedError(f"cannot use a {type(data).__name__} as data: give {KINDS}")
 
 
