@@ -64,6 +64,7 @@ def test_fit_on_a_folder_returns_itself_and_predicts_labels_and_ordered_probabil
     np.testing.assert_allclose(clf.predict_proba(str(folder)), proba, atol=1e-6)
     frame = pd.DataFrame({"path": paths, "label": labels})
     np.testing.assert_allclose(clf.predict_proba(frame), proba, atol=1e-6)
+    assert clf.score(paths, labels) == (predicted == np.asarray(labels)).mean()  # scikit-learn's score(X, y)
 
 
 def test_evaluate_gives_the_tasks_metrics_on_folders_csvs_and_dataframes(fitted, tmp_path):
@@ -178,6 +179,8 @@ def test_export_and_load_give_back_the_same_predictions(fitted, tmp_path):
     from_run = load(clf.run_dir_)  # a run folder also knows how it was trained (a bundle only how to predict)
     assert from_run.epochs == 2 and from_run.lr == 3e-3 and from_run.get_params()["name"] == ""
     assert ImageClassifier.load(clf.run_dir_).metrics_["accuracy"] == clf.metrics_["accuracy"]
+    with_onnx = clf.export(tmp_path / "onnx", format="onnx")  # parity-checked against the model
+    assert (with_onnx / "model.onnx").is_file() and (with_onnx / "model.safetensors").is_file()
     with pytest.raises(HonedError, match="exported already"):
         load(bundle).export(tmp_path / "again")
     with pytest.raises(HonedError, match="ImageClassifier"):
@@ -220,6 +223,9 @@ def test_regressor_predicts_values_and_evaluates_mae_rmse(tmp_path):
     assert set(scores) == {"mae", "rmse"}
     assert scores["mae"] == pytest.approx(np.abs(values - frame["bright"].to_numpy()).mean(), rel=1e-4)
     assert not hasattr(reg, "predict_proba")
+    truth = frame["bright"].to_numpy()
+    assert reg.score(frame, truth) == pytest.approx(1 - ((values - truth) ** 2).sum() / ((truth - truth.mean()) ** 2).sum(),
+                                                    rel=1e-4)  # scikit-learn's R^2
     two = tiny(tmp_path / "ws", cls=ImageRegressor, target=["bright", "dark"], epochs=1).fit(frame)
     assert two.predict(frame["path"].tolist()).shape == (len(frame), 2)
     assert load(two.run_dir_).target == ["bright", "dark"]
