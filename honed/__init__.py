@@ -1,20 +1,43 @@
 """honed: the deep-learning practice for image models, as software.
 
-High level::
+High level, in scikit-learn's shape::
 
     import honed
+    clf = honed.ImageClassifier(epochs=10).fit("data/")     # or ImageRegressor(target="age")
+    clf.predict(["cat.jpg"]), clf.evaluate("data/test")
+    best = honed.workflow("data/", budget="20m").estimator  # the whole practice, its best model
+
+With the configs themselves::
+
     result = honed.train(honed.RunConfig(name="baseline", data=honed.DataConfig(source="data/")))
-    predictor = honed.load(result.run_dir)
-    predictor.predict(["cat.jpg"], top_k=3)
+    honed.load(result.run_dir).predict(["cat.jpg"], top_k=3)
 """
+
+import importlib
 
 from honed.client import Client
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
 from honed.version import __version__  # noqa: F401 - honed.__version__
 
-__all__ = ["Client", "DataConfig", "HonedError", "ModelConfig", "PreprocessConfig", "RunConfig", "TrainConfig",
-           "build_report", "from_datasets", "load", "train", "tune"]
+__all__ = ["Client", "DataConfig", "HonedError", "ImageClassifier", "ImageRegressor", "ModelConfig",
+           "PreprocessConfig", "RunConfig", "TrainConfig", "build_report", "from_datasets", "load", "train", "tune",
+           "workflow"]
+
+# Imported on first use (PEP 562), so that `import honed` does not load training: name -> its module.
+_LAZY = {"ImageClassifier": "honed.estimator", "ImageRegressor": "honed.estimator"}
+
+
+def __getattr__(name: str):
+    if name == "workflow":  # the subpackage, callable (honed/workflow/__init__.py); importing it sets the name
+        return importlib.import_module("honed.workflow")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'honed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def train(config, **kwargs):

@@ -7,10 +7,12 @@ registries of the modules that own them, so adding one there is all it takes.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 import re
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import yaml
 
@@ -149,15 +151,20 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> "RunConfig":
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise HonedError(f"no config at {path}: is this a honed run folder?") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise HonedError(f"{path} is not valid YAML: {error}") from None
-        if not isinstance(raw, dict):
-            raise HonedError(f"{path} does not hold a honed config (expected a mapping)")
-        return cls.from_dict(raw)
+        return cls.from_dict(read_mapping(path, missing="is this a honed run folder?"))
+
+
+def read_mapping(path: str | Path, *, missing: str = "check the path") -> dict[str, Any]:
+    """The mapping a YAML (or JSON) config file holds; HonedError when it is absent, malformed or not a mapping."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise HonedError(f"no config at {path}: {missing}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise HonedError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise HonedError(f"{path} does not hold a honed config (expected a mapping)")
+    return raw
 
 
 def _build(section_type, values: dict, section: str):
@@ -171,3 +178,54 @@ def _build(section_type, values: dict, section: str):
         return section_type(**values)
     except TypeError as error:
         raise HonedError(f"bad value in config section {section!r}: {error}") from None
+
+
+# --- option names ------------------------------------------------------------------------------------
+# The CLI's option names in snake case, as ``honed train`` flags, the estimators' keyword arguments
+# (honed.estimator) and the overrides of a --config file use them, and the RunConfig field each one sets.
+OPTION_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "name": ("name",), "workspace": ("workspace",),
+    "data": ("data", "source"), "task": ("data", "task"), "path_column": ("data", "path_column"),
+    "label_column": ("data", "label_column"), "target": ("data", "target_columns"),
+    "root": ("data", "torchvision_root"), "val_fraction": ("data", "val_fraction"), "folds": ("data", "folds"),
+    "strict": ("data", "strict"),
+    "model": ("model", "name"), "pretrained": ("model", "pretrained"), "weights": ("model", "weights"),
+    "strategy": ("model", "strategy"), "unfreeze": ("model", "unfreeze"), "head_model": ("model", "head_model"),
+    "dropout": ("model", "drop_rate"), "head_bn": ("model", "head_bn"), "drop_path": ("model", "drop_path"),
+    "image_size": ("preprocess", "image_size"),
+    **{name: ("train", name) for name in (
+        "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "cycles", "grad_clip", "precision",
+        "device", "workers", "metric", "seed", "augment", "label_smoothing", "patience", "cache",
+        "checkpoint_every", "deterministic", "swa", "swa_start", "swa_lr", "log")},
+})
+
+
+def with_options(raw: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the config mapping ``raw`` (as ``RunConfig.to_dict`` or a YAML file holds it) with each option
+    (a name of ``OPTION_FIELDS``) set in its place; build it with ``RunConfig.from_dict``, which validates."""
+    merged = copy.deepcopy(dict(raw))
+    for option, value in options.items():
+        if option not in OPTION_FIELDS:
+            raise HonedError(f"unknown option {option!r}: valid options are {', '.join(OPTION_FIELDS)}")
+        *sections, key = OPTION_FIELDS[option]
+        node = merged
+        for section in sections:
+            if node.get(section) is None:  # absent, or an empty section in a YAML file
+                node[section] = {}
+            elif not isinstance(node[section], dict):
+                raise HonedError(f"config section {section!r} must be a mapping")
+            node = node[section]
+        node[key] = list(value) if isinstance(value, tuple) else value
+    return merged
+
+
+def config_options(config: RunConfig) -> dict[str, Any]:
+    """Every option's value in ``config``: the inverse of ``with_options``."""
+    raw = config.to_dict()
+    options = {}
+    for option, path in OPTION_FIELDS.items():
+        value = raw
+        for key in path:
+            value = value[key]
+        options[option] = value
+    return options

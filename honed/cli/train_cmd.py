@@ -11,14 +11,17 @@ from rich.console import Console
 
 from honed.cli.json_out import print_json
 from honed.cli.progress import RichReporter, metrics_table
-from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.config import OPTION_FIELDS, RunConfig, TrainConfig, read_mapping, with_options
 from honed.errors import HonedError
 from honed.artifacts.run_folder import CONFIG_FILE
 
 
 def train(
+    ctx: typer.Context,
     data: Optional[str] = typer.Argument(None, help="A folder of class folders, a CSV/Parquet manifest, or "
                                          "(with --root) a torchvision dataset name."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="A run config in YAML (a run's own "
+                                               "config.yaml will do); options given as flags override it."),
     model: str = typer.Option("resnet18", help="Any timm model name, or a torchvision one."),
     epochs: int = typer.Option(5, min=1, help="Training epochs."),
     name: str = typer.Option("", help="Run name (default: the model name, made unique)."),
@@ -86,27 +89,39 @@ def train(
             config.train = TrainConfig(**{**config.to_dict()["train"], "log": list(log)})
         _run(config, quiet=quiet, resume=True, json_out=json_out)
         return
-    if not data:
+    config = RunConfig.from_dict(with_options(read_mapping(config_file) if config_file else {},
+                                              _options(ctx, explicit_only=config_file is not None)))
+    if not config.data.source:
         raise HonedError("give the data: a folder, a CSV/Parquet manifest, or --torchvision NAME --root DIR")
     if torchvision and not root:
         raise HonedError("--torchvision needs --root: the folder holding the dataset's files")
-    config = RunConfig(
-        name=name, workspace=str(workspace),
-        data=DataConfig(source=torchvision or data if torchvision else data, task=task, path_column=path_column,
-                        label_column=label_column, target_columns=list(target), torchvision_root=root,
-                        val_fraction=val_fraction, folds=folds, strict=strict),
-        model=ModelConfig(name=model, pretrained=pretrained, weights=weights, strategy=strategy, drop_rate=dropout,
-                          head_bn=head_bn, drop_path=drop_path,
-                          unfreeze=unfreeze, head_model=head_model),
-        preprocess=PreprocessConfig(image_size=image_size),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                          weight_decay=weight_decay, schedule=schedule, grad_clip=grad_clip, precision=precision,
-                          device=device, workers=workers, metric=metric, seed=seed, augment=augment, cycles=cycles,
-                          label_smoothing=label_smoothing, patience=patience, cache=cache,
-                          swa=swa, swa_start=swa_start, swa_lr=swa_lr,
-                          checkpoint_every=checkpoint_every, deterministic=deterministic, log=list(log)),
-    )
     _run(config, quiet=quiet, json_out=json_out)
+
+
+def _options(ctx: typer.Context, *, explicit_only: bool) -> dict:
+    """The command's values as config options (``honed.config.OPTION_FIELDS``); with a config file, only the
+    flags given, which override it."""
+    given = {name: value for name, value in ctx.params.items() if name in OPTION_FIELDS
+             or name == "torchvision"}
+    if explicit_only:
+        given = {name: value for name, value in given.items() if given_as_flag(ctx, name)}
+    torchvision = given.pop("torchvision", "")
+    if torchvision:  # the dataset's name is the source; its files are under --root
+        given["data"] = torchvision
+    if given.get("data") is None:
+        given.pop("data", None)
+    for name in ("target", "log"):
+        if name in given:
+            given[name] = list(given[name])
+    if "workspace" in given:
+        given["workspace"] = str(given["workspace"])
+    return given
+
+
+def given_as_flag(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given (on the command line or by its environment variable), not
+    left at its default: only those override a config file. By the source's name, as typer vendors click."""
+    return ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _run(config: RunConfig, *, quiet: bool, resume: bool = False, json_out: bool = False) -> None:

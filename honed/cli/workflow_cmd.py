@@ -11,12 +11,17 @@ from rich.console import Console
 from rich.table import Table
 
 from honed.cli.progress import RichReporter
-from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.cli.train_cmd import given_as_flag
+from honed.config import OPTION_FIELDS, read_mapping
 from honed.errors import HonedError
 
 
 def workflow(
+    ctx: typer.Context,
     data: Optional[str] = typer.Argument(None, help="A folder of class folders or a CSV/Parquet manifest."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="A workflow config in YAML (the keys of "
+                                               "a workflow's workflow-spec.json) or a run's config.yaml; "
+                                               "options given as flags override it."),
     budget: str = typer.Option("30m", help="Wall-clock budget: 90s, 20m, 1h30m. Steps that would not fit are skipped."),
     max_runs: int = typer.Option(0, min=0, help="At most this many trained runs (0: as many as the time allows)."),
     name: str = typer.Option("workflow", help="Workflow name: its folder, and the prefix of its runs."),
@@ -49,26 +54,22 @@ def workflow(
 ) -> None:
     """The practice end to end: setup (data check, advisor, LR range test), baseline, analyze -> improve,
     a small search, TTA and an ensemble when they pay, and the best step exported as a bundle, with a report."""
-    from honed.workflow import WorkflowSpec, parse_duration, resume_workflow, run_workflow
+    from honed.workflow import resume_workflow, run_workflow, workflow_spec
+    from honed.workflow.api import SPEC_OPTIONS
 
     console = Console()
     reporter = RichReporter(console, quiet=quiet or as_json)
     if resume:
         result = resume_workflow(workspace, resume, reporter=reporter)
     else:
-        if not data:
+        options = {key: value for key, value in ctx.params.items() if key in OPTION_FIELDS or key in SPEC_OPTIONS}
+        options.update(workspace=str(workspace), target=list(target))
+        if data is None:
+            options.pop("data")
+        spec = workflow_spec(options, read_mapping(config_file) if config_file else None,
+                             explicit=[key for key in options if given_as_flag(ctx, key)])
+        if not spec.base.data.source:
             raise HonedError("give the data (a folder or a CSV/Parquet manifest), or --resume NAME")
-        base = RunConfig(
-            name="", workspace=str(workspace),
-            data=DataConfig(source=data, task=task, target_columns=list(target), val_fraction=val_fraction),
-            model=ModelConfig(name=model, pretrained=pretrained, strategy=strategy if strategy != "auto" else "full"),
-            preprocess=PreprocessConfig(image_size=image_size),
-            train=TrainConfig(epochs=epochs, batch_size=batch_size, device=device, workers=workers, seed=seed,
-                              metric=metric))
-        spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), max_runs=max_runs,
-                            strategy=strategy, lr=lr, improve_rounds=improve_rounds, tune_trials=tune_trials,
-                            tta=tta, ensemble_size=ensemble_size, min_gain=min_gain, refit=refit,
-                            export_formats=("bundle", "onnx") if onnx else ("bundle",))
         result = run_workflow(spec, reporter=reporter)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))

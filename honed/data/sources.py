@@ -1,5 +1,5 @@
-"""Turn what the user points at into a Manifest: a folder of class folders, a CSV/Parquet manifest,
-a torchvision dataset already on disk, or the user's own torch Dataset."""
+"""Turn what the user points at into a Manifest: a folder of class folders, a CSV/Parquet manifest, a pandas
+DataFrame (of paths or of images in memory), a torchvision dataset already on disk, or the user's own torch Dataset."""
 
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ def load_source(
     label_column: str = "label",
     target_columns: Sequence[str] = (),
     torchvision_root: str = "",
+    min_classes: int = 2,
 ) -> Manifest:
-    """Dispatch on what ``source`` is and return its Manifest."""
+    """Dispatch on what ``source`` is and return its Manifest. ``min_classes``: 2 to train on; 1 for data a
+    trained model is only scored on."""
     if torchvision_root:
         return from_torchvision(source, torchvision_root)
     path = Path(source).expanduser()
@@ -39,14 +41,14 @@ def load_source(
         if not get_task(task).is_classification:
             raise HonedError("a folder of class folders is classification data: for regression give a CSV/Parquet "
                              "manifest with --target columns")
-        return from_folder(path)
+        return from_folder(path, min_classes=min_classes)
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         return from_table(path, task=task, path_column=path_column, label_column=label_column,
-                          target_columns=target_columns)
+                          target_columns=target_columns, min_classes=min_classes)
     raise HonedError(f"{source} is neither a folder nor a .csv/.parquet manifest")
 
 
-def from_folder(root: Path) -> Manifest:
+def from_folder(root: Path, *, min_classes: int = 2) -> Manifest:
     """``root/train/<class>/*`` (+ optional ``val``/``test``), or a flat ``root/<class>/*`` of training data."""
     root = root.resolve()
     subdirs = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
@@ -60,7 +62,7 @@ def from_folder(root: Path) -> Manifest:
         rows += _class_folder_rows(folder, split)
     frame = pd.DataFrame(rows, columns=["path", "label", "split"])
     classes = sorted(frame.loc[frame["split"] == "train", "label"].unique())
-    _check_classes(frame, classes, where=str(root))
+    _check_classes(frame, classes, where=str(root), min_classes=min_classes)
     return Manifest(frame=frame, task="classify", classes=classes, name=str(root))
 
 
@@ -84,19 +86,96 @@ def from_table(
     path_column: str = "path",
     label_column: str = "label",
     target_columns: Sequence[str] = (),
+    min_classes: int = 2,
 ) -> Manifest:
     """A CSV/Parquet manifest: a path column (relative to the file's folder or absolute), a label column
     (classification) or numeric target columns (regression), and an optional ``split`` column."""
     path = path.resolve()
+    return _from_rows(read_table(path), where=str(path), base=path.parent, task=task, path_column=path_column,
+                      label_column=label_column, target_columns=target_columns, min_classes=min_classes)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; HonedError when it cannot be read."""
     try:
-        table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
     except Exception as error:  # pandas raises many types for a malformed file
         raise HonedError(f"cannot read manifest {path}: {error}") from None
+
+
+def from_frame(
+    table: pd.DataFrame,
+    *,
+    task: str = "classify",
+    path_column: str = "path",
+    label_column: str = "label",
+    target_columns: Sequence[str] = (),
+    name: str = "DataFrame",
+    min_classes: int = 2,
+) -> Manifest:
+    """A pandas DataFrame laid out as a CSV manifest, whose ``path_column`` holds image paths (relative to the
+    working folder, or absolute) or the images themselves (PIL images, HWC arrays, CHW tensors), kept in
+    memory as a torch Dataset would be."""
+    if not isinstance(table, pd.DataFrame):
+        raise HonedError(f"expected a pandas DataFrame, not {type(table).__name__}")
+    _require_columns(table, [path_column], Path(name))
+    if not is_image_column(table[path_column]):
+        return _from_rows(table.reset_index(drop=True), where=name, base=Path.cwd(), task=task,
+                          path_column=path_column, label_column=label_column, target_columns=target_columns,
+                          min_classes=min_classes)
+    ids = [f"{name}/{i}" for i in range(len(table))]
+    rows = table.drop(columns=[path_column]).assign(**{path_column: ids}).reset_index(drop=True)
+    manifest = _from_rows(rows, where=name, base=Path("/"), task=task, path_column=path_column,
+                          label_column=label_column, target_columns=target_columns, min_classes=min_classes)
+    manifest.frame["origin"], manifest.frame["index"] = name, np.arange(len(table))
+    manifest.frame["path"] = ids  # ids, not files: not resolved against any folder
+    manifest.datasets = {name: ImageColumn(list(table[path_column]))}
+    return manifest
+
+
+def is_image_column(column: pd.Series) -> bool:
+    """Whether a column holds images (PIL images, arrays, tensors) rather than paths."""
+    from PIL import Image
+    import torch
+
+    kinds = (Image.Image, np.ndarray, torch.Tensor)
+    holds = [isinstance(value, kinds) for value in column]
+    if any(holds) and not all(holds):
+        raise HonedError(f"column {column.name!r} mixes images and other values: give all paths or all images")
+    return bool(holds) and all(holds)
+
+
+class ImageColumn:
+    """A column of in-memory images read as a torch Dataset of ``(image, 0)``: what in-memory Manifests hold."""
+
+    def __init__(self, images: list):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], 0
+
+
+def _from_rows(
+    table: pd.DataFrame,
+    *,
+    where: str,
+    base: Path,
+    task: str,
+    path_column: str,
+    label_column: str,
+    target_columns: Sequence[str],
+    min_classes: int = 2,
+) -> Manifest:
+    """A manifest table's rows (paths relative to ``base``) -> a Manifest; ``where`` names it in messages."""
+    path = Path(where)
     _require_columns(table, [path_column], path)
     if table[path_column].isna().any() or (table[path_column].astype(str).str.strip() == "").any():
         empty = int((table[path_column].isna() | (table[path_column].astype(str).str.strip() == "")).sum())
         raise HonedError(f"{path}: {empty} row(s) have no image path in '{path_column}': fill them in or remove them")
-    frame = pd.DataFrame({"path": [str(_resolve(path.parent, str(p))) for p in table[path_column]]})
+    frame = pd.DataFrame({"path": [str(_resolve(base, str(p))) for p in table[path_column]]})
     frame["split"] = _split_column(table, path)
     if get_task(task).is_classification:
         _require_columns(table, [label_column], path, hint="name it with --label-column")
@@ -104,8 +183,8 @@ def from_table(
             raise HonedError(f"{path}: {int(table[label_column].isna().sum())} rows have no label in '{label_column}'")
         frame["label"] = table[label_column].astype(str).to_numpy()
         classes = sorted(frame.loc[frame["split"] == "train", "label"].unique())
-        _check_classes(frame, classes, where=str(path))
-        return Manifest(frame=frame, task=task, classes=classes, name=str(path))
+        _check_classes(frame, classes, where=where, min_classes=min_classes)
+        return Manifest(frame=frame, task=task, classes=classes, name=where)
     targets = list(target_columns)
     if not targets:
         raise HonedError("regression needs its target columns: pass --target COLUMN (repeatable)")
@@ -116,7 +195,7 @@ def from_table(
             bad = table.loc[values.isna(), column].iloc[0]
             raise HonedError(f"{path}: target column '{column}' has non-numeric or empty values (e.g. {bad!r})")
         frame[column] = values.astype("float32").to_numpy()
-    return Manifest(frame=frame, task=task, target_columns=targets, name=str(path))
+    return Manifest(frame=frame, task=task, target_columns=targets, name=where)
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -143,8 +222,8 @@ def _require_columns(table: pd.DataFrame, columns: Sequence[str], path: Path, hi
                          f"its columns are: {', '.join(map(str, table.columns))}")
 
 
-def _check_classes(frame: pd.DataFrame, classes: list[str], where: str) -> None:
-    if len(classes) < 2:
+def _check_classes(frame: pd.DataFrame, classes: list[str], where: str, min_classes: int = 2) -> None:
+    if len(classes) < min_classes:
         raise HonedError(f"{where}: found {len(classes)} class(es) in the training data {classes}; "
                          "classification needs at least 2")
     unknown = sorted(set(frame["label"]) - set(classes))
@@ -187,7 +266,8 @@ def _open_torchvision(dataset_type, root: str, split: str):
     raise FileNotFoundError("no test split")
 
 
-def from_datasets(datasets: dict, *, classes: Sequence[str] | None = None, name: str = "dataset") -> Manifest:
+def from_datasets(datasets: dict, *, classes: Sequence[str] | None = None, name: str = "dataset",
+                  min_classes: int = 2) -> Manifest:
     """The user's own ``torch.utils.data.Dataset`` objects, keyed by split (``train`` required), each
     returning ``(image, class_index)`` with the image a PIL image or a [C,H,W] tensor."""
     if "train" not in datasets:
@@ -203,7 +283,8 @@ def from_datasets(datasets: dict, *, classes: Sequence[str] | None = None, name:
         for index, target in enumerate(targets):
             rows.append((f"{name}/{split}/{index}", classes[int(target)], split, split, index))
     frame = pd.DataFrame(rows, columns=["path", "label", "split", "origin", "index"])
-    _check_classes(frame, sorted(frame.loc[frame["split"] == "train", "label"].unique()), where=name)
+    _check_classes(frame, sorted(frame.loc[frame["split"] == "train", "label"].unique()), where=name,
+                   min_classes=min_classes)
     return Manifest(frame=frame, task="classify", classes=list(classes), name=name, datasets=dict(datasets))
 
 

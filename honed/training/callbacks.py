@@ -7,6 +7,8 @@ and ledger row, cyclic snapshots, the weight average, TensorBoard/MLflow logs, t
     on_run_start(run)              the run's folder is claimed and its model built; before the first epoch
     on_epoch_end(run, end)         rank 0 evaluated an epoch (``end.is_best``: the best so far); before the
                                    checkpoint that names the epoch done, so the checkpoint comes last
+    stop_reason(run, end)          after that checkpoint: why no further epoch should run ('' : go on),
+                                   e.g. a time limit (honed.estimator); the run then ends as a finished one
     on_train_end(run, metrics)     the last epoch is done: may return changed metrics (SWA's average)
     on_run_end(run, metrics)       the final metrics, with the test split's
     on_failure(run, status)        "failed" or "interrupted": never raises over the run's own error
@@ -72,6 +74,9 @@ class Callback:
     def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
         pass
 
+    def stop_reason(self, run: RunInfo, end: EpochEnd) -> str:
+        return ""
+
     def on_train_end(self, run: RunInfo, metrics: dict) -> dict:
         return metrics
 
@@ -95,6 +100,9 @@ class CallbackList(Callback):
     def on_epoch_end(self, run: RunInfo, end: EpochEnd) -> None:
         for callback in self.callbacks:
             callback.on_epoch_end(run, end)
+
+    def stop_reason(self, run: RunInfo, end: EpochEnd) -> str:
+        return next((reason for reason in (c.stop_reason(run, end) for c in self.callbacks) if reason), "")
 
     def on_train_end(self, run: RunInfo, metrics: dict) -> dict:
         for callback in self.callbacks:

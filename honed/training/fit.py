@@ -159,6 +159,10 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
                 callbacks.on_epoch_end(run, end)
                 checkpoint(epochs_done=epoch, step=progress.step)  # last: the epoch's files are all written
                 reporter.epoch_finished(end.row)
+            stop = callbacks.stop_reason(run, end) if runtime.is_main and epoch < epochs else ""
+            if decided_on_rank0(bool(stop), runtime):
+                reporter.message(f"stopped after epoch {epoch} of {epochs}: {stop}")
+                break
             patience = config.train.patience
             if decided_on_rank0(bool(patience) and sets.val_loader is not None and epoch - progress.best_epoch >= patience, runtime):
                 reporter.message(f"early stop: no better {metric} for {config.train.patience} epochs "
