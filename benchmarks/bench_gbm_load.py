@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,9 +62,11 @@ def old_side(arrays: dict[str, np.ndarray], baseline: str, repeats: int, tmp: Pa
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     np.savez(tmp / "data.npz", **arrays)
     out = tmp / "probe_features.safetensors"
+    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", OLD_SIDE, str(tmp / "data.npz"), str(out), str(repeats)],
-                          check=True, capture_output=True, text=True, env={"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1",
-                                                                           "PATH": "/usr/bin:/bin"})
+                          capture_output=True, text=True, env=env, cwd=tmp)  # not this checkout's honed
+    if done.returncode:
+        raise RuntimeError(f"the baseline side failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return {"load_s": statistics.median(result["load_s"]), "bytes": out.stat().st_size, "loads": len(result["load_s"])}
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from honed.artifacts.bundle_meta import INPUT_NAME
+from honed.errors import HonedError
 from honed.export.formats import export_onnx
 from honed.export.parity import ParityReport
 from honed.models.features import last_linear
@@ -82,5 +83,7 @@ def _joined(net, head, *, classify: bool, outputs: int):
         merged.graph.node.append(helper.make_node("Identity", [final], ["output"]))
     del merged.graph.output[:]
     merged.graph.output.append(helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", outputs]))
-    assert merged.graph.input[0].name == INPUT_NAME
+    if [i.name for i in merged.graph.input] != [INPUT_NAME]:
+        raise HonedError(f"the joined gbm graph takes {[i.name for i in merged.graph.input]}, not [{INPUT_NAME!r}]: "
+                         "export without --format onnx and report this")
     return merged
