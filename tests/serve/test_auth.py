@@ -201,3 +201,19 @@ def test_serve_warns_on_every_address_without_a_token(tmp_path, monkeypatch):
     assert "serving on 0.0.0.0 without a token" in " ".join(open_net.output.split())
     assert "without a token" not in local.output and "without a token" not in with_token.output
     assert isinstance(short.exception, HonedError) and "at least 16" in str(short.exception)
+
+
+def test_worker_processes_read_the_token_file_the_config_names(bundle, tmp_path, monkeypatch):
+    import json
+
+    from honed.serve.app import ENV_CONFIG, app_from_env
+
+    (tmp_path / "tokens").write_text(TOKEN + "\n")
+    monkeypatch.delenv("HONED_SERVE_TOKEN", raising=False)
+    config = {"bundle": str(bundle), "settings": ServeSettings().to_dict(), "device": "cpu", "backend": "torch",
+              "tta": None, "token_file": str(tmp_path / "tokens")}
+    monkeypatch.setenv(ENV_CONFIG, json.dumps(config))
+    assert TOKEN not in json.dumps(config["settings"])
+    with TestClient(app_from_env()) as client:
+        assert client.get("/metadata").status_code == 401
+        assert client.get("/metadata", headers=_bearer(TOKEN)).status_code == 200
