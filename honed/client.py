@@ -1,6 +1,6 @@
 """``honed.Client``: call a running ``honed serve`` from Python.
 
-    client = honed.Client("http://127.0.0.1:8000")
+    client = honed.Client("http://127.0.0.1:8000", token="...")   # token: else $HONED_SERVE_TOKEN, if set
     client.predict(["cat.jpg", "dog.png"], top_k=3)   # one dict per image: name, top_k (or values)
     client.health(); client.metadata()
 """
@@ -13,18 +13,24 @@ from typing import Any, Sequence, Union
 
 from honed.errors import HonedError
 
+ENV_TOKEN = "HONED_SERVE_TOKEN"  # as honed.serve.auth reads it (the client does not import the server)
+
 Image = Union[str, os.PathLike, bytes]
 
 
 class Client:
     """A small HTTP client for one server; use it as a context manager or call ``close()``."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", *, timeout: float = 60.0):
+    def __init__(self, url: str = "http://127.0.0.1:8000", *, token: str | None = None, timeout: float = 60.0):
+        """``token``: the server's bearer token (``honed serve --token-file``), sent as ``Authorization:
+        Bearer``; None reads $HONED_SERVE_TOKEN, and sends nothing when that is unset too."""
         self.url = url.rstrip("/")
         self.timeout = timeout
         import httpx  # here, so `import honed` stays light
 
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        token = os.environ.get(ENV_TOKEN, "").strip() if token is None else token.strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def predict(self, images: Image | Sequence[Image], *, top_k: int = 5, preview: bool = False) -> list[dict[str, Any]]:
         """Predictions for image files (paths) or encoded images (bytes), in order: one dict per image with
@@ -68,6 +74,9 @@ class Client:
             body = {"error": response.text[:200]}
         if response.status_code >= 400:
             message = body.get("error") if isinstance(body, dict) else None
+            if response.status_code == 401:
+                raise HonedError(f"the server at {self.url} needs a bearer token ({message}): pass "
+                                 f"honed.Client(url, token=...) or set ${ENV_TOKEN}")
             raise HonedError(f"the server refused {method} {path} ({response.status_code}): {message or body}")
         return body
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE
-from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
+from honed.models.heads.gbm import HEAD_FILE as GBM_FILE, refuse_old_gbm
 from honed.tasks import TASKS, get_task
 
 FORMAT_NAME = "honed-bundle"
@@ -102,6 +102,7 @@ def _validate_preprocessing(pre: dict[str, Any]) -> None:
 
 def _validate_files(files: dict[str, Any]) -> None:
     known = (WEIGHTS_FILE, ONNX_FILE, TORCHSCRIPT_FILE, GBM_FILE)
+    refuse_old_gbm(files, f"the bundle (its {BUNDLE_FILE})")  # old gbm bundles carried training features
     if WEIGHTS_FILE not in files:
         raise HonedError(f"{BUNDLE_FILE} field 'files' does not list {WEIGHTS_FILE}")
     for name, info in files.items():

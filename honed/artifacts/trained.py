@@ -26,7 +26,7 @@ from honed.artifacts.weights import load_weights
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig
 from honed.errors import HonedError
 from honed.models.factory import build_model, with_preprocess_defaults
-from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE, GbmHead, GbmProbeModel, with_gbm_head
+from honed.models.heads.gbm import HEAD_FILE as GBM_FILE, GbmHead, GbmProbeModel, with_gbm_head
 from honed.models.state_dicts import head_keys
 from honed.registry import Registry
 from honed.tasks import get_task
@@ -38,7 +38,7 @@ class TrainedModel:
     """A trained network ready to predict, with what it needs around it."""
 
     network: nn.Module  # eval mode, on the CPU; float [B,3,S,S] normalized -> logits or values
-    head: str  # "linear": the network's own head; "gbm": refitted trees on its features
+    head: str  # "linear": the network's own head; "gbm": stored trees on its features
     config: RunConfig  # the run's config (a bundle: the part of it that the bundle carries)
     labels: Labels
     source: Path  # the run folder or bundle it came from
@@ -59,7 +59,7 @@ def load_trained(path: str | os.PathLike[str], *, weights: str = BEST_WEIGHTS, b
                  gbm_head: bool = True) -> TrainedModel:
     """The trained model in a run folder (its ``weights`` file) or a bundle (folder or .zip; ``backend="onnx"``
     runs its model.onnx in ONNX Runtime). Ensembles are several models: ``honed.predict.load`` takes them.
-    ``gbm_head=False`` leaves a gbm probe run's trees unfitted: the network alone (export's parity reference)."""
+    ``gbm_head=False`` leaves out a gbm probe run's trees: the network alone (what export exports from)."""
     BACKENDS.get(backend)  # an unknown name: refused before anything is read
     path = Path(path)
     if (path / CONFIG_FILE).exists():
@@ -80,7 +80,7 @@ def _from_run(run: RunFolder, weights: str, gbm_head: bool) -> TrainedModel:
     config.preprocess = with_preprocess_defaults(config.preprocess, network)
     run.refuse_without_weights("loaded")  # an old gbm probe run kept nothing to predict with
     load_weights(run.file(weights), network)
-    model = with_gbm_head(network, run.path) if gbm_head else network  # a gbm probe: trees refitted on its features
+    model = with_gbm_head(network, run.path) if gbm_head else network  # a gbm probe: its trees on its features
     head = "gbm" if model is not network else "linear"
     return TrainedModel(model.eval(), head, config, labels, run.path)
 
@@ -89,14 +89,12 @@ def from_bundle_files(files: BundleFiles, raw: Any, *, backend: str = "torch") -
     """One (member) bundle's model from its files and its parsed bundle.json, validated here."""
     meta = validate_meta(raw)
     config = _bundle_config(meta)
-    if GBM_FILE in meta["files"] and backend != "torch":
-        raise HonedError(f"the bundle {files.path} is a gbm probe: its trees are refitted by honed, so it "
-                         "loads with the torch backend only (leave out --backend onnx)")
     model = BACKENDS[backend](files, meta, config)
-    head = "linear"
-    if GBM_FILE in meta["files"]:  # the network computes the features; the trees, refitted, predict from them
+    head = "gbm" if GBM_FILE in meta["files"] else "linear"
+    if head == "gbm" and backend == "torch":  # the network computes the features, the trees predict from them
+        # (the onnx backend's model.onnx of a gbm probe holds network and trees in one graph)
         gbm = GbmHead.from_bytes(checked_file(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
-        model, head = GbmProbeModel(model, gbm), "gbm"
+        model = GbmProbeModel(model, gbm)
     labels = Labels(meta["task"], list(meta["classes"]), list(meta["target_columns"]))
     return TrainedModel(model, head, config, labels, files.path, bundle_meta=meta)
 

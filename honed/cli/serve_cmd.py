@@ -8,6 +8,8 @@ import os
 import typer
 from rich.console import Console
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # any other --host can be reached from the network
+
 
 def serve(
     bundle: str = typer.Argument(..., help="A bundle folder or .zip (see `honed export`); local paths only."),
@@ -20,6 +22,12 @@ def serve(
     max_body_mb: float = typer.Option(20.0, help="Largest request body in MiB (413 above it)."),
     max_pixels: int = typer.Option(89_478_485, min=1, help="Largest image in pixels, read from its header (422)."),
     timeout_s: float = typer.Option(30.0, help="Seconds a request may wait for its answer (504 after)."),
+    max_client_requests: int = typer.Option(8, min=1, help="Requests one client (token or address) may have in "
+                                            "flight (429 above it)."),
+    max_client_queue: int = typer.Option(0, min=0, help="Images one client may have queued or predicting (429 "
+                                         "above it); 0: half of --max-queue, at least --max-images."),
+    token_file: str = typer.Option("", help="File of bearer tokens, one a line: /predict and /metadata then need "
+                                   "'Authorization: Bearer TOKEN' (else 401). Default: $HONED_SERVE_TOKEN, if set."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     backend: str = typer.Option("torch", help="torch, or onnx to run the bundle's model.onnx in ONNX Runtime."),
     tta: str = typer.Option("", help="Test-time augmentation views, e.g. flip; 'none' turns the bundle's own "
@@ -31,20 +39,29 @@ def serve(
     import uvicorn
 
     from honed.serve.app import ENV_CONFIG, app_from_bundle
+    from honed.serve.auth import ENV_TOKEN, read_tokens
     from honed.serve.limits import ServeSettings
 
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                              max_images=max_images, max_body_mb=max_body_mb, max_pixels=max_pixels,
-                             timeout_s=timeout_s)
+                             timeout_s=timeout_s, max_client_requests=max_client_requests,
+                             max_client_queue=max_client_queue)
+    tokens = read_tokens(token_file or None)
     console = Console(stderr=True)
+    if not tokens and host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/yellow] serving on {host} without a token: anyone who can reach this "
+                      f"port can call /predict. Set --token-file or ${ENV_TOKEN}, or bind 127.0.0.1.")
     if workers == 1:
-        app = app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None)
-        console.print(f"serving {app.state.model.name} at http://{host}:{port} (page at /, docs at /docs)")
+        app = app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None,
+                              tokens=tokens)
+        console.print(f"serving {app.state.model.name} at http://{host}:{port} (page at /, docs at /docs"
+                      f"{'; /predict and /metadata need the bearer token' if tokens else ''})")
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None)  # fail here, once
     os.environ[ENV_CONFIG] = json.dumps({"bundle": bundle, "settings": settings.to_dict(), "device": device,
-                                         "backend": backend, "tta": tta or None})
+                                         "backend": backend, "tta": tta or None,  # never a token: a path
+                                         "token_file": token_file or None})
     console.print(f"serving {bundle} at http://{host}:{port} with {workers} worker processes")
     uvicorn.run("honed.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)

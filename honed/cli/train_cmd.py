@@ -43,7 +43,7 @@ def train(
     unfreeze: int = typer.Option(0, min=0, help="partial / gradual: stages fine-tuned, counted from the head "
                                  "(0: partial 2, gradual all)."),
     head_model: str = typer.Option("", help="probe: logreg, svm or gbm (regression: ridge, svr or gbm); "
-                                   "default logreg / ridge. gbm trees are refitted at load (no ONNX/TorchScript)."),
+                                   "default logreg / ridge. gbm trees are stored as ONNX (no TorchScript)."),
     dropout: float = typer.Option(0.0, help="Dropout before the classifier."),
     head_bn: bool = typer.Option(False, help="Head as BatchNorm1d -> Dropout(--dropout) -> Linear."),
     drop_path: float = typer.Option(0.0, help="Stochastic depth rate (timm's drop_path_rate; timm models only)."),

@@ -2,9 +2,10 @@
 
 The run is an ordinary probe run (``--strategy probe --head-model gbm``, see ``honed.training.probe``): the
 config's backbone with its starting weights (``pretrained`` or ``weights``) extracts the pre-logit features,
-scikit-learn's HistGradientBoosting is fitted on them for ``rounds`` iterations, and the run keeps the trees'
-training data so loading refits them (``honed.models.heads.gbm``). It therefore predicts with ``honed.load``,
-exports as a bundle and joins ensembles; boost only names it and reports it as its other methods' results.
+scikit-learn's HistGradientBoosting is fitted on them for ``rounds`` iterations, and the run keeps the fitted
+trees as an ONNX graph, never their training data (``honed.models.heads.gbm``). It therefore predicts with
+``honed.load`` (no refit), exports as a bundle or one ONNX graph and joins ensembles; boost only names it and
+reports it as its other methods' results.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Layout::
                            data fingerprint, honed version, created time, file hashes, parity reports
     model.safetensors      the run's best weights, unfused: the architecture is rebuilt from its name
     model_card.md          data, model and strategy, augmentations, settings, steps, scores
-    probe_features.safetensors  a gbm probe run only: the trees' training data, refitted at load (no pickle)
-    model.onnx             optional: the BatchNorm-fused eval model, for ONNX Runtime
+    gbm_head.onnx          a gbm probe run only: its fitted trees as an ONNX graph (no training data, no pickle)
+    model.onnx             optional: the BatchNorm-fused eval model, for ONNX Runtime (a gbm probe: network
+                           and trees in one graph)
     model.torchscript.pt   optional: the same as TorchScript, for other runtimes (never loaded by honed)
 
 An ensemble bundle (``"kind": "ensemble"`` in bundle.json, see ``honed.export.ensemble_bundle``) holds one such
@@ -48,11 +49,12 @@ from honed.artifacts.bundle_meta import (
 )
 from honed.export.card import RunFacts, model_card, read_run_facts
 from honed.export.formats import EXPORT_FORMATS
+from honed.export.gbm_onnx import export_gbm_onnx, gbm_reference
 from honed.export.fuse import fuse_batchnorm
 from honed.export.parity import ParityReport, check_parity, combine_reports
 from honed.tta.setting import as_setting
 from honed.tracking.atomic import atomic_path, temp_path_for, write_json, write_text
-from honed.models.heads.gbm import FEATURES_FILE as GBM_FILE
+from honed.models.heads.gbm import HEAD_FILE as GBM_FILE, gbm_head_file
 
 PARITY_IMAGES = 32  # validation images the parity checks run on
 
@@ -94,7 +96,7 @@ def export_run_bundle(
     """
     RunFolder(Path(run_dir)).refuse_without_weights("exported")  # an old gbm probe run has no head to export
     wanted = _check_formats(formats)
-    gbm_data = _gbm_data(Path(run_dir), wanted)
+    gbm_head = _gbm_head(Path(run_dir), wanted)
     setting = as_setting(tta)
     facts = read_run_facts(Path(run_dir))
     target = target_path(Path(out_dir), archive)
@@ -104,9 +106,10 @@ def export_run_bundle(
     stage.mkdir(parents=True)
     try:
         shutil.copyfile(facts.run_dir / weights, stage / WEIGHTS_FILE)
-        if gbm_data is not None:
-            shutil.copyfile(gbm_data, stage / GBM_FILE)
-        reports, fused_pairs = _export_models(model, inputs, stage, wanted, fuse=fuse)
+        if gbm_head is not None:
+            shutil.copyfile(gbm_head, stage / GBM_FILE)
+        trees = gbm_head.read_bytes() if gbm_head is not None else None
+        reports, fused_pairs = _export_models(model, inputs, stage, wanted, fuse=fuse, trees=trees)
         _refuse_failed(reports, described)
         meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
         meta["tta"] = "none" if setting is None else setting.to_dict()
@@ -128,15 +131,13 @@ def _check_formats(formats: Sequence[str]) -> set[str]:
     return wanted | {"bundle"}
 
 
-def _gbm_data(run_dir: Path, formats: set[str]) -> Path | None:
-    """A gbm probe run's features file (refitted at load), or None; such a run exports as a plain bundle only."""
-    from honed.models.heads.gbm import gbm_head_file
-
+def _gbm_head(run_dir: Path, formats: set[str]) -> Path | None:
+    """A gbm probe run's trees (an ONNX graph), or None; an old gbm run (training features) is refused.
+    Such a run exports to ONNX (network and trees in one graph) but not to TorchScript."""
     path = gbm_head_file(run_dir)
-    if path is not None and formats - {"bundle"}:
-        raise HonedError(f"{run_dir.name} is a gbm probe run: its trees are refitted by honed from "
-                         f"{GBM_FILE}, which ONNX and TorchScript cannot hold; export it without --format "
-                         "onnx/torchscript (a plain bundle), or train a logreg/svm probe for those formats")
+    if path is not None and "torchscript" in formats:
+        raise HonedError(f"{run_dir.name} is a gbm probe run: TorchScript cannot hold its trees; export it "
+                         "without --format torchscript (--format onnx holds network and trees)")
     return path
 
 
@@ -193,11 +194,12 @@ def _validation_paths(run_dir: Path) -> tuple[list[str], str]:
 
 
 def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats: set[str], *,
-                   fuse: bool) -> tuple[dict[str, ParityReport], int]:
+                   fuse: bool, trees: bytes | None = None) -> tuple[dict[str, ParityReport], int]:
     """Fuse, export what was asked for, and check each against the unfused eval model on ``inputs``.
 
     An export's report combines its own check (file vs. the model it was exported from, at batch sizes 2
-    and 1) with the check that matters to users: file vs. the unfused original on real images.
+    and 1) with the check that matters to users: file vs. the unfused original on real images. A gbm probe
+    (``trees``: its head graph) exports network and trees as one ONNX graph, checked against both together.
     """
     reports: dict[str, ParityReport] = {}
     exported, fused_pairs = model, 0
@@ -206,6 +208,11 @@ def _export_models(model: nn.Module, inputs: torch.Tensor, stage: Path, formats:
         exported, fused_pairs = fusion.model, fusion.fused_pairs
         reports["fusion"] = check_parity(model, exported, inputs)
     example = inputs[:2]
+    if trees is not None and "onnx" in formats:
+        own = export_gbm_onnx(exported, trees, example, stage / ONNX_FILE)
+        session = EXPORT_FORMATS["onnx"].load(stage / ONNX_FILE)
+        reports["onnx"] = combine_reports([check_parity(gbm_reference(model, trees), session, inputs), own])
+        formats = formats - {"onnx"}
     for name in EXPORT_FORMATS.names():  # registration order: onnx, then torchscript
         if name in formats:
             fmt = EXPORT_FORMATS[name]

@@ -6,6 +6,9 @@ the tests drive every route in-process. LitServe would add batching of its own b
 to bound (queue, timeouts, per-app metrics); TorchServe needs Java and pickled .mar archives.
 
 Routes: ``POST /predict``, ``GET /health``, ``GET /metadata``, ``GET /metrics``, ``GET /`` (a small page).
+With tokens (``honed.serve.auth``) /predict and /metadata need ``Authorization: Bearer TOKEN`` (else 401);
+/health, /metrics, the page and the schema stay open. Each client (token or address) has its own limits on
+requests and images in flight (``honed.serve.limits.ClientLimits``), checked before the body is read.
 Each image is decoded with the bundle's own preprocessing in the threadpool, then waits in the batcher
 (see ``honed.serve.batcher``) for the model thread; answers equal ``honed.load(bundle).predict_proba``.
 """
@@ -20,33 +23,40 @@ import logging
 import os
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import numpy as np
 import torch
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from honed.data.decode import DecodeError, decode_to_tensor
+from honed.serve.auth import authorize, read_tokens
 from honed.serve.batcher import Batcher, BatcherStopped, QueueFull
 from honed.serve.inputs import Part, read_parts
-from honed.serve.limits import ApiError, ServeSettings, decode_failure
+from honed.serve.limits import ApiError, ClientLimits, ServeSettings, decode_failure
 from honed.serve.telemetry import CONTENT_TYPE, MetricsMiddleware, ServeMetrics
 from honed.serve.model import ServedModel, load_served
 from honed.serve.page import page_html
+from honed.serve.schema import HEALTH_RESPONSES, METADATA_RESPONSES, PREDICT_BODY, PREDICT_RESPONSES
 
 log = logging.getLogger(__name__)
 ROUTES = {"/", "/predict", "/health", "/metadata", "/metrics", "/docs", "/openapi.json"}
 ENV_CONFIG = "HONED_SERVE_CONFIG"  # how `honed serve --workers N` hands the bundle to each worker process
 
 
-def create_app(model: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving ``model``; its batcher's model thread runs while the app's lifespan does."""
+def create_app(model: ServedModel, settings: ServeSettings | None = None, *, tokens: Sequence[str] = ()) -> FastAPI:
+    """A FastAPI app serving ``model``; its batcher's model thread runs while the app's lifespan does.
+    ``tokens``: the bearer tokens /predict and /metadata accept (none: open to every caller)."""
     settings = settings or ServeSettings()
+    tokens = tuple(tokens)
+    clients = ClientLimits(settings)
+    caller = _caller(tokens)
     metrics = ServeMetrics(ROUTES)
     batcher = Batcher(lambda batch: model.predictor.predict_batch(batch), max_batch=settings.max_batch,
                       max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
@@ -63,36 +73,46 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
     app = FastAPI(title=f"honed: {model.name}", version=_version(), lifespan=lifespan,
                   description="Predictions from a honed bundle. POST images to /predict.")
     app.state.model, app.state.settings, app.state.metrics, app.state.batcher = model, settings, metrics, batcher
+    app.state.clients = clients
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app, metrics)
 
-    @app.post("/predict", summary="Top-k classes (or values) for one or many images")
-    async def predict(request: Request,
+    @app.post("/predict", summary="Top-k classes (or values) for one or many images", openapi_extra=PREDICT_BODY,
+              responses=PREDICT_RESPONSES)
+    async def predict(request: Request, client: str = Depends(caller),
                       top_k: int = Query(5, ge=1, le=10000, description="Classes per image, best first."),
                       preview: bool = Query(False, description="Also return each preprocessed image as a PNG "
                                                                "data URL.")) -> dict[str, Any]:
         deadline = time.monotonic() + settings.timeout_s
-        parts = await read_parts(request, max_bytes=settings.max_body_bytes, max_images=settings.max_images)
-        images = await run_in_threadpool(_decode_all, parts, model.predictor.image_size, settings.max_pixels)
-        rows = await _predicted(batcher, images, deadline, settings)
+        clients.enter(client)  # before the body is read: a slow upload holds its client's slot
+        taken = 0
+        try:
+            parts = await read_parts(request, max_bytes=settings.max_body_bytes, max_images=settings.max_images)
+            clients.take(client, len(parts))
+            taken = len(parts)
+            images = await run_in_threadpool(_decode_all, parts, model.predictor.image_size, settings.max_pixels)
+            rows = await _predicted(batcher, images, deadline, settings)
+        finally:
+            clients.leave(client, taken)
         answers = [_answer(model, name, row, top_k) for (name, _), row in zip(parts, rows)]
         if preview:
             for answer, image in zip(answers, images):
                 answer["preprocessed"] = _png_data_url(image)
         return {"model": model.name, "task": model.predictor.task, "predictions": answers}
 
-    @app.get("/health", summary="Whether the model thread is up, and the queue depth")
+    @app.get("/health", summary="Whether the model thread is up, and the queue depth", responses=HEALTH_RESPONSES)
     async def health() -> JSONResponse:
         ok = batcher.alive
         body = {"status": "ok" if ok else "unavailable", "model": model.name, "device": str(model.predictor.device),
                 "queue": batcher.depth, "max_batch": settings.max_batch}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metadata", summary="Classes, preprocessing, metrics and model card of the bundle")
+    @app.get("/metadata", summary="Classes, preprocessing, metrics and model card of the bundle",
+             dependencies=[Depends(caller)], responses=METADATA_RESPONSES)
     async def metadata() -> dict[str, Any]:
-        return {**model.metadata(), "limits": settings.to_dict()}
+        return {**model.metadata(), "limits": settings.to_dict(), "auth": "bearer" if tokens else "none"}
 
-    @app.get("/metrics", summary="Prometheus metrics (text format)")
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         metrics.queue_depth.set(batcher.depth)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -105,20 +125,37 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
 
 
 def app_from_bundle(bundle: str, *, settings: ServeSettings | None = None, device: str = "auto",
-                    backend: str = "torch", tta: str | None = None) -> FastAPI:
-    """Load a local bundle and serve it."""
-    return create_app(load_served(bundle, device=device, backend=backend, tta=tta), settings)
+                    backend: str = "torch", tta: str | None = None, tokens: Sequence[str] = ()) -> FastAPI:
+    """Load a local bundle and serve it (``tokens``: see ``create_app``)."""
+    return create_app(load_served(bundle, device=device, backend=backend, tta=tta), settings, tokens=tokens)
 
 
 def app_from_env() -> FastAPI:
     """The app factory each uvicorn worker process calls (``--workers N``): the bundle and settings come
-    from the JSON in $HONED_SERVE_CONFIG, written by ``honed serve``."""
+    from the JSON in $HONED_SERVE_CONFIG, written by ``honed serve``; the tokens from the token file it names,
+    else $HONED_SERVE_TOKEN (the JSON never holds a token)."""
     config = json.loads(os.environ[ENV_CONFIG])
     return app_from_bundle(config["bundle"], settings=ServeSettings(**config["settings"]), device=config["device"],
-                           backend=config["backend"], tta=config["tta"])
+                           backend=config["backend"], tta=config["tta"], tokens=read_tokens(config.get("token_file")))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+
+def _caller(tokens: tuple[str, ...]) -> Callable[..., Awaitable[str]]:
+    """The dependency that names the caller (its client key) or refuses it (401). It runs before the
+    route's parameters are validated; with tokens it also declares the bearer scheme in the OpenAPI schema."""
+    if not tokens:
+        async def anyone(request: Request) -> str:
+            return authorize(request, tokens)
+
+        return anyone
+    bearer = HTTPBearer(auto_error=False, description="a token from the server's --token-file or $HONED_SERVE_TOKEN")
+
+    async def token_holder(request: Request, _: Any = Depends(bearer)) -> str:
+        return authorize(request, tokens)
+
+    return token_holder
 
 
 def _decode_all(parts: list[Part], size: int, max_pixels: int) -> list[torch.Tensor]:

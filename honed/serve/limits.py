@@ -1,12 +1,18 @@
 """The server's settings and limits, and the one error type its routes raise: a status and a JSON message.
 
 Every limit answers with a JSON body ``{"error": ..., "part": ...}`` and the status a client can act on:
-413 body too large, 415 not an image, 422 undecodable or too many pixels, 429 queue full (with Retry-After),
-504 too slow. Nothing a client sends may turn into a 5xx.
+401 no or wrong bearer token, 413 body too large, 415 not an image, 422 undecodable or too many pixels,
+429 queue full or the client's own share used up (both with Retry-After), 504 too slow. Nothing a client
+sends may turn into a 5xx.
+
+Per-client limits (``ClientLimits``): one client (its token when each client has its own, else its address,
+see ``honed.serve.auth``) may have ``max_client_requests`` requests in flight and ``max_client_queue``
+images waiting or predicting, so one busy client cannot take the whole queue from the others.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,18 +34,31 @@ class ServeSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS  # per image, from its header, before any pixel is decoded
     timeout_s: float = 30.0  # queue wait + prediction, per request; beyond this 504
     retry_after_s: int = 1  # what a 429 tells the client to wait
+    max_client_requests: int = 8  # requests one client may have in flight; beyond this 429
+    max_client_queue: int = 0  # images one client may have queued or predicting; 0: half of max_queue, at least
+    # max_images (client_queue); beyond it 429
 
     def __post_init__(self) -> None:
         checks = {"--max-batch": self.max_batch >= 1, "--max-wait-ms": self.max_wait_ms >= 0,
                   "--max-queue": self.max_queue >= 1, "--max-images": self.max_images >= 1,
                   "--max-body-mb": self.max_body_mb > 0, "--max-pixels": self.max_pixels >= 1,
-                  "--timeout-s": self.timeout_s > 0, "retry_after_s": self.retry_after_s >= 1}
+                  "--timeout-s": self.timeout_s > 0, "retry_after_s": self.retry_after_s >= 1,
+                  "--max-client-requests": self.max_client_requests >= 1,
+                  "--max-client-queue": self.max_client_queue >= 0}
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise HonedError(f"{', '.join(bad)} out of range: sizes and counts must be at least 1, times positive")
         if self.max_queue < self.max_images:
             raise HonedError(f"--max-queue ({self.max_queue}) must hold at least one full request "
                              f"(--max-images {self.max_images}): raise it")
+        if self.max_client_queue and not self.max_images <= self.max_client_queue <= self.max_queue:
+            raise HonedError(f"--max-client-queue ({self.max_client_queue}) must lie between --max-images "
+                             f"({self.max_images}) and --max-queue ({self.max_queue})")
+
+    @property
+    def client_queue(self) -> int:
+        """The images one client may have in flight: ``max_client_queue``, or half the queue when it is 0."""
+        return self.max_client_queue or max(self.max_images, self.max_queue // 2)
 
     @property
     def max_body_bytes(self) -> int:
@@ -68,7 +87,7 @@ class ApiError(Exception):
         return out
 
 
-_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+_REASONS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
             415: "not_an_image", 422: "undecodable", 429: "queue_full", 503: "unavailable", 504: "timeout"}
 
 # Decode failures that mean "this is not an image at all" (415); everything else was an image that
@@ -84,3 +103,41 @@ def decode_failure(error: DecodeError, part: str) -> ApiError:
     if error.reason.startswith(_NOT_AN_IMAGE):
         return ApiError(415, f"{part}: {error.reason}; send PNG, JPEG, WebP, GIF, BMP or TIFF images", part=part)
     return ApiError(422, f"{part}: cannot be decoded ({error.reason})", part=part)
+
+
+class ClientLimits:
+    """What each client has in flight: requests and images. Used from the event loop only (no lock needed:
+    every call runs between two awaits)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.requests: Counter[str] = Counter()
+        self.images: Counter[str] = Counter()
+
+    def enter(self, client: str) -> None:
+        """Count a request in, or 429 when the client already has ``max_client_requests`` in flight."""
+        if self.requests[client] >= self.settings.max_client_requests:
+            raise self._refusal(f"{self.requests[client]} of your requests are in flight (the limit per client "
+                                f"is {self.settings.max_client_requests}, --max-client-requests)")
+        self.requests[client] += 1
+
+    def take(self, client: str, images: int) -> None:
+        """Count ``images`` in for the client, or 429 when they would pass its share of the queue."""
+        held, limit = self.images[client], self.settings.client_queue
+        if held + images > limit and limit < self.settings.max_queue:  # a share of the whole queue is no limit:
+            # the queue's own 429 answers
+            raise self._refusal(f"you have {held} images in flight and sent {images}; the limit per client is "
+                                f"{limit} (--max-client-queue)")
+        self.images[client] += images
+
+    def leave(self, client: str, images: int) -> None:
+        """Count a finished request (and the ``images`` it took) out, whatever became of it."""
+        for counter, amount in ((self.requests, 1), (self.images, images)):
+            counter[client] -= amount
+            if counter[client] <= 0:
+                del counter[client]  # no entry per client ever seen: the counters stay as small as the load
+
+    def _refusal(self, what: str) -> ApiError:
+        after = self.settings.retry_after_s
+        return ApiError(429, f"{what}: wait for answers, retry after {after} s", reason="client_limit",
+                        headers={"Retry-After": str(after)})

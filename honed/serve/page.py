@@ -1,7 +1,10 @@
 """The page at ``GET /``: drop or choose images, see the top-k predictions and the preprocessed view.
 
 Self-contained (no scripts or fonts from elsewhere, so it works offline and under a strict CSP); it calls
-``POST /predict?preview=true`` with the chosen files and draws what comes back.
+``POST /predict?preview=true`` with the chosen files and draws what comes back. When the server answers 401
+(it was started with a token), the page asks for the token once, keeps it in the tab's sessionStorage
+(gone when the tab closes; never in a cookie, so other sites cannot make the browser send it) and sends it
+as ``Authorization: Bearer`` from then on.
 """
 
 from __future__ import annotations
@@ -81,15 +84,32 @@ function show(prediction) {
   results.appendChild(box);
 }
 
+const TOKEN_KEY = "honed-token";
+
+async function post(url, form) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = token ? { "Authorization": "Bearer " + token } : {};
+  return fetch(url, { method: "POST", body: form, headers: headers });
+}
+
 async function predict(files) {
   if (!files.length) { return; }
   const form = new FormData();
   for (const file of files) { form.append("files", file, file.name); }
   const k = Math.max(1, parseInt(document.getElementById("topk").value, 10) || 5);
+  const url = "predict?preview=true&top_k=" + k;
   statusLine.className = "";
   statusLine.textContent = "predicting " + files.length + " image(s)...";
   try {
-    const answer = await fetch("predict?preview=true&top_k=" + k, { method: "POST", body: form });
+    let answer = await post(url, form);
+    if (answer.status === 401) {  // the server wants a token: ask once, keep it for this tab
+      const token = (window.prompt("This server needs an access token (honed serve --token-file):") || "").trim();
+      if (token) {
+        sessionStorage.setItem(TOKEN_KEY, token);
+        answer = await post(url, form);
+        if (answer.status === 401) { sessionStorage.removeItem(TOKEN_KEY); }  // wrong: ask again next time
+      }
+    }
     const body = await answer.json();
     if (!answer.ok) {
       statusLine.className = "error";

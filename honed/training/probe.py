@@ -7,9 +7,8 @@ cached), so a head fitted on them is exactly that layer.
 Heads (``--head-model``: logreg, svm, ridge, svr, gbm) are models, registered in
 ``honed.models.heads.HEADS`` and looked up by name here. A linear head is written into the last layer. Trees
 are not a linear layer, and honed never pickles, so a gbm run keeps the frozen network's weights and the
-head's training data (``probe_features.safetensors``): loading refits the same trees (see
-``honed.models.heads.gbm``), so it predicts, exports as a bundle and joins ensembles; ONNX / TorchScript
-cannot hold the trees.
+fitted trees as an ONNX graph (``gbm_head.onnx``, see ``honed.models.heads.gbm``; no training data): it
+predicts, exports as a bundle (and to ONNX, network and trees in one graph) and joins ensembles.
 """
 
 from __future__ import annotations
@@ -112,14 +111,10 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     for s in splits[1:]:
         runs.save_predictions(run_dir / f"predictions_{s}.parquet",
                               predictions_table(sets[s].paths, outputs[s], targets[s], manifest))
-    if head.weight is None:  # trees: keep their training data, refitted at load (honed never pickles)
-        from honed.models.heads.gbm import FEATURES_FILE, save_gbm_data
+    if head.weight is None:  # trees: their ONNX graph, no training data (honed never pickles)
+        from honed.models.heads.gbm import HEAD_FILE, save_gbm_head
 
-        check = "val" if "val" in features else "train"  # a refit has no validation split: its train rows check
-        save_gbm_data(run_dir / FEATURES_FILE, train_features=features["train"], train_targets=targets["train"],
-                      val_features=features[check], val_outputs=outputs[check], task=manifest.task,
-                      outputs=manifest.num_outputs, seed=config.train.seed, rounds=head.details["rounds"],
-                      leaf=head.details["min_samples_leaf"])
+        save_gbm_head(run_dir / HEAD_FILE, head)
     save_weights(run_dir / BEST_WEIGHTS, model)  # a gbm run's head layer is untouched: only its input counts
     save_weights(run_dir / "last.safetensors", model)
     seconds = time.perf_counter() - started
@@ -130,11 +125,11 @@ def train_probe(config: RunConfig, model: nn.Module, data: PreparedData, *, run_
     runs.save_history(run_dir, history, metric)
     write_json(run_dir / PROBE_FILE, {
         "head_model": kind, "features": int(features["train"].shape[1]), "details": head.details,
-        "weights_written": True, "head": "linear" if head.weight is not None else "gbm-refit",
+        "weights_written": True, "head": "linear" if head.weight is not None else "gbm-onnx",
         "train_" + metric: scores["train"].get(metric),
         "extract_seconds": extracted - started, "fit_seconds": time.perf_counter() - extracted,
         "note": "" if head.weight is not None else "a gbm head is not a linear layer and honed never pickles: "
-                "its training features are kept and the trees refitted when the run is loaded"})
+                "its fitted trees are kept as an ONNX graph (gbm_head.onnx)"})
     metrics = {k: v for k, v in row.items() if k not in ("epoch", "lr", "seconds")}
     metrics.update({f"test_{k}": v for k, v in scores.get("test", {}).items()})
     runs.record(workspace, run_dir, config, manifest, metric, metrics, status="done", duration_s=seconds)

@@ -91,12 +91,12 @@ def test_samme_boosting_reweights_and_votes_by_alpha(tmp_path):
 
 
 def test_gradient_boosting_on_frozen_features_is_a_probe_run_that_predicts(tmp_path):
-    from safetensors import safe_open
+    import onnx
     from typer.testing import CliRunner
 
     from honed.config import RunConfig
     from honed.ensemble.store import ENSEMBLE_FILE
-    from honed.models.heads.gbm import FEATURES_FILE
+    from honed.models.heads.gbm import HEAD_FILE
     from tests.ensemble.test_ensemble_runs import cli_app
 
     data = colour_folder(tmp_path / "colors")
@@ -109,8 +109,7 @@ def test_gradient_boosting_on_frozen_features_is_a_probe_run_that_predicts(tmp_p
     assert result.details["features"] > 0 and result.details["rounds"] == 20
     saved = RunConfig.from_yaml(result.run_dir / "config.yaml").model
     assert (saved.strategy, saved.head_model, saved.gbm_rounds) == ("probe", "gbm", 20)
-    with safe_open(str(result.run_dir / FEATURES_FILE), "np") as handle:
-        meta = handle.metadata()
+    meta = {p.key: p.value for p in onnx.load(str(result.run_dir / HEAD_FILE)).metadata_props}
     assert meta["rounds"] == "20" and meta["min_samples_leaf"] == "1"  # 18 training rows: a leaf of 18 // 10
     assert not (result.run_dir / ENSEMBLE_FILE).exists()
     with Ledger(ws) as ledger:

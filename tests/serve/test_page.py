@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 
 
-@pytest.fixture
-def live_url(bundle):
-    """The app under a real uvicorn server in a thread, on a free loopback port."""
+@contextmanager
+def serving(bundle, *, tokens=()):
+    """The app under a real uvicorn server in a thread, on a free loopback port; yields its URL."""
     import httpx
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(load_served(bundle, device="cpu"), ServeSettings()),
+    server = uvicorn.Server(uvicorn.Config(create_app(load_served(bundle, device="cpu"), ServeSettings(),
+                                                      tokens=tokens),
                                            host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -35,9 +37,17 @@ def live_url(bundle):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert httpx.get(url + "/health").status_code == 200
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_url(bundle):
+    with serving(bundle) as url:
+        yield url
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless browser test needs Debian's Chromium at /usr/bin/chromium")
@@ -70,3 +80,29 @@ def test_page_predicts_a_chosen_image_in_a_real_browser(live_url, tmp_path):
     assert problems == []
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.std() > 10 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # not a blank page
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless browser test needs Debian's Chromium at /usr/bin/chromium")
+def test_page_asks_for_the_token_once_and_sends_it(bundle, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    token = "page-token-for-the-browser-test"
+    first = write_image(tmp_path / "one.png", (200, 40, 40), size=(32, 32), noise_seed=3)
+    second = write_image(tmp_path / "two.png", (40, 40, 200), size=(32, 32), noise_seed=4)
+    prompts: list[str] = []
+    with serving(bundle, tokens=(token,)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: (prompts.append(dialog.message), dialog.accept(token)))
+            page.goto(url + "/")
+            page.set_input_files("#files", str(first))
+            page.wait_for_function("document.getElementById('status').textContent === '1 prediction(s)'",
+                                   timeout=20_000)
+            page.set_input_files("#files", str(second))  # the stored token: no second question
+            page.wait_for_selector("text=two.png", timeout=20_000)
+            stored = page.evaluate("sessionStorage.getItem('honed-token')")
+        finally:
+            browser.close()
+    assert len(prompts) == 1 and "token" in prompts[0]
+    assert stored == token

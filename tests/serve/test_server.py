@@ -60,3 +60,18 @@ def test_serve_refuses_a_url_in_one_line():
                           text=True, timeout=120, env=env)
     assert done.returncode == 2 and "is a URL" in done.stderr and "only loads local bundles" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # a fresh `python -m honed` process
+def test_honed_serve_with_a_token_file_refuses_clients_without_it(bundle, images, tmp_path):
+    token = "process-token-0123456789abcdef"
+    (tmp_path / "tokens").write_text(f"# the team\n{token}\n")
+    with running_server(bundle, "--token-file", str(tmp_path / "tokens"), log=tmp_path / "server.log",
+                        threads=1) as (url, _):
+        with honed.Client(url, token="") as anonymous:  # "" sends no token, whatever the environment says
+            assert anonymous.health()["status"] == "ok"
+            with pytest.raises(HonedError, match="needs a bearer token"):
+                anonymous.predict(images[0])
+        with honed.Client(url, token=token) as client:
+            assert len(client.predict(images[:2], top_k=1)) == 2
+    assert token not in (tmp_path / "server.log").read_text()

@@ -1,4 +1,5 @@
-"""gbm probe runs predict, export and ensemble without pickling: the trees are refitted from stored features."""
+"""gbm probe runs predict, export (bundle and ONNX) and ensemble without pickling: the fitted trees are stored as
+an ONNX graph, never their training data, and loading refits nothing."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 import honed
 from honed.errors import HonedError
 from honed.export.bundle import export_bundle
 from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.training.fit import train
-from honed.models.heads.gbm import FEATURES_FILE
+from honed.models.heads.gbm import HEAD_FILE, OLD_FEATURES_FILE
 from honed.artifacts.run_folder import PROBE_FILE
 from tests.training.test_train import tiny_config
 
@@ -63,13 +64,12 @@ def _saved(run_dir: Path) -> pd.DataFrame:
 
 def test_gbm_probe_run_reloads_to_its_saved_probabilities(colors, tmp_path, no_pickle):
     run = _gbm_run(colors, tmp_path / "ws")
-    for name in ("best.safetensors", "last.safetensors", FEATURES_FILE, "predictions_val.parquet"):
+    for name in ("best.safetensors", "last.safetensors", HEAD_FILE, "predictions_val.parquet"):
         assert (run / name).is_file(), name
+    assert not (run / OLD_FEATURES_FILE).exists()
     facts = json.loads((run / PROBE_FILE).read_text())
-    assert facts["head"] == "gbm-refit" and facts["weights_written"] is True
-    stored = load_file(str(run / FEATURES_FILE))
-    assert stored["train_features"].dtype == np.float32 and stored["train_features"].shape[0] == len(
-        stored["train_targets"])
+    assert facts["head"] == "gbm-onnx" and facts["weights_written"] is True
+    assert facts["details"]["onnx_parity_max_abs_diff"] <= 1e-5
     saved = _saved(run)
     expected = saved[PROBS].to_numpy()
     assert len(np.unique(np.round(expected[:, 0], 6))) > 1 and expected.max() > 0.9  # the trees really split
@@ -83,41 +83,50 @@ def test_gbm_probe_bundle_predicts_the_same_and_refuses_tampering(colors, tmp_pa
     run = _gbm_run(colors, tmp_path / "ws")
     saved = _saved(run)
     report = export_bundle(run, tmp_path / "bundle")
-    assert FEATURES_FILE in report.files
+    assert HEAD_FILE in report.files and OLD_FEATURES_FILE not in report.files
     meta = json.loads((report.path / BUNDLE_FILE).read_text())
-    assert len(meta["files"][FEATURES_FILE]["sha256"]) == 64
+    assert len(meta["files"][HEAD_FILE]["sha256"]) == 64
     bundled = honed.load(report.path).predict_proba(saved["path"].tolist(), workers=0)
     np.testing.assert_allclose(bundled, saved[PROBS].to_numpy(), rtol=0, atol=1e-6)
     zipped = export_bundle(run, tmp_path / "zipped", archive=True)
     np.testing.assert_allclose(honed.load(zipped.path).predict_proba(saved["path"].tolist()[:4], workers=0),
                                saved[PROBS].to_numpy()[:4], rtol=0, atol=1e-6)
 
-    with pytest.raises(HonedError, match="onnx"):
+    with pytest.raises(HonedError, match="model.onnx"):  # a plain bundle has no graph for ONNX Runtime
         honed.load(report.path, backend="onnx")
-    for fmt in ("onnx", "torchscript"):
-        with pytest.raises(HonedError, match="gbm probe"):
-            export_bundle(run, tmp_path / f"bundle-{fmt}", formats=["bundle", fmt])
-        assert not (tmp_path / f"bundle-{fmt}").exists()
+    with pytest.raises(HonedError, match="TorchScript cannot hold its trees"):
+        export_bundle(run, tmp_path / "bundle-ts", formats=["bundle", "torchscript"])
+    assert not (tmp_path / "bundle-ts").exists()
 
-    data = bytearray((report.path / FEATURES_FILE).read_bytes())
-    data[-1] ^= 0xFF  # one changed byte in the last stored value
-    (report.path / FEATURES_FILE).write_bytes(bytes(data))
+    data = bytearray((report.path / HEAD_FILE).read_bytes())
+    data[-1] ^= 0xFF  # one changed byte in the stored graph
+    (report.path / HEAD_FILE).write_bytes(bytes(data))
     with pytest.raises(HonedError, match="SHA-256"):
         honed.load(report.path)
 
 
-def test_refit_that_does_not_reproduce_the_run_is_refused(colors, tmp_path):
+def test_gbm_probe_exports_one_onnx_graph_that_predicts_as_the_run(colors, tmp_path, no_pickle):
     run = _gbm_run(colors, tmp_path / "ws")
-    path = run / FEATURES_FILE
-    from safetensors import safe_open
+    saved = _saved(run)
+    report = export_bundle(run, tmp_path / "bundle", formats=["bundle", "onnx"])
+    assert "model.onnx" in report.files and report.parity["onnx"].passed
+    onnx_probs = honed.load(report.path, backend="onnx").predict_proba(saved["path"].tolist(), workers=0)
+    np.testing.assert_allclose(onnx_probs, saved[PROBS].to_numpy(), rtol=0, atol=1e-4)
 
-    with safe_open(str(path), "np") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(str(path))
-    tensors["val_outputs"] = tensors["val_outputs"][:, ::-1].copy()  # as if other trees had been grown
-    save_file(tensors, str(path), metadata={**metadata, "sklearn": "0.0.1"})
-    with pytest.raises(HonedError, match=r"scikit-learn 0\.0\.1.*this is scikit-learn"):
-        honed.load(run)
+
+def test_old_gbm_run_and_bundle_with_training_features_are_refused(colors, tmp_path):
+    run = _gbm_run(colors, tmp_path / "ws")
+    bundle = export_bundle(run, tmp_path / "bundle").path
+    (run / HEAD_FILE).unlink()  # as an older honed left it: the training data, refitted at every load
+    save_file({"train_features": np.zeros((4, 8), np.float32)}, str(run / OLD_FEATURES_FILE))
+    for action in (lambda: honed.load(run), lambda: export_bundle(run, tmp_path / "again")):
+        with pytest.raises(HonedError, match=r"older honed.*training features.*train the gbm probe again"):
+            action()
+    meta = json.loads((bundle / BUNDLE_FILE).read_text())
+    meta["files"][OLD_FEATURES_FILE] = meta["files"].pop(HEAD_FILE)
+    (bundle / BUNDLE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(HonedError, match=r"older honed.*train the gbm probe again"):
+        honed.load(bundle)
 
 
 def test_regression_gbm_probe_reloads_to_its_saved_values(tmp_path, no_pickle):
@@ -152,13 +161,40 @@ def test_gbm_probe_joins_an_ensemble_and_its_bundle(colors, tmp_path, no_pickle)
     expected = (members[0] + members[1]) / 2
     np.testing.assert_allclose(honed.load(result.run_dir).predict_proba(paths, workers=0), expected, atol=1e-5)
     bundle = export_bundle(result.run_dir, tmp_path / "mix-bundle").path
-    assert (bundle / "members" / "00" / FEATURES_FILE).is_file()
+    assert (bundle / "members" / "00" / HEAD_FILE).is_file()
     np.testing.assert_allclose(honed.load(bundle).predict_proba(paths, workers=0), expected, atol=1e-5)
+
+
+def test_no_gbm_file_nor_bundle_carries_training_features_or_targets(colors, tmp_path):
+    """Every file of the run, its bundle and its ONNX bundle is scanned for every feature row the probe
+    extracted (train and val, as cached float32 rows) and for the training targets in the usual dtypes."""
+    run = _gbm_run(colors, tmp_path / "ws")
+    cached = sorted((tmp_path / "cache").rglob("*.npy"))
+    rows = [row for path in cached for row in np.load(path)]
+    assert len(cached) == 2 and len(rows) >= 60 and rows[0].dtype == np.float32 and rows[0].size >= 8
+    paths = pd.read_parquet(run / "manifest.parquet")
+    labels = paths.loc[paths["split"] == "train", "label"]
+    targets = labels.map({name: i for i, name in enumerate(sorted(set(labels)))}).to_numpy()
+    # targets as integers (how they were stored): sorted 0/1 runs as float32 also match a network's zero
+    # biases followed by BatchNorm's unit scales, so float forms would find weights, not data
+    needles = [row.tobytes() for row in rows] + [targets.astype(t).tobytes() for t in (np.int64, np.int32)]
+    bundle = export_bundle(run, tmp_path / "bundle", formats=["bundle", "onnx"]).path
+    files = [p for folder in (bundle,) for p in folder.rglob("*") if p.is_file()]
+    files += [run / HEAD_FILE]
+    assert {p.name for p in files} >= {HEAD_FILE, "model.onnx", "model.safetensors", "bundle.json"}
+    for path in files:
+        data = path.read_bytes()
+        found = [i for i, needle in enumerate(needles) if needle in data]
+        assert not found, f"{path.name} holds training data (needles {found[:5]})"
+    assert b"train_features" not in (run / HEAD_FILE).read_bytes()
+    # the scan can fail: the old format's file holds the rows it looks for
+    save_file({"train_features": np.stack(rows[:3])}, str(tmp_path / "old.safetensors"))
+    assert needles[0] in (tmp_path / "old.safetensors").read_bytes()
 
 
 def test_old_gbm_run_without_features_is_refused(colors, tmp_path):
     run = _gbm_run(colors, tmp_path / "ws")
-    (run / FEATURES_FILE).unlink()  # as written before gbm heads were refitted
+    (run / HEAD_FILE).unlink()  # as written before gbm heads were refitted
     (run / "best.safetensors").unlink()
     facts = json.loads((run / PROBE_FILE).read_text())
     (run / PROBE_FILE).write_text(json.dumps({**facts, "weights_written": False, "note": "no weights"}))

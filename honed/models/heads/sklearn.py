@@ -41,6 +41,7 @@ class FittedHead:
     weight: np.ndarray | None = None  # [outputs, features]
     bias: np.ndarray | None = None  # [outputs]
     details: dict = field(default_factory=dict)  # chosen hyperparameters and their CV scores
+    file: bytes | None = None  # a head that is no linear layer, serialized as data (gbm: an ONNX graph)
 
 
 HeadFit = Callable[..., FittedHead]  # (features, targets, *, task, outputs, seed, **options) -> FittedHead
