@@ -87,13 +87,14 @@ def test_too_few_images_give_no_thresholds():
 
 
 def test_cli_shows_quality_and_writes_it_to_json(planted, tmp_path):
-    from honed.cli import app
+    from tests.reliability.cli_app import cli_app
 
     frame, paths = planted
     manifest = tmp_path / "manifest.csv"
     frame.to_csv(manifest, index=False)
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["data", "check", str(manifest), "--json", str(out)], terminal_width=200)
+    result = CliRunner().invoke(cli_app(), ["data", "check", str(manifest), "--json", str(out)],
+                                terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "Image quality" in result.output and "blurry" in result.output
     saved = json.loads(out.read_text())

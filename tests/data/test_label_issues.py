@@ -1,0 +1,88 @@
+"""Label issues: images planted under the wrong class of a tiny colour dataset are found, from frozen features
+(Python and ``honed data check --label-issues``) and from a k-fold run's own predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from honed.analyze.label_issues import find_label_issues, read_exclusion
+from honed.data.sources import load_source
+from honed.errors import HonedError
+from tests.conftest import write_image
+
+FLIPPED = ("red/flip0.png", "red/flip1.png", "blue/flip2.png")
+
+
+@pytest.fixture
+def noisy_folder(tmp_path) -> Path:
+    """Two colours, 20 images each, and three images filed under the other colour's class."""
+    root = tmp_path / "colors"
+    for i in range(20):
+        write_image(root / "red" / f"r{i}.png", (200, 40, 40), noise_seed=i)
+        write_image(root / "blue" / f"b{i}.png", (40, 40, 200), noise_seed=100 + i)
+    write_image(root / "red" / "flip0.png", (40, 40, 200), noise_seed=200)
+    write_image(root / "red" / "flip1.png", (40, 40, 200), noise_seed=201)
+    write_image(root / "blue" / "flip2.png", (200, 40, 40), noise_seed=202)
+    return root
+
+
+def _planted(root: Path) -> set[str]:
+    return {str(root / name) for name in FLIPPED}
+
+
+def test_flipped_labels_are_found_from_frozen_features(noisy_folder):
+    manifest = load_source(str(noisy_folder))
+    issues = find_label_issues(manifest, model="test_resnet", pretrained=False, image_size=16)
+    assert set(issues.paths()) == _planted(noisy_folder)  # all three, nothing else
+    assert [r["rank"] for r in issues.rows] == [1, 2, 3]
+    assert issues.rows == sorted(issues.rows, key=lambda r: r["score"])  # most doubtful first
+    for row in issues.rows:
+        assert row["given"] != row["suggested"]
+        assert row["suggested"] == ("blue" if "/red/" in row["path"] else "red")
+    assert issues.images == 43 and "features: test_resnet" in issues.source
+
+
+def test_cli_writes_the_csv_and_the_json(noisy_folder, tmp_path):
+    from tests.reliability.cli_app import cli_app
+
+    csv, out, page = tmp_path / "issues.csv", tmp_path / "check.json", tmp_path / "check.html"
+    result = CliRunner().invoke(cli_app(), ["data", "check", str(noisy_folder), "--label-issues", "--image-size",
+                                            "32", "--csv", str(csv), "--json", str(out), "--html", str(page)],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Label issues" in result.output
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["path", "given", "suggested", "score", "rank"]
+    assert set(table["path"].head(3)) == _planted(noisy_folder)  # the planted ones rank first
+    rows = json.loads(out.read_text())["label_issues"]
+    assert [r["path"] for r in rows] == table["path"].tolist()  # ranked, most likely first
+    assert set(rows[0]) == {"path", "given", "suggested", "score"}
+    html = page.read_text()
+    assert html.count("data:image/png;base64") >= 3 and "suggested <b>blue</b>" in html
+    assert read_exclusion(str(csv)) == table["path"].tolist()
+
+
+def test_flipped_labels_are_found_from_a_k_fold_run(noisy_folder, tmp_path, monkeypatch):
+    from honed.training.crossval import cross_validate
+    from tests.training.test_train import tiny_config
+
+    monkeypatch.setenv("HONED_CACHE", str(tmp_path / "cache"))
+    config = tiny_config(noisy_folder, tmp_path / "ws", epochs=1)
+    config.name, config.data.folds, config.model.strategy = "cv", 3, "probe"
+    cross_validate(config)
+    issues = find_label_issues(load_source(str(noisy_folder)), folds_run="cv", workspace=tmp_path / "ws")
+    assert issues.images == 43 and issues.source.startswith("folds: 3")
+    assert set(issues.paths()) == _planted(noisy_folder)
+
+
+def test_missing_folds_and_regression_are_user_errors(noisy_folder, tmp_path):
+    manifest = load_source(str(noisy_folder))
+    with pytest.raises(HonedError, match="--folds"):
+        find_label_issues(manifest, folds_run="nothing", workspace=tmp_path)
+    with pytest.raises(HonedError, match="exclude"):
+        read_exclusion(str(tmp_path / "absent.csv"))
