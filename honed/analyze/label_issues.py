@@ -24,6 +24,7 @@ import pandas as pd
 
 from honed.data.cache import cache_root
 from honed.data.dataset import ImageDataset
+from honed.data.label_issues import CSV_COLUMNS
 from honed.data.manifest import Manifest
 from honed.errors import HonedError
 from honed.progress import Reporter
@@ -32,7 +33,6 @@ DEFAULT_MODEL = "tf_efficientnet_lite0"  # pip-shipped ImageNet weights: works o
 CV_FOLDS = 5  # out-of-sample folds for the linear head (cleanlab's own default)
 LOGREG_C = 0.1  # inverse L2 strength on standardized features: 1280 features, a few hundred images per class
 MIN_PER_CLASS = 2  # fewer training images of a class than this cannot be cross-validated
-CSV_COLUMNS = ("path", "given", "suggested", "score", "rank")
 
 
 @dataclass
@@ -198,17 +198,6 @@ def write_csv(issues: LabelIssues, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_exclusion(value: str) -> list[str]:
-    """Paths listed in a file: a CSV with a ``path`` column (as ``write_csv`` writes) or one path a line."""
-    path = Path(value)
-    if not path.is_file():
-        raise HonedError(f"no list of images to exclude at {value}: give a number N or a file of paths")
-    text = path.read_text().splitlines()
-    if text and text[0].strip().split(",")[0] == "path":
-        return pd.read_csv(path)["path"].astype(str).tolist()
-    return [line.strip() for line in text if line.strip()]
-
-
 def _labelled(manifest: Manifest, split: str, skip) -> pd.DataFrame:
     if not manifest.task_type.is_classification:
         raise HonedError("label issues are for classification data: a regression target has no class to doubt")
@@ -222,3 +211,57 @@ def _labelled(manifest: Manifest, split: str, skip) -> pd.DataFrame:
 def summary_dict(issues: LabelIssues) -> dict:
     """What a ledger note or a workflow step records: how many, from what."""
     return {k: v for k, v in asdict(issues).items() if k != "rows"} | {"found": len(issues)}
+
+
+def exclusion(config, value: str, *, reporter: Reporter | None = None) -> tuple[str, str]:
+    """What ``--exclude-label-issues VALUE`` means for a run of ``config`` (a RunConfig): a number N finds the
+    label issues of its training images now (the run's own backbone when pretrained, else DEFAULT_MODEL) and
+    lists the N likeliest in ``WORKSPACE/label-issues/``; anything else is a file of paths. Returns the list's
+    path, for ``config.data.exclude``, and the change text the ledger records."""
+    from honed.data.label_issues import read_exclusion
+    from honed.data.scan import scan_images
+    from honed.data.sources import load_source
+
+    if not value.strip().isdigit():
+        listed = read_exclusion(value)
+        return str(Path(value).resolve()), f"without the {len(listed)} images listed in {Path(value).name}"
+    n = int(value)
+    data = config.data
+    manifest = load_source(data.source, task=data.task, path_column=data.path_column, label_column=data.label_column,
+                           target_columns=data.target_columns, torchvision_root=data.torchvision_root)
+    train = manifest.split("train")["path"].astype(str).tolist()
+    bad = {b.path for b in scan_images(train).bad}
+    own = config.model.pretrained or config.model.weights
+    issues = find_label_issues(manifest, model=config.model.name if own else DEFAULT_MODEL,
+                               pretrained=bool(config.model.pretrained), weights=config.model.weights,
+                               image_size=config.preprocess.image_size, skip=bad, seed=config.train.seed,
+                               reporter=reporter)
+    issues.rows = issues.rows[:n]
+    target = Path(config.workspace) / "label-issues" / f"{config.name or 'run'}-top{n}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(issues, target)
+    return str(target.resolve()), (f"without the {len(issues)} likeliest label issues of {issues.images} training "
+                                   f"images ({issues.source})")
+
+
+def count_for_workflow(manifest: Manifest, base, folder: Path, *, reporter: Reporter | None = None) -> dict:
+    """The workflow setup's check: label issues among the training images of ``manifest`` (already prepared:
+    no undecodable files), from ``base``'s backbone when pretrained (its features are then cached for a probe)
+    else DEFAULT_MODEL; the list goes to ``folder/label_issues.csv``. Nothing is relabelled or dropped. A check
+    that cannot run (regression, a class with one image) says why instead."""
+    if not manifest.task_type.is_classification:
+        return {"skipped": "regression: no labels to doubt"}
+    own = base.model.pretrained or base.model.weights
+    try:
+        issues = find_label_issues(manifest, model=base.model.name if own else DEFAULT_MODEL,
+                                   pretrained=bool(base.model.pretrained), weights=base.model.weights,
+                                   image_size=base.preprocess.image_size, seed=base.train.seed,
+                                   batch_size=base.train.batch_size, reporter=reporter)
+    except HonedError as error:
+        return {"skipped": str(error)}
+    write_csv(issues, Path(folder) / "label_issues.csv")
+    if reporter is not None:
+        reporter.message(f"label issues: {len(issues)} of {issues.images} training images look mislabelled "
+                         f"(listed in {Path(folder) / 'label_issues.csv'}; --exclude-label-issues N trains without)")
+    return {"found": len(issues), "images": issues.images, "source": issues.source,
+            "seconds": round(issues.seconds, 1), "csv": str(Path(folder) / "label_issues.csv")}

@@ -32,6 +32,8 @@ def workflow(
     task: str = typer.Option("classify", help="classify or regress."),
     target: List[str] = typer.Option([], help="Manifest column with a numeric target (regression); repeatable."),
     val_fraction: float = typer.Option(0.2, help="Stratified holdout when the data has no val/ split."),
+    exclude_label_issues: str = typer.Option("", help="Train every run without the N likeliest label issues (found "
+                                             "now) or the images a file lists; by default they are only counted."),
     metric: str = typer.Option("", help="Main metric: accuracy, macro_f1, log_loss, mae or rmse."),
     improve_rounds: int = typer.Option(3, min=0, help="Analyze -> improve rounds (stopped when a round does not help)."),
     tune_trials: int = typer.Option(4, min=0, help="Optuna trials around the best run (0: no search)."),
@@ -65,6 +67,12 @@ def workflow(
             preprocess=PreprocessConfig(image_size=image_size),
             train=TrainConfig(epochs=epochs, batch_size=batch_size, device=device, workers=workers, seed=seed,
                               metric=metric))
+        if exclude_label_issues:  # an explicit choice: setup's change in the ledger says so
+            from honed.analyze.label_issues import exclusion
+
+            base.name = name
+            base.data.exclude, _ = exclusion(base, exclude_label_issues, reporter=reporter)
+            base.name = ""
         spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), max_runs=max_runs,
                             strategy=strategy, lr=lr, improve_rounds=improve_rounds, tune_trials=tune_trials,
                             tta=tta, ensemble_size=ensemble_size, min_gain=min_gain, refit=refit,

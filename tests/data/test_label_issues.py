@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from honed.analyze.label_issues import find_label_issues, read_exclusion
+from honed.analyze.label_issues import find_label_issues
+from honed.data.label_issues import read_exclusion
 from honed.data.sources import load_source
 from honed.errors import HonedError
 from tests.conftest import write_image
@@ -86,3 +87,38 @@ def test_missing_folds_and_regression_are_user_errors(noisy_folder, tmp_path):
         find_label_issues(manifest, folds_run="nothing", workspace=tmp_path)
     with pytest.raises(HonedError, match="exclude"):
         read_exclusion(str(tmp_path / "absent.csv"))
+
+
+def test_the_workflow_counts_them_and_trains_on_everything(noisy_folder, tmp_path):
+    from honed.workflow import run_workflow
+    from tests.workflow.test_workflow import tiny_spec
+
+    spec = tiny_spec(noisy_folder, tmp_path / "ws", strategy="probe", tune_trials=0, improve_rounds=0, tta="",
+                     ensemble_size=0)
+    result = run_workflow(spec)
+    setup = result.state.step("setup")
+    found = setup.details["label_issues"]
+    assert found["found"] >= 3 and "label issues found" in setup.change
+    listed = pd.read_csv(found["csv"])["path"].tolist()
+    assert _planted(noisy_folder) <= set(listed)
+    trained = pd.read_parquet(tmp_path / "ws" / "wf-baseline" / "manifest.parquet")
+    assert _planted(noisy_folder) <= set(trained["path"])  # counted, never dropped by itself
+
+
+def test_train_without_the_top_label_issues_records_the_change(noisy_folder, tmp_path):
+    from honed.tracking.ledger import Ledger
+    from tests.reliability.cli_app import cli_app
+
+    ws = tmp_path / "ws"
+    result = CliRunner().invoke(cli_app(), ["train", str(noisy_folder), "--model", "tf_efficientnet_lite0",
+                                            "--pretrained", "--strategy", "probe", "--image-size", "32",
+                                            "--workers", "0", "--workspace", str(ws), "--name", "clean",
+                                            "--exclude-label-issues", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with Ledger(ws) as ledger:
+        record = {r.name: r for r in ledger.runs()}["clean"]
+    assert "without the 3 likeliest label issues" in record.change
+    trained = pd.read_parquet(ws / "clean" / "manifest.parquet")
+    assert not _planted(noisy_folder) & set(trained["path"]) and len(trained) == 40
+    listed = ws / "label-issues" / "clean-top3.csv"
+    assert set(pd.read_csv(listed)["path"]) == _planted(noisy_folder)
