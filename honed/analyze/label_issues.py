@@ -16,6 +16,7 @@ run leaves out only when asked (``--exclude-label-issues``).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,10 @@ def rank_label_issues(oos: OutOfSample) -> LabelIssues:
     present = np.unique(oos.labels)
     if len(present) < 2:
         raise HonedError("label issues need at least two classes in the training images")
-    ranked = find_label_issues(oos.labels, oos.probs, return_indices_ranked_by="self_confidence")
-    scores = get_label_quality_scores(oos.labels, oos.probs, method="self_confidence")
+    with warnings.catch_warnings():  # "too few examples in class k": a small set is judged as well as it can be
+        warnings.simplefilter("ignore", UserWarning)
+        ranked = find_label_issues(oos.labels, oos.probs, return_indices_ranked_by="self_confidence")
+        scores = get_label_quality_scores(oos.labels, oos.probs, method="self_confidence")
     suggested = oos.probs.argmax(axis=1)
     rows = [{"path": oos.paths[i], "given": oos.classes[oos.labels[i]], "suggested": oos.classes[suggested[i]],
              "score": round(float(scores[i]), 6), "rank": rank}

@@ -145,3 +145,30 @@ def threshold_text(flag: str, threshold: dict) -> str:
         return f"w/h < {np.exp(threshold['low']):.2f} or > {np.exp(threshold['high']):.2f}"
     sign = "<" if threshold["side"] == "low" else ">"
     return f"{threshold['measure']} {sign} {threshold['value']:.2f} (median {threshold['median']:.2f})"
+
+
+def measure_paths(paths: Sequence[str], *, size: int = 128) -> list[ImageQuality | None]:
+    """The measures of image files, as the audit takes them (None for a file that cannot be decoded)."""
+    from honed.data.decode import DecodeError, decode_image
+
+    measures: list[ImageQuality | None] = []
+    for path in paths:
+        try:
+            image = decode_image(str(path), shrink_to=size)
+        except (DecodeError, OSError):
+            measures.append(None)
+            continue
+        width, height = image.size
+        small = image.copy()
+        small.thumbnail((size, size))
+        measures.append(measure_quality(np.asarray(small.convert("RGB")), np.asarray(small.convert("L")),
+                                        width, height))
+    return measures
+
+
+def split_quality(paths_by_split: dict[str, Sequence[str]]) -> QualityReport:
+    """Quality flags of the images of several splits, thresholds from them all pooled: what ``analyze`` asks
+    (is the validation set blur-heavy?) through ``QualityReport.shares``."""
+    paths = [p for split in paths_by_split for p in paths_by_split[split]]
+    splits = [split for split in paths_by_split for _ in paths_by_split[split]]
+    return quality_flags(paths, splits, measure_paths(paths))

@@ -1,6 +1,6 @@
 """``honed data check --html``: one self-contained page with the top label issues (thumbnail, given label,
 suggested label, score) and the image quality flags (threshold from the data, thumbnails of flagged images).
-``label_issue_gallery`` also draws the doubtful labels among a run's mistakes in the run report."""
+The cards are the run report's (``honed.report.html.label_issue_gallery``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from honed.data.audit import AuditReport
 from honed.data.quality import threshold_text
 from honed.report import figures
-from honed.report.html import CSS, PAGE, esc, image, missing, table
+from honed.report.html import CSS, PAGE, esc, image, label_issue_gallery, missing, table
 from honed.version import __version__
 
 FLAGGED_SHOWN = 8  # thumbnails per quality flag
@@ -23,7 +23,8 @@ def render_data_check(report: AuditReport, issues=None, *, source: str, top: int
         text = (f"<p>{len(issues)} of {issues.images} training images are probably mislabelled "
                 f"({esc(issues.source)}); the {min(top, len(issues))} most likely first. Nothing was relabelled "
                 "or dropped: <code>--exclude-label-issues N</code> trains without them.</p>")
-        sections.insert(0, ("label-issues", "Label issues", text + label_issue_gallery(issues.rows[:top])))
+        sections.insert(0, ("label-issues", "Label issues",
+                                  text + (label_issue_gallery(issues.rows[:top]) or missing("none found"))))
     warnings = "".join(f"<li>{esc(w)}</li>" for w in report.warnings) or "<li>none</li>"
     sections.append(("warnings", "Warnings", f"<ul>{warnings}</ul>"))
     body = "\n".join(f'<section id="{key}"><h2>{esc(title)}</h2>{html}</section>' for key, title, html in sections)
@@ -31,22 +32,6 @@ def render_data_check(report: AuditReport, issues=None, *, source: str, top: int
     return PAGE.substitute(title=esc(f"Data check: {source}"), css=CSS, nav=nav, sections=body,
                            meta=esc(f"{report.n_images} images"), version=esc(__version__),
                            when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-
-
-def label_issue_gallery(rows: list[dict]) -> str:
-    """Cards: thumbnail, the given label, the suggested one, cleanlab's score (low: doubtful)."""
-    if not rows:
-        return missing("no label issues found")
-    cards = []
-    for row in rows:
-        thumb = figures.thumbnail(row["path"])
-        picture = image(thumb, f"labelled {row['given']}, looks like {row['suggested']}", "thumb") if thumb else (
-            '<div class="noimg">no image</div>')
-        score = f" ({row['score']:.2f})" if row.get("score") is not None else ""
-        cards.append(f'<div class="card wrong">{picture}<div>given <b>{esc(row["given"])}</b></div>'
-                     f'<div>suggested <b>{esc(row["suggested"])}</b>{score}</div>'
-                     f'<div class="missing" title="{esc(row["path"])}">{esc(Path(row["path"]).name)}</div></div>')
-    return f'<div class="gallery">{"".join(cards)}</div>'
 
 
 def quality_section(report: AuditReport) -> str:

@@ -122,3 +122,24 @@ def test_train_without_the_top_label_issues_records_the_change(noisy_folder, tmp
     assert not _planted(noisy_folder) & set(trained["path"]) and len(trained) == 40
     listed = ws / "label-issues" / "clean-top3.csv"
     assert set(pd.read_csv(listed)["path"]) == _planted(noisy_folder)
+
+
+def test_analyze_marks_the_mistakes_whose_label_is_doubtful():
+    """Validation predictions where three confident 'mistakes' are images labelled against the evidence."""
+    import numpy as np
+
+    from honed.analyze.mistakes import error_report
+
+    rng = np.random.default_rng(0)
+    classes = ["cat", "dog"]
+    targets = np.repeat([0, 1], 15)
+    right = rng.uniform(0.7, 0.95, 30)
+    probs = np.where(np.eye(2)[targets] == 1, right[:, None], 1 - right[:, None])
+    probs[[0, 1, 20]] = np.eye(2)[1 - targets[[0, 1, 20]]] * 0.9 + 0.05  # labelled one way, clearly the other
+    frame = pd.DataFrame({"path": [f"{i}.png" for i in range(30)], "target": np.array(classes)[targets],
+                          "prediction": np.array(classes)[probs.argmax(1)], "confidence": probs.max(1),
+                          "loss": -np.log(probs[np.arange(30), targets]), "p:cat": probs[:, 0], "p:dog": probs[:, 1]})
+    report = error_report(frame, task="classify", classes=classes, target_columns=[], k=5)
+    assert {r["path"] for r in report["label_issues"]} == {"0.png", "1.png", "20.png"}
+    assert [w["doubtful_label"] for w in report["worst"]][:3] == [True, True, True]
+    assert not any(w["doubtful_label"] for w in report["worst"][3:])

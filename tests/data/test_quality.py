@@ -99,3 +99,22 @@ def test_cli_shows_quality_and_writes_it_to_json(planted, tmp_path):
     assert "Image quality" in result.output and "blurry" in result.output
     saved = json.loads(out.read_text())
     assert paths["grayscale"] in saved["quality"]["flags"]["grayscale"]
+
+
+def test_a_blur_heavy_validation_set_asks_for_blur_augmentation(planted):
+    from honed.analyze.recommend import QUALITY_BLUR_POLICY, recommend, to_apply
+    from honed.data.quality import split_quality
+
+    frame, paths = planted
+    train = frame.loc[frame["split"] == "train", "path"].tolist()
+    val = [paths["blurry"]] + [str(Path(paths["blurry"]).with_name(f"b{i}.png")) for i in range(3)]
+    for i, path in enumerate(val[1:]):
+        picture(300 + i).filter(ImageFilter.GaussianBlur(4)).save(path)
+    shares = split_quality({"train": train, "val": val + frame.loc[frame["split"] == "val", "path"].tolist()}).shares
+    assert shares["val"]["blurry"] >= 0.3 and shares["train"]["blurry"] < 0.1
+    gap = {"relative_gap": 0.0}
+    recommendations = recommend([], gap=gap, drop_rate=0.0, weight_decay=0.0, quality=shares)
+    assert [r.group for r in recommendations] == ["blur"]
+    assert recommendations[0].policy == QUALITY_BLUR_POLICY and to_apply(recommendations) == recommendations
+    even = {"train": {"blurry": 0.3}, "val": {"blurry": 0.35}}  # as blurry as the training images: no advice
+    assert recommend([], gap=gap, drop_rate=0.0, weight_decay=0.0, quality=even) == []
