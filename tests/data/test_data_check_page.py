@@ -52,7 +52,8 @@ def test_data_check_page_shows_label_issues_and_quality_in_chromium(noisy_folder
     assert "Label issues" in text and "Image quality" in text and "suggested" in text
 
 
-def test_run_report_shows_doubtful_validation_labels_in_chromium(noisy_folder, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.slow  # a probe run, its analysis and a bundle: 47 s at a load average of 15
+def test_run_report_and_card_show_doubtful_validation_labels(noisy_folder, tmp_path, monkeypatch):  # noqa: F811
     from honed import build_report
     from honed.training.fit import train
     from tests.training.test_train import tiny_config
@@ -75,3 +76,12 @@ def test_run_report_shows_doubtful_validation_labels_in_chromium(noisy_folder, t
     doubtful = {i["alt"] for i in images if i["alt"].startswith("labelled ")}
     assert {"labelled red, looks like blue", "labelled blue, looks like red"} <= doubtful
     assert all(i["complete"] and i["width"] > 0 for i in images)
+
+    from honed.analyze import analyze_run
+    from honed.export.bundle import export_bundle
+
+    analyze_run(run, probes=["blur"], max_images=20, reference_images=20)
+    export_bundle(run, tmp_path / "bundle")
+    card = (tmp_path / "bundle" / "model_card.md").read_text()
+    assert "## Data quality" in card and "validation images have a doubtful label" in card
+    assert "flip0.png" in card and "image quality of the analyzed val images" in card

@@ -122,6 +122,11 @@ def test_train_without_the_top_label_issues_records_the_change(noisy_folder, tmp
     assert not _planted(noisy_folder) & set(trained["path"]) and len(trained) == 40
     listed = ws / "label-issues" / "clean-top3.csv"
     assert set(pd.read_csv(listed)["path"]) == _planted(noisy_folder)
+    from honed.export.bundle import export_bundle
+
+    export_bundle(ws / "clean", tmp_path / "bundle")
+    card = (tmp_path / "bundle" / "model_card.md").read_text()
+    assert "## Data quality" in card and "trained without 3 training images listed as likely label errors" in card
 
 
 def test_analyze_marks_the_mistakes_whose_label_is_doubtful():
