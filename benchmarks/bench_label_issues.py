@@ -100,15 +100,21 @@ def main() -> None:
             base_ranked = list(cleanlab_find(noisy, probs, return_indices_ranked_by="self_confidence"))
             base_seconds = time.perf_counter() - t
 
-            keep = np.setdiff1d(np.arange(len(noisy)), honed_ranked)
-            with_all = _accuracy(fit_head, softmax, features, noisy, test_features, test_labels, len(classes))
-            without = _accuracy(fit_head, softmax, features[keep], noisy[keep], test_features, test_labels,
-                                len(classes))
+            def without(dropped) -> float:
+                keep = np.setdiff1d(np.arange(len(noisy)), np.asarray(dropped, dtype=int))
+                return _accuracy(fit_head, softmax, features[keep], noisy[keep], test_features, test_labels,
+                                 len(classes))
+
+            accuracies = {"acc_all": without([]), "acc_without_flagged": without(honed_ranked),
+                          "acc_without_top_n": without(honed_ranked[:len(flipped)]),
+                          "acc_without_flipped": without(flipped),  # the oracle: every flipped image left out
+                          "acc_clean": _accuracy(fit_head, softmax, features, labels, test_features, test_labels,
+                                                 len(classes))}
             for name, ranked, seconds in (("honed", honed_ranked, honed_seconds),
                                           ("baseline", base_ranked, base_seconds)):
                 rows.append({"noise": rate, "seed": seed, "method": name, "flipped": len(flipped),
                              **scores(ranked, flipped), "seconds": seconds})
-            rows[-2].update({"acc_all": with_all, "acc_without_flagged": without})
+            rows[-2].update(accuracies)
     table = pd.DataFrame(rows)
     total = time.perf_counter() - started
     text = _markdown(table, args, extract_seconds, total)
@@ -142,7 +148,8 @@ def _accuracy(fit_head, softmax, x, y, test_x, test_y, classes: int) -> float:
 def _markdown(table: pd.DataFrame, args, extract_seconds: float, total: float) -> str:
     mean = (table.groupby(["noise", "method"])[["flagged", "precision", "recall", "precision_at_n", "seconds"]]
             .agg(["mean", "std"]))
-    acc = table.dropna(subset=["acc_all"]).groupby("noise")[["acc_all", "acc_without_flagged"]].agg(["mean", "std"])
+    accuracy_columns = ["acc_all", "acc_without_flagged", "acc_without_top_n", "acc_without_flipped", "acc_clean"]
+    acc = table.dropna(subset=["acc_all"]).groupby("noise")[accuracy_columns].agg(["mean", "std"])
     lines = [
         "# Label issues on CIFAR-10 with flipped labels",
         "",
@@ -164,10 +171,11 @@ def _markdown(table: pd.DataFrame, args, extract_seconds: float, total: float) -
                      f"{row[('precision_at_n', 'mean')]:.3f} ± {row[('precision_at_n', 'std')]:.3f} | "
                      f"{row[('seconds', 'mean')]:.2f} |")
     lines += ["", "## Test accuracy of a probe head (logreg on the same features) trained on the noisy labels", "",
-              "| noise | all images | without honed's flagged images |", "|---|---|---|"]
+              "| noise | all images | without all flagged | without the top N flagged | without the flipped "
+              "(oracle) | clean labels (ceiling) |", "|---|---|---|---|---|---|"]
     for noise, row in acc.iterrows():
-        lines.append(f"| {noise:.0%} | {row[('acc_all', 'mean')]:.4f} ± {row[('acc_all', 'std')]:.4f} | "
-                     f"{row[('acc_without_flagged', 'mean')]:.4f} ± {row[('acc_without_flagged', 'std')]:.4f} |")
+        lines.append(f"| {noise:.0%} | " + " | ".join(f"{row[(c, 'mean')]:.4f} ± {row[(c, 'std')]:.4f}"
+                                                      for c in accuracy_columns) + " |")
     lines += ["", "Per run:", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     lines.append("")

@@ -179,11 +179,16 @@ def probabilities_from_folds(workspace: str | Path, run: str) -> OutOfSample:
                        list(classes), f"folds: {k} validation folds of {run}")
 
 
-def find_label_issues(manifest: Manifest, *, folds_run: str = "", workspace: str | Path = "honed-runs",
+def find_label_issues(manifest: Manifest | str | Path, *, folds_run: str = "", workspace: str | Path = "honed-runs",
                       **feature_options) -> LabelIssues:
-    """Label issues among ``manifest``'s training images: from a k-fold run's predictions when ``folds_run``
-    is given, else from frozen features (``feature_options`` go to ``probabilities_from_features``)."""
+    """Label issues among ``manifest``'s training images (a Manifest, or a folder / CSV / Parquet source): from a
+    k-fold run's predictions when ``folds_run`` is given, else from frozen features (``feature_options`` go to
+    ``probabilities_from_features``: model, image_size, pretrained, skip, seed, ...)."""
     started = time.perf_counter()
+    if not isinstance(manifest, Manifest):
+        from honed.data.sources import load_source
+
+        manifest = load_source(str(manifest))
     if folds_run:
         oos = probabilities_from_folds(workspace, folds_run)
     else:

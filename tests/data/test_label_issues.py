@@ -37,8 +37,9 @@ def _planted(root: Path) -> set[str]:
 
 
 def test_flipped_labels_are_found_from_frozen_features(noisy_folder):
-    manifest = load_source(str(noisy_folder))
-    issues = find_label_issues(manifest, model="test_resnet", pretrained=False, image_size=16)
+    import honed
+
+    issues = honed.find_label_issues(noisy_folder, model="test_resnet", pretrained=False, image_size=16)
     assert set(issues.paths()) == _planted(noisy_folder)  # all three, nothing else
     assert [r["rank"] for r in issues.rows] == [1, 2, 3]
     assert issues.rows == sorted(issues.rows, key=lambda r: r["score"])  # most doubtful first
