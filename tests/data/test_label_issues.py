@@ -80,6 +80,13 @@ def test_flipped_labels_are_found_from_a_k_fold_run(noisy_folder, tmp_path, monk
     issues = find_label_issues(load_source(str(noisy_folder)), folds_run="cv", workspace=tmp_path / "ws")
     assert issues.images == 43 and issues.source.startswith("folds: 3")
     assert set(issues.paths()) == _planted(noisy_folder)
+    from tests.reliability.cli_app import cli_app
+
+    csv = tmp_path / "from-folds.csv"
+    result = CliRunner().invoke(cli_app(), ["data", "check", str(noisy_folder), "--cheap", "--label-issues",
+                                            "--folds", "cv", "--workspace", str(tmp_path / "ws"), "--csv", str(csv)])
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(csv)["path"]) == _planted(noisy_folder)
 
 
 def test_missing_folds_and_regression_are_user_errors(noisy_folder, tmp_path):
