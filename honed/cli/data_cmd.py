@@ -70,7 +70,8 @@ def label_issue_table(found, top: int) -> Table:
     """The ``top`` most likely wrong labels."""
     table = Table(title=f"Label issues: {len(found)} of {found.images} training images ({found.source})")
     for column in ("rank", "path", "given", "suggested", "score"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left",
+                         overflow="fold" if column == "path" else "ellipsis")  # a path is worth reading whole
     for row in found.rows[:top]:
         table.add_row(str(row["rank"]), row["path"], row["given"], row["suggested"], f"{row['score']:.3f}")
     if not found.rows:
