@@ -156,3 +156,22 @@ def test_analyze_marks_the_mistakes_whose_label_is_doubtful():
     assert {r["path"] for r in report["label_issues"]} == {"0.png", "1.png", "20.png"}
     assert [w["doubtful_label"] for w in report["worst"]][:3] == [True, True, True]
     assert not any(w["doubtful_label"] for w in report["worst"][3:])
+
+
+def test_workflow_cli_trains_without_them_only_when_asked(noisy_folder, tmp_path):
+    from tests.reliability.cli_app import cli_app
+
+    ws = tmp_path / "ws"
+    result = CliRunner().invoke(cli_app(), ["workflow", str(noisy_folder), "--workspace", str(ws), "--name", "wf",
+                                            "--strategy", "probe", "--image-size", "32", "--improve-rounds", "0",
+                                            "--tune-trials", "0", "--tta", "", "--ensemble-size", "0",
+                                            "--no-refit", "--workers", "0", "--exclude-label-issues", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    trained = pd.read_parquet(ws / "wf-baseline" / "manifest.parquet")
+    assert not _planted(noisy_folder) & set(trained["path"]) and len(trained) == 40
+    assert (ws / "label-issues" / "wf-top3.csv").is_file()
+    from honed.tracking.ledger import Ledger
+
+    with Ledger(ws) as ledger:
+        setup = {r.name: r for r in ledger.runs()}["wf"]
+    assert "training without the images listed in wf-top3.csv" in setup.change
