@@ -52,7 +52,7 @@ def test_data_check_page_shows_label_issues_and_quality_in_chromium(noisy_folder
     assert "Label issues" in text and "Image quality" in text and "suggested" in text
 
 
-@pytest.mark.slow  # a probe run, its analysis and a bundle: 47 s at a load average of 15
+# a probe run, its analysis and a bundle: 17 s at a load average of 12-16 (47 s at 15-25): under the slow mark's 20 s
 def test_run_report_and_card_show_doubtful_validation_labels(noisy_folder, tmp_path, monkeypatch):  # noqa: F811
     from honed import build_report
     from honed.training.fit import train
