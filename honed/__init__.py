@@ -21,8 +21,8 @@ from honed.errors import HonedError
 from honed.version import __version__  # noqa: F401 - honed.__version__
 
 __all__ = ["Client", "DataConfig", "HonedError", "ImageClassifier", "ImageRegressor", "ModelConfig",
-           "PreprocessConfig", "RunConfig", "TrainConfig", "build_report", "from_datasets", "load", "train", "tune",
-           "workflow"]
+           "PreprocessConfig", "RunConfig", "TrainConfig", "build_report", "find_label_issues", "from_datasets", "load",
+           "train", "tune", "workflow"]
 
 # Imported on first use (PEP 562), so that `import honed` does not load training: name -> its module.
 _LAZY = {"ImageClassifier": "honed.estimator", "ImageRegressor": "honed.estimator"}
@@ -74,3 +74,11 @@ def from_datasets(datasets, **kwargs):
     from honed.data.sources import from_datasets as _from_datasets
 
     return _from_datasets(datasets, **kwargs)
+
+
+def find_label_issues(data, **kwargs):
+    """Training images whose label is probably wrong, ranked (cleanlab); ``data`` is a folder, a manifest file or a
+    Manifest; see :func:`honed.analyze.label_issues.find_label_issues`."""
+    from honed.analyze.label_issues import find_label_issues as _find_label_issues
+
+    return _find_label_issues(data, **kwargs)

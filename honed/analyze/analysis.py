@@ -25,6 +25,7 @@ from honed.analyze.ranking import Evidence, FactorScore, rank_factors
 from honed.analyze.recommend import Recommendation, merge_policy, recommend, to_apply
 from honed.analyze.slices import class_slices, image_size_slice, train_val_gap
 from honed.analyze.source import ImageSet, RunSource, load_run
+from honed.data.quality import split_quality
 from honed.progress import LogReporter, Reporter
 
 ANALYSIS_DIR = "analysis"
@@ -103,13 +104,15 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
     by_class = (class_slices(val.targets, source.manifest.classes, val_run.clean, val.paths, headroom=headroom,
                              seed=seed) if by_label else [])
     sizes = measure_sizes(ref.paths or val.paths)  # the training images are the ones augmented
+    quality = split_quality({"train": ref.paths, "val": val.paths}).shares  # blur-heavy validation -> blur
     recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
-                                weight_decay=source.config.train.weight_decay, sizes=sizes)
+                                weight_decay=source.config.train.weight_decay, sizes=sizes, quality=quality)
     applied = to_apply(recommendations)
     analysis = Analysis(
         run=source.name, run_dir=Path(run_dir), task=source.task, metric=source.config.main_metric(),
         summary={"validation_images": len(val.paths), "training_images": len(ref.paths), "chance_failure": chance,
-                 "headroom": headroom, **gap, "image_sizes": sizes.to_dict() if sizes else {}},
+                 "headroom": headroom, **gap, "image_sizes": sizes.to_dict() if sizes else {},
+                 "image_quality": quality},
         errors=_errors(source, val, val_run if tta is not None else None),
         probes=(probe_table(ref_run, factors, image_set="training", scale=headroom, seed=seed)
                 + probe_table(val_run, factors, image_set="validation",

@@ -56,11 +56,33 @@ def error_report(predictions: pd.DataFrame, *, task: str, classes: list[str], ta
     if get_task(task).is_classification:  # a confusion matrix and per-class report; regression: residuals
         matrix = confusion(predictions, classes)
         worst = worst_predictions(predictions, k)
+        doubtful = label_issues(predictions, classes)
+        flagged = {row["path"] for row in doubtful}
         return {
             "worst": [{"path": r.path, "target": r.target, "prediction": r.prediction,
-                       "confidence": float(r.confidence), "loss": float(r.loss)} for r in worst.itertuples()],
+                       "confidence": float(r.confidence), "loss": float(r.loss),
+                       "doubtful_label": r.path in flagged} for r in worst.itertuples()],
             "confusion": {"classes": classes, "matrix": matrix.tolist(),
                           "pairs": confused_pairs(matrix, classes)},
             "per_class": per_class(predictions, classes),
+            "label_issues": doubtful,
         }
     return {"residuals": largest_residuals(predictions, target_columns, k)}
+
+
+def label_issues(predictions: pd.DataFrame, classes: list[str]) -> list[dict]:
+    """The validation images whose label is doubtful, by cleanlab on the run's own predictions (out of sample for
+    them): a high-loss image among these is a labelling question, not a weakness to augment for. Ranked most
+    likely wrong first; empty when the validation set is too small to judge (a class under 2 images)."""
+    from honed.analyze.label_issues import OutOfSample, rank_label_issues
+
+    columns = [f"p:{c}" for c in classes]
+    counts = predictions["target"].value_counts()
+    if len(predictions) == 0 or not set(columns) <= set(predictions.columns) or len(counts) < 2 or counts.min() < 2:
+        return []
+    index = {c: i for i, c in enumerate(classes)}
+    probs = predictions[columns].to_numpy(dtype=float)
+    oos = OutOfSample(predictions["path"].astype(str).tolist(), predictions["target"].map(index).to_numpy(dtype=int),
+                      probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None), list(classes),
+                      "the run's validation predictions")
+    return [{k: row[k] for k in ("path", "given", "suggested", "score")} for row in rank_label_issues(oos).rows]

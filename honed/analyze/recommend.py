@@ -56,9 +56,10 @@ class Recommendation:
 
 
 def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, weight_decay: float,
-              sizes: ImageSizes | None = None) -> list[Recommendation]:
+              sizes: ImageSizes | None = None, quality: dict | None = None) -> list[Recommendation]:
     """Significant weaknesses grouped by remedy, strongest first; ``sizes`` (the run's original images)
-    chooses the augmentation of a regularization recommendation."""
+    chooses the augmentation of a regularization recommendation; ``quality`` (split -> flag -> share, from
+    ``honed.data.quality.split_quality``) adds blur augmentation for a blur-heavy validation set."""
     out = []
     for group in dict.fromkeys(f.group for f in factors):
         members = [f for f in factors if f.group == group and f.significant]
@@ -75,7 +76,27 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
              "weight_decay": max(weight_decay * 5, 0.05)},
             evidence={"gap": gap, "unexplained_share": float(unexplained),
                       "image_sizes": sizes.to_dict() if sizes else {}}))
+    out += blur_heavy_validation(quality, [r.group for r in out])
     return sorted(out, key=lambda r: -r.score)
+
+
+# --- image quality (honed.data.quality): a validation set with many blurry images asks for blur -------------
+BLUR_HEAVY = 0.10  # share of blurry validation images from which blur augmentation is recommended ...
+BLUR_OVER_TRAIN = 2.0  # ... when it is also this many times the training images' share
+QUALITY_BLUR_POLICY = "blur:1@0.5,noise:0.03@0.3"  # a sigma-1 blur, as the blur factor's policy at sigma 1
+
+
+def blur_heavy_validation(quality: dict | None, groups: Sequence[str]) -> list[Recommendation]:
+    """A blur recommendation when the validation images are much blurrier than the training ones (none when
+    the blur factor already recommends it); its score is the excess share of blurry validation images."""
+    val = ((quality or {}).get("val") or {}).get("blurry")
+    train = ((quality or {}).get("train") or {}).get("blurry", 0.0)
+    if val is None or "blur" in groups or val < BLUR_HEAVY or val < BLUR_OVER_TRAIN * train:
+        return []
+    return [Recommendation("blur", f"{val:.0%} of the validation images are blurry ({train:.0%} of the training "
+                           "ones): train with blur augmentation", float(min(val - train, 1.0)), QUALITY_BLUR_POLICY,
+                           "image quality flags of honed data check: variance of the Laplacian, threshold from "
+                           "the data", evidence={"quality": {"val_blurry": val, "train_blurry": train}})]
 
 
 def more_augmentation(sizes: ImageSizes | None) -> tuple[str, str]:

@@ -46,6 +46,7 @@ def analyze(
                   f"images (gap: {summary['relative_gap']:.2f} of the headroom)")
     console.print(_factor_table(analysis))
     console.print(_slice_table(analysis.slices[:6]))
+    _print_label_issues(console, analysis.errors.get("label_issues") or [])
     if analysis.recommendations:
         for rank, rec in enumerate(analysis.recommendations, 1):
             extra = ", ".join(f"{k} {v:g}" for k, v in rec.regularization.items())
@@ -61,6 +62,15 @@ def analyze(
     _print_regularization_checks(console, analysis)
     console.print(f"saved to {analysis.folder}" + (f"; ledger row {analysis.ledger_name}" if analysis.ledger_name
                                                     else ""))
+
+
+def _print_label_issues(console: Console, doubtful: list[dict], shown: int = 5) -> None:
+    """Mistakes whose label is doubtful (``honed.analyze.mistakes.label_issues``): labelling questions."""
+    if doubtful:
+        listed = ", ".join(f"{Path(r['path']).name} ({r['given']} -> {r['suggested']})" for r in doubtful[:shown])
+        console.print(f"{len(doubtful)} validation images have a doubtful label (cleanlab on this run's predictions): "
+                      f"{escape(listed)}{' ...' if len(doubtful) > shown else ''}; check their labels rather than "
+                      "augment for them (`honed data check --label-issues` for the training images)")
 
 
 def improve(

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(help="Look at data before training on it.", no_args_is_help=True)
 
@@ -20,8 +21,21 @@ def check(
     path_column: str = typer.Option("path", help="Manifest column with image paths."),
     near_distance: int = typer.Option(4, help="Perceptual-hash distance under which images are near duplicates."),
     cheap: bool = typer.Option(False, help="Skip near-duplicate search and pixel statistics."),
+    label_issues: bool = typer.Option(False, "--label-issues",
+                                      help="Find training images whose label is probably wrong (cleanlab)."),
+    csv_out: Path = typer.Option(Path("label_issues.csv"), "--csv",
+                                 help="With --label-issues: the ranked list (path, given, suggested, score, rank)."),
+    folds: str = typer.Option("", "--folds", help="With --label-issues: a k-fold run (honed train --folds K --name "
+                              "RUN) whose validation predictions give the probabilities; default: frozen features."),
+    workspace: Path = typer.Option(Path("honed-runs"), help="Where --folds finds its runs."),
+    model: str = typer.Option("tf_efficientnet_lite0", help="Backbone whose frozen features --label-issues uses."),
+    image_size: int = typer.Option(0, help="Input size for those features (0: the model's own)."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a page with thumbnails of the label "
+                                            "issues (given, suggested) and the quality flags."),
+    top: int = typer.Option(10, min=1, help="Label issues shown in the table and the page."),
 ) -> None:
-    """Audit a dataset: class balance, sizes and modes, bad files, duplicates and leakage across splits."""
+    """Audit a dataset: class balance, sizes and modes, bad files, duplicates and leakage across splits, image
+    quality; with --label-issues, the labels that are probably wrong."""
     from honed.data.audit import audit
     from honed.data.audit_tables import render_audit
     from honed.data.sources import load_source
@@ -32,6 +46,34 @@ def check(
     console = Console()
     for renderable in render_audit(report):
         console.print(renderable)
+    found = None
+    if label_issues:
+        from honed.analyze.label_issues import find_label_issues, write_csv
+
+        found = find_label_issues(manifest, folds_run=folds, workspace=workspace, model=model,
+                                  image_size=image_size, skip={b.path for b in report.bad_files})
+        console.print(label_issue_table(found, top))
+        write_csv(found, csv_out)
+        console.print(f"{len(found)} label issues of {found.images} images ({found.source}) written to {csv_out}")
     if json_out:
-        write_text(json_out, json.dumps(report.to_dict(), indent=2, default=str))
+        payload = report.to_dict() | (found.to_dict() if found is not None else {})
+        write_text(json_out, json.dumps(payload, indent=2, default=str))
         console.print(f"report written to {json_out}")
+    if html_out:
+        from honed.report.data_check import render_data_check
+
+        write_text(html_out, render_data_check(report, found, source=data, top=top))
+        console.print(f"page written to {html_out}")
+
+
+def label_issue_table(found, top: int) -> Table:
+    """The ``top`` most likely wrong labels."""
+    table = Table(title=f"Label issues: {len(found)} of {found.images} training images ({found.source})")
+    for column in ("rank", "path", "given", "suggested", "score"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left",
+                         overflow="fold" if column == "path" else "ellipsis")  # a path is worth reading whole
+    for row in found.rows[:top]:
+        table.add_row(str(row["rank"]), row["path"], row["given"], row["suggested"], f"{row['score']:.3f}")
+    if not found.rows:
+        table.add_row("", "none", "", "", "", style="green")
+    return table

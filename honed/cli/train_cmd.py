@@ -36,6 +36,8 @@ def train(
     val_fraction: float = typer.Option(0.2, help="Stratified holdout when the data has no val/ split."),
     folds: int = typer.Option(1, min=1, help="k-fold cross-validation: train one run per fold."),
     strict: bool = typer.Option(False, help="Fail on any undecodable image instead of skipping and listing it."),
+    exclude_label_issues: str = typer.Option("", help="Train without the N likeliest label issues (found now, as "
+                                             "`honed data check --label-issues` does) or the images a file lists."),
     pretrained: bool = typer.Option(False, help="Start from ImageNet weights (pip-shipped or timm's hub)."),
     weights: str = typer.Option("", help="Start from a local safetensors / PyTorch state dict."),
     strategy: str = typer.Option("full", help="probe | head | partial | gradual | full | scratch, or auto (the "
@@ -95,6 +97,10 @@ def train(
         raise HonedError("give the data: a folder, a CSV/Parquet manifest, or --torchvision NAME --root DIR")
     if torchvision and not root:
         raise HonedError("--torchvision needs --root: the folder holding the dataset's files")
+    if exclude_label_issues:  # an explicit choice: the list is kept in the workspace, the change in the ledger
+        from honed.analyze.label_issues import exclusion
+
+        config.data.exclude, config.change = exclusion(config, exclude_label_issues)
     _run(config, quiet=quiet, json_out=json_out)
 
 

@@ -37,6 +37,8 @@ def workflow(
     task: str = typer.Option("classify", help="classify or regress."),
     target: List[str] = typer.Option([], help="Manifest column with a numeric target (regression); repeatable."),
     val_fraction: float = typer.Option(0.2, help="Stratified holdout when the data has no val/ split."),
+    exclude_label_issues: str = typer.Option("", help="Train every run without the N likeliest label issues (found "
+                                             "now) or the images a file lists; by default they are only counted."),
     metric: str = typer.Option("", help="Main metric: accuracy, macro_f1, log_loss, mae or rmse."),
     improve_rounds: int = typer.Option(3, min=0, help="Analyze -> improve rounds (stopped when a round does not help)."),
     tune_trials: int = typer.Option(4, min=0, help="Optuna trials around the best run (0: no search)."),
@@ -70,6 +72,12 @@ def workflow(
                              explicit=[key for key in options if given_as_flag(ctx, key)])
         if not spec.base.data.source:
             raise HonedError("give the data (a folder or a CSV/Parquet manifest), or --resume NAME")
+        if exclude_label_issues:  # an explicit choice: setup's change in the ledger says so
+            from honed.analyze.label_issues import exclusion
+
+            spec.base.name = spec.name
+            spec.base.data.exclude, _ = exclusion(spec.base, exclude_label_issues, reporter=reporter)
+            spec.base.name = ""
         result = run_workflow(spec, reporter=reporter)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))

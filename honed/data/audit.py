@@ -32,6 +32,7 @@ from honed.data.decode import (
     read_image_bytes,
 )
 from honed.data.near_duplicates import near_duplicate_pairs
+from honed.data.quality import ImageQuality, QualityReport, measure_quality, quality_flags, quality_warnings
 from honed.data.scan import BadFile, map_files
 from honed.errors import HonedError
 
@@ -76,8 +77,9 @@ class AuditReport:
     near_duplicates: list[DuplicateGroup]  # excludes pairs that are exact duplicates
     labels_in_one_split: dict[str, str]  # label -> the only split it appears in (when there are several splits)
     labels_missing_from_train: list[str]
-    flags: dict[str, list[str]]  # "tiny", "extreme_aspect", "dark", "low_information" -> paths
+    flags: dict[str, list[str]]  # "tiny", ..., "low_information" and the quality flags (honed.data.quality) -> paths
     cheap: bool
+    quality: QualityReport = field(default_factory=QualityReport)  # thresholds from the data, shares per split
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -95,6 +97,7 @@ class _Facts:
     phash: int | None = None
     brightness: float | None = None
     entropy: float | None = None
+    quality: ImageQuality | None = None
 
 
 def audit(
@@ -134,7 +137,9 @@ def audit(
         labels_missing_from_train=_labels_missing_from_train(class_counts, set(splits)),
         flags=_flags(paths, facts),
         cheap=cheap,
+        quality=quality_flags(paths, splits, [f.quality for f in facts]),
     )
+    report.flags.update(report.quality.flags)
     report.warnings = _warnings(report)
     return report
 
@@ -166,6 +171,7 @@ def _measure(facts: _Facts, image: Image.Image) -> None:
     facts.phash = _phash(small)
     facts.brightness = float(grey.mean())
     facts.entropy = _entropy_bits(grey)
+    facts.quality = measure_quality(np.asarray(small.convert("RGB")), grey, *image.size)
 
 
 def _phash(image: Image.Image) -> int:
@@ -303,6 +309,7 @@ def _warnings(report: AuditReport) -> list[str]:
         *_duplicate_warnings(report.near_duplicates, near_leak, "similar"),
         *_class_warnings(report),
         *_flag_warnings(report),
+        *quality_warnings(report.quality),
     ]
 
 

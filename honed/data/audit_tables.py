@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from honed.data.audit import AuditReport, ordered_splits, plural, ratio_text
+from honed.data.quality import threshold_text
 
 SHOWN = 10  # rows per problem kind in the rendered tables; the JSON report has all of them
 
@@ -15,6 +16,8 @@ def render_audit(report: AuditReport) -> list[Table]:
     if report.class_counts:
         tables.append(_class_table(report))
     tables.append(_images_table(report))
+    if report.quality.thresholds:
+        tables.append(quality_table(report))
     problems = _problems_table(report)
     if problems.row_count:
         tables.append(problems)
@@ -62,6 +65,20 @@ def _images_table(report: AuditReport) -> Table:
         table.add_row(name, f"min {stats['min']}  median {stats['median']:g}  max {stats['max']}")
     table.add_row("modes", ", ".join(f"{mode} {count}" for mode, count in report.modes.items()))
     table.add_row("formats", ", ".join(f"{fmt} {count}" for fmt, count in report.formats.items()))
+    return table
+
+
+def quality_table(report: AuditReport) -> Table:
+    """Each quality flag: its threshold (from this data's distribution) and the share of each split flagged."""
+    splits = ordered_splits(set(report.quality.shares))
+    table = Table(title="Image quality (thresholds from this data: median +- 3.5 robust deviations)")
+    table.add_column("flag")
+    table.add_column("threshold")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for flag, threshold in report.quality.thresholds.items():
+        shares = [report.quality.shares[split].get(flag, 0.0) for split in splits]
+        table.add_row(flag.replace("_", " "), threshold_text(flag, threshold), *[f"{s:.1%}" for s in shares])
     return table
 
 

@@ -23,6 +23,7 @@ class DataConfig:
     validation: bool = True  # False: no validation split, train and val pooled for training (a refit)
     strict: bool = False  # any undecodable image is an error instead of a skipped, listed file
     skipped_files: int = 0  # filled in at training: undecodable images left out (listed in bad_files.csv)
+    exclude: str = ""  # a file listing training images to leave out (--exclude-label-issues); "" keeps all
 
     def __post_init__(self) -> None:
         get_task(self.task)  # HonedError: --task must be one of classify, regress

@@ -3,7 +3,7 @@ and find the files that cannot be decoded (listed with reasons, never silently d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import pandas as pd
@@ -29,6 +29,8 @@ def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = N
                                        torchvision_root=config.torchvision_root)
     if manifest.task != config.task:
         raise HonedError(f"the data is for task {manifest.task!r} but --task is {config.task!r}")
+    if config.exclude:  # an explicit choice (--exclude-label-issues), recorded in the run's config and change
+        manifest = _excluding(manifest, config.exclude)
     bad = _find_bad_files(manifest, progress)
     if len(bad):
         if config.strict:
@@ -65,6 +67,13 @@ def _find_bad_files(manifest: Manifest, progress) -> pd.DataFrame:
     rows = [(b.path, reason_split, b.reason) for b in result.bad
             for reason_split in frame.loc[frame["path"] == b.path, "split"].head(1)]
     return pd.DataFrame(rows, columns=["path", "split", "reason"])
+
+
+def _excluding(manifest: Manifest, listed: str) -> Manifest:
+    from honed.data.label_issues import drop_excluded, read_exclusion
+
+    frame, _ = drop_excluded(manifest.frame, read_exclusion(listed))
+    return _without(replace(manifest, frame=frame), set())  # refuses a class left without training images
 
 
 def _without(manifest: Manifest, paths: set[str]) -> Manifest:

@@ -21,6 +21,7 @@ from honed.errors import HonedError
 from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
 from honed.artifacts.run_folder import BAD_FILES, BEST_WEIGHTS, CONFIG_FILE, MANIFEST_FILE, RunFolder
 from honed.tasks import Task, get_task
+from honed.export.card_quality import data_quality_section
 
 NOT_METRICS = ("epoch", "lr", "seconds")  # per-epoch bookkeeping stored next to the metrics
 WEIGHTS_NOTE = "model.safetensors holds the unfused weights, from which honed rebuilds the model."
@@ -167,6 +168,7 @@ def model_card(facts: RunFacts, meta: dict[str, Any]) -> str:
         f"Exported by honed {meta['honed_version']} on {meta['created']} from run `{facts.name}`. "
         f"Load it with `honed.load(\"<this folder or .zip>\")` or `honed predict <bundle> IMAGES`.",
         _data_section(facts),
+        data_quality_section(facts.run_dir, facts.config.data.exclude),
         _model_section(facts, meta),
         _augment_section(facts.config),
         _training_section(facts.config),

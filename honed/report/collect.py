@@ -100,6 +100,11 @@ def collect(target: Path, *, workspace: Path | None = None, bundle: Path | None 
     data.analysis = _analysis(run_dir, workspace, by_name, records)
     data.diversity, data.diversity_run = _diversity(run_dir, workspace, records)
     data.card = _card(bundle or resolved.bundle, run_dir, workspace, records)
+    if get_task(task).is_classification:
+        from honed.report.collect_quality import collect_data_quality
+
+        folder = Path(workspace) / resolved.workflow if resolved.workflow and workspace else None
+        data.data_quality = collect_data_quality(saved, predictions, labels.get("classes") or [], folder)
     return data
 
 

@@ -72,6 +72,16 @@ class BundleCard:
 
 
 @dataclass
+class DataQuality:
+    """Doubtful labels and image quality: the run's validation mistakes cleanlab doubts (from the analysis or
+    the predictions) or the workflow setup's training list, and the image quality shares per split."""
+
+    label_issues: list[dict] = field(default_factory=list)  # path, given, suggested, score; most doubtful first
+    label_source: str = ""  # where the list comes from, in words
+    quality: dict = field(default_factory=dict)  # split -> flag -> share (the analysis's image_quality)
+
+
+@dataclass
 class ReportData:
     """Everything one report page shows."""
 
@@ -91,3 +101,4 @@ class ReportData:
     diversity: dict | None = None  # diversity.json
     diversity_run: str = ""
     card: BundleCard | None = None
+    data_quality: DataQuality | None = None

@@ -74,7 +74,8 @@ footer { text-align: center; color: #6b7380; font-size: 0.8rem; padding: 1rem; }
 """
 
 SECTIONS = (("steps", "Steps"), ("curves", "Learning curves"), ("confusion", "Confusion matrix"),
-            ("worst", "Worst predictions"), ("sensitivity", "Sensitivity"),
+            ("worst", "Worst predictions"), ("labels", "Doubtful labels and image quality"),
+            ("sensitivity", "Sensitivity"),
             ("recommendations", "Recommendations"), ("ensemble", "Ensemble diversity"), ("card", "Model card"))
 
 
@@ -89,6 +90,7 @@ def render(data: ReportData) -> str:
 
     builders: dict[str, Callable[[ReportData], str]] = {
         "steps": steps_section, "curves": curves_section, "confusion": confusion_section, "worst": worst_section,
+        "labels": data_quality_section,
         "sensitivity": sensitivity_section, "recommendations": recommendations_section,
         "ensemble": ensemble_section, "card": card_section}
     sections = "\n".join(f'<section id="{key}"><h2>{esc(title)}</h2>\n{builders[key](data)}\n</section>'
@@ -220,6 +222,45 @@ def worst_section(data: ReportData) -> str:
     return (f"<p>The highest-loss validation images, worst first, {source}: {wrong} of {len(data.worst)} are "
             "mistakes (red frame); the rest are right but unsure.</p>") + (
         f'<div class="gallery">{"".join(cards)}</div>')
+
+
+def data_quality_section(data: ReportData) -> str:
+    """Doubtful labels (given, suggested, thumbnails) and the share of each split the quality flags mark."""
+    found = data.data_quality
+    if found is None:
+        return missing("run `honed data check DATA --label-issues` for the training labels, "
+                       f"or {curves_hint(data)} for the validation ones")
+    parts = []
+    if found.label_issues:
+        parts.append(f"<p>{len(found.label_issues)} images whose label cleanlab doubts ({esc(found.label_source)}): "
+                     "labelling questions, not weaknesses to augment for. Nothing was relabelled or dropped.</p>"
+                     + label_issue_gallery(found.label_issues))
+    else:
+        parts.append(f"<p>No doubtful labels among the validation images ({esc(found.label_source)}).</p>")
+    if found.quality:
+        splits = sorted(found.quality)
+        flags = sorted({flag for shares in found.quality.values() for flag in shares})
+        rows = [[esc(flag.replace("_", " ")), *[f"{found.quality[s].get(flag, 0.0):.1%}" for s in splits]]
+                for flag in flags]
+        parts.append("<p>Image quality flags (thresholds from the data, as `honed data check` shows them), share "
+                     "of the analyzed images:</p>" + table(["flag", *splits], rows, numeric=range(1, 1 + len(splits))))
+    return "".join(parts)
+
+
+def label_issue_gallery(rows: Sequence[dict]) -> str:
+    """Cards: thumbnail, the given label, the suggested one, cleanlab's score (low: doubtful); "" for none."""
+    if not rows:
+        return ""
+    cards = []
+    for row in rows:
+        thumb = figures.thumbnail(row["path"])
+        picture = image(thumb, f"labelled {row['given']}, looks like {row['suggested']}", "thumb") if thumb else (
+            '<div class="noimg">no image</div>')
+        score = f" ({float(row['score']):.2f})" if row.get("score") is not None else ""
+        cards.append(f'<div class="card wrong">{picture}<div>given <b>{esc(row["given"])}</b></div>'
+                     f'<div>suggested <b>{esc(row["suggested"])}</b>{score}</div>'
+                     f'<div class="missing" title="{esc(row["path"])}">{esc(Path(row["path"]).name)}</div></div>')
+    return f'<div class="gallery">{"".join(cards)}</div>'
 
 
 def sensitivity_section(data: ReportData) -> str:

@@ -16,6 +16,7 @@ from honed.workflow import pace
 from honed.workflow.context import Context
 from honed.workflow.state import Step
 
+LABEL_CHECK_SHARE = 0.15  # the setup's label-issue check may take at most this share of the time left
 BASE_FILE = "base.yaml"  # the resolved settings (strategy, learning rate) every run of the workflow starts from
 
 
@@ -42,6 +43,7 @@ def setup(ctx: Context) -> None:
     base.preprocess.image_size = plan.costs.image_size  # the given size, or the largest the budget allows
     base.model.strategy = _strategy(ctx, base, manifest, details)
     base.train.lr = _learning_rate(ctx, base, manifest, details)
+    details["label_issues"] = _label_issues(ctx, base, manifest, plan.costs.infer_s * sizes["train"])
     plan = pace.plan_workflow(ctx, manifest, setup=plan, strategy=base.model.strategy)
     base.train.epochs = plan.epochs
     details["plan"] = f"{plan.epochs} epoch(s) a run, about {plan.run_s:.0f}s each"
@@ -49,10 +51,28 @@ def setup(ctx: Context) -> None:
     (ctx.folder / BASE_FILE).write_text(base.to_yaml())
     change = (f"setup: {sizes['train']} train / {sizes['val']} val images, metric {ctx.metric}, "
               f"strategy {base.model.strategy}, lr {base.train.lr:.2g}")
+    change += label_issue_words(details["label_issues"], base.data.exclude)
     seconds = time.perf_counter() - started
     ctx.record_row(ctx.spec.name, kind="workflow", parent="", change=change, score=None, metrics={},
                    duration_s=seconds, path=ctx.spec.name, status="running")
     ctx.finish_step(Step("setup", "done", run=ctx.spec.name, change=change, seconds=seconds, details=details))
+
+
+def _label_issues(ctx: Context, base: RunConfig, manifest, estimate_s: float) -> dict:
+    """Counted and listed (``label_issues.csv``), never relabelled or dropped; a feature pass of the training
+    images, free for a probe that reads the same cached features, skipped when it would take a large share."""
+    if estimate_s > LABEL_CHECK_SHARE * pace.time_left(ctx):
+        return {"skipped": f"budget: about {estimate_s:.0f}s of features, over {LABEL_CHECK_SHARE:.0%} of the "
+                           "time left"}
+    from honed.analyze.label_issues import count_for_workflow
+
+    return count_for_workflow(manifest, base, ctx.folder, reporter=ctx.reporter)
+
+
+def label_issue_words(found: dict, exclude: str) -> str:
+    """The setup change's words on label issues: how many were found, and whether the runs exclude a list."""
+    words = f", {found['found']} label issues found" if "found" in found else ""
+    return words + (f", training without the images listed in {Path(exclude).name}" if exclude else "")
 
 
 def _strategy(ctx: Context, base: RunConfig, manifest, details: dict) -> str:
