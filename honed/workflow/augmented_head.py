@@ -19,7 +19,7 @@ from honed.workflow.context import Context
 from honed.workflow.plan import HEAD_EPOCHS as EPOCHS
 from honed.workflow.plan import HEAD_MIN_EPOCHS as MIN_EPOCHS
 from honed.workflow.plan import HEAD_SHARE as SHARE
-from honed.workflow.plan import epochs_that_fit
+from honed.workflow.plan import AUGMENTED_HEAD, epochs_that_fit
 
 STEP = "augmented-head"
 PHOTO_POLICY = "hflip,resized_crop:0.35"  # the ImageNet recipe (area >= 0.35 for small data sets)
@@ -35,7 +35,7 @@ def head_epochs(ctx: Context) -> int:
     if ctx.plan is None:
         return 0
     seconds = SHARE * pace.time_left(ctx)
-    return min(EPOCHS, epochs_that_fit(seconds, ctx.plan.costs, ctx.plan.data, "head"))
+    return min(EPOCHS, epochs_that_fit(seconds, ctx.plan.costs, ctx.plan.data, AUGMENTED_HEAD))
 
 
 def augmented_head(ctx: Context) -> None:

@@ -14,6 +14,7 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.artifacts.run_folder import CONFIG_FILE
 from honed.workflow import pace
 from honed.workflow.context import Context
+from honed.workflow.plan import priced_as
 from honed.workflow.state import Step
 
 LABEL_CHECK_SHARE = 0.15  # the setup's label-issue check may take at most this share of the time left
@@ -152,8 +153,8 @@ def train_step(ctx: Context, key: str, config: RunConfig) -> Step:
     step.status, step.score = "done", float(result.score)
     step.seconds += time.perf_counter() - started
     step.details.update(runs=1, metrics=result.metrics)
-    if "seconds" in result.history:  # what an epoch costs here: the budget prices the next runs with it
-        step.details["epoch_s"] = float(result.history["seconds"].mean())
+    if "seconds" in result.history and not _on_cached_features(config):  # what an epoch costs here: the
+        step.details["epoch_s"] = float(result.history["seconds"].mean())  # budget prices the next runs with it
     return ctx.finish_against_best(step)
 
 
@@ -190,7 +191,8 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
         ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
         return None
     parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
-    fitting = pace.epochs_for(ctx, pace.time_left(ctx), parent.model.strategy)
+    priced = priced_as(parent.model.strategy, policy or parent.train.augment)  # an augmented head: no cache
+    fitting = pace.epochs_for(ctx, pace.time_left(ctx), priced)
     if fitting < 1:
         ctx.skip(key, f"budget: not one epoch fits in the {max(pace.time_left(ctx), 0):.0f}s left after the analysis")
         return None
@@ -355,6 +357,11 @@ def report(ctx: Context) -> Path | None:
 
 PROBE_FIXED = ("the probe strategy fits a light classifier on frozen features: augmentation, dropout, the "
                "learning rate and epochs do not change it (give --strategy head or full to tune them)")
+
+
+def _on_cached_features(config: RunConfig) -> bool:
+    """A probe, or a head without augmentation: its epochs (the head alone) say nothing of other runs' cost."""
+    return config.model.strategy == "probe" or priced_as(config.model.strategy, config.train.augment) == "head"
 
 
 def _probe(ctx: Context) -> bool:

@@ -20,10 +20,10 @@ def test_a_tiny_budget_shrinks_setup_and_skips_steps_saying_why():
     data = Data(train=196, val=49, test=0, classes=10, batch_size=64)
     plan = make_plan(40, 2, SLOW, data, asked())
     lr, advisor = plan.step("lr-test"), plan.step("advisor")
-    assert plan.lr_steps == 0 and "batches" in lr.skipped  # 196 images are 4 batches: no curve to read
+    assert plan.lr_steps == 0 and lr.skipped  # a probe has no learning rate; 196 images are 4 batches anyway
     assert lr.seconds == 0
     assert advisor.seconds <= 0.08 * 40 + 1e-9 or advisor.skipped
-    assert plan.epochs == 1 and plan.costs.image_size < 224  # a smaller input, priced by the pixels
+    assert plan.strategy == "probe" and plan.costs.image_size < 224  # a smaller input, priced by the pixels
     assert plan.costs.train_s < SLOW.train_s
     skipped = [s for s in plan.steps if s.skipped]
     assert any(s.key.startswith("improve") and "budget" in s.skipped for s in skipped)
@@ -79,13 +79,13 @@ def test_given_settings_skip_their_setup_and_the_plan_round_trips():
 
 def test_the_refit_is_planned_before_the_optional_steps_and_skipped_only_when_asked():
     data = Data(train=400, val=100, test=0, classes=10, batch_size=32)
-    plan = make_plan(600, 5, SLOW, data, asked(strategy="head", size_given=True, refit=True))
+    plan = make_plan(600, 5, SLOW, data, asked(strategy="partial", size_given=True, refit=True))
     refit, baseline = plan.step("refit"), plan.step("baseline")
     assert not refit.skipped and "500 images" in refit.size
     assert refit.seconds > baseline.seconds  # the same epochs on train + val, no validation pass
     keys = [s.key for s in plan.steps]
     assert keys.index("refit") == keys.index("export") - 1  # it runs last, but its time is set aside first
-    tight = make_plan(120, 5, SLOW, data, asked(strategy="head", size_given=True, refit=True))
+    tight = make_plan(120, 5, SLOW, data, asked(strategy="partial", size_given=True, refit=True))
     assert not tight.step("refit").skipped  # a tight budget drops tuning before the refit
     assert tight.step("tune").skipped and "budget" in tight.step("tune").skipped
     assert tight.seconds() <= 120 - 5
