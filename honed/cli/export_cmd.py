@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from honed.cli.progress import out_console
 
 
 def export(
@@ -33,7 +34,7 @@ def export(
         from honed.export.backbone import export_backbone, export_source_stats
         from honed.cli.progress import RichReporter
 
-        console = Console()
+        console = out_console()
         path, count = export_backbone(run_dir, out or Path(f"{run_dir.name}-backbone.safetensors"))
         console.print(f"backbone of {run_dir.name} written to {path} ({count} tensors, head left out); "
                       f"use it with `honed train DATA --model ... --weights {path}`", soft_wrap=True, highlight=False)
@@ -45,7 +46,7 @@ def export(
 
     report = export_bundle(run_dir, out or Path(f"{run_dir.name}-bundle"), formats=formats, fuse=not no_fuse,
                            tta=tta or None, archive=archive)
-    console = Console()
+    console = out_console()
     console.print(f"bundle written to {report.path} ({', '.join(report.files)})", soft_wrap=True, highlight=False)
     if not report.parity:
         return

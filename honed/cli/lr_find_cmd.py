@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 
@@ -42,7 +41,7 @@ def lr_find(
         train=TrainConfig(batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay, device=device,
                           workers=workers, seed=seed),
     )
-    console = Console()
+    console = out_console()
     result = find_lr(config, reporter=RichReporter(console, quiet=quiet), min_lr=min_lr, max_lr=max_lr, steps=steps)
     plot = plot_lr_find(result, out or workspace / PLOT_FILE)
     console.print(f"suggested learning rate: [bold]{result.suggested_lr:.2e}[/] "

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from honed.cli.progress import out_console
 from honed.errors import HonedError
 
 
@@ -36,7 +37,7 @@ def predict(
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
     model_path = Path(run) if is_bundle(run) else find_run(workspace, run)
     paths = collect_inputs(images)
-    console = Console(stderr=True)
+    console = out_console(stderr=True)
     if is_distributed_launch():  # under torchrun: each rank predicts a slice, rank 0 merges (predict_sharded)
         _predict_sharded(model_path, paths, out, console, quiet=quiet, top_k=top_k, batch_size=batch_size,
                          device=device, backend=backend, tta=tta or None)

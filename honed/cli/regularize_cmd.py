@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from honed.cli.progress import out_console
+
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
 
 
@@ -37,7 +39,7 @@ def bn_recalibrate(
         after = result.after[key]
         table.add_row(key + (" (main)" if key == result.metric else ""), f"{before:.4f}", f"{after:.4f}",
                       f"{after - before:+.4f}")
-    console = Console()
+    console = out_console()
     console.print(table)
     console.print(f"saved {result.weights}; the previous weights are in {result.backup}; record in "
                   f"{run_dir / RECORD_FILE}")
@@ -53,7 +55,7 @@ def fit_report(
 
     run_dir = find_run(workspace, run)
     report = run_fit_report(run_dir)
-    console = Console()
+    console = out_console()
     print_fit_report(console, report)
     console.print(f"saved to {run_dir / REPORT_FILE}")
 

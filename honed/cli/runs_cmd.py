@@ -6,9 +6,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from honed.cli.progress import out_console
 from honed.cli.json_out import print_json
 from honed.errors import HonedError
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
@@ -38,7 +38,7 @@ def runs(workspace: Path = typer.Option(Path("honed-runs"), help="Workspace fold
         table.add_row("  " * depth + ("└ " if depth else "") + r.name, r.kind, r.status, r.model, r.metric,
                       "" if r.score is None else f"{r.score:.4f}", _delta(delta, r.greater_is_better),
                       f"{r.duration_s / 60:.1f}", r.change)
-    Console().print(table)
+    out_console().print(table)
 
 
 def _delta(delta: float | None, greater_is_better: bool) -> str:
@@ -61,7 +61,7 @@ def show(
     from honed.artifacts.run_folder import find_run
 
     run_dir = find_run(workspace, run)
-    console = Console()
+    console = out_console()
     with Ledger(run_dir.parent) as ledger:
         record = ledger.get(run_dir.name)
     if json_out:

@@ -6,7 +6,8 @@ import json
 import os
 
 import typer
-from rich.console import Console
+
+from honed.cli.progress import out_console
 
 
 def serve(
@@ -36,7 +37,7 @@ def serve(
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                              max_images=max_images, max_body_mb=max_body_mb, max_pixels=max_pixels,
                              timeout_s=timeout_s)
-    console = Console(stderr=True)
+    console = out_console(stderr=True)
     if workers == 1:
         app = app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None)
         console.print(f"serving {app.state.model.name} at http://{host}:{port} (page at /, docs at /docs)")

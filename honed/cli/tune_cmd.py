@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
 
@@ -64,7 +63,7 @@ def tune(
         train=TrainConfig(device=device, workers=workers, metric=metric, seed=seed, augment=augment),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # honed prints one line per trial instead
-    console = Console()
+    console = out_console()
     result = run_tune(base, trials=trials, timeout_s=timeout_s, storage=storage or None, study_name=study,
                       space=space, reporter=RichReporter(console, quiet=quiet))
     table = Table(title=f"study {result.study_name}: {len(result.trials)} trials")

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
 
@@ -51,7 +50,7 @@ def workflow(
     a small search, TTA and an ensemble when they pay, and the best step exported as a bundle, with a report."""
     from honed.workflow import WorkflowSpec, parse_duration, resume_workflow, run_workflow
 
-    console = Console()
+    console = out_console()
     reporter = RichReporter(console, quiet=quiet or as_json)
     if resume:
         result = resume_workflow(workspace, resume, reporter=reporter)
