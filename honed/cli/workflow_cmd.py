@@ -45,6 +45,9 @@ def workflow(
     seed: int = typer.Option(0, help="Seed for splits, initialisation and shuffling."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or step lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (implies --quiet)."),
+    log: List[str] = typer.Option([], "--log", help="Also log to tensorboard (each run's event files) or mlflow "
+                                  "(every step as a run nested under the workflow's, with its files; "
+                                  "MLFLOW_TRACKING_URI, else the workspace); repeatable. Needs `pip install honed[log]`."),
 ) -> None:
     """The practice end to end: setup (data check, advisor, LR range test), baseline, analyze -> improve,
     a small search, TTA and an ensemble when they pay, and the best step exported as a bundle, with a report."""
@@ -63,7 +66,7 @@ def workflow(
             model=ModelConfig(name=model, pretrained=pretrained, strategy=strategy if strategy != "auto" else "full"),
             preprocess=PreprocessConfig(image_size=image_size),
             train=TrainConfig(epochs=epochs, batch_size=batch_size, device=device, workers=workers, seed=seed,
-                              metric=metric))
+                              metric=metric, log=list(log)))
         spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), max_runs=max_runs,
                             strategy=strategy, lr=lr, improve_rounds=improve_rounds, tune_trials=tune_trials,
                             tta=tta, ensemble_size=ensemble_size, min_gain=min_gain, refit=refit,

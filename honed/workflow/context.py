@@ -92,8 +92,16 @@ class Context:
             self.state.best, self.state.best_score = step.run, step.score
         self.state.put(step)
         self.save()
+        self.mirror()
         self.reporter.message(describe(step, self.metric, self.budget.remaining()))
         return step
+
+    def mirror(self) -> None:
+        """``--log mlflow``: the ledger's rows so far as nested MLflow runs (a step's rows, the workflow's)."""
+        if "mlflow" in self.spec.base.train.log:
+            from honed.tracking.mlflow_mirror import mirror_ledger
+
+            mirror_ledger(self.workspace)
 
     def finish_against_best(self, step: Step) -> Step:
         """A scored step measured against the best so far: its delta, and kept when it beats it."""
@@ -118,7 +126,7 @@ class Context:
 def describe(step: Step, metric: str, remaining_s: float) -> str:
     """One line per step for the terminal: what ran, its score and change, its cost, the budget left."""
     if step.status == "skipped":
-        return f"[bold]{step.key}[/]: skipped ({step.change})"
+        return f"[bold]{step.key}[/]: skipped ({step.change}); budget left {remaining_s / 60:.1f} min"
     score = "" if step.score is None else f" {metric} {step.score:.4f}"
     delta = "" if step.delta is None else f" ({step.delta:+.4f} vs {step.parent})"
     kept = " [green]kept[/]" if step.kept else ""

@@ -64,6 +64,7 @@ def run_workflow(spec: WorkflowSpec, *, reporter: Reporter | None = None) -> Wor
     steps.report(ctx)
     pace.close(ctx)
     _close_root_row(ctx)  # again, so that its duration counts the report too
+    ctx.mirror()
     state.finished = True  # last: a workflow killed before this point resumes and writes its report again
     ctx.save()
     return _result(spec.name, folder, state)
