@@ -124,7 +124,8 @@ class _LinePhase:
 
     def finished(self) -> str:
         seconds = time.perf_counter() - self.started
-        return f"{self.label}: {self.done}/{self.total} in {_duration(seconds)} ({_rate(self.done / max(seconds, 1e-9))})"
+        rate = _rate(self.done / max(seconds, 1e-9))
+        return f"{self.label}: {self.done}/{self.total} in {_duration(seconds)} ({rate})"
 
 
 def _rate(per_second: float) -> str:

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from honed.cli.json_out import json_option, print_json
 from honed.cli.progress import out_console
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
@@ -22,11 +23,15 @@ def report(
     bundle: Optional[Path] = typer.Option(None, help="An exported bundle (folder or .zip) whose model card to "
                                           "show (default: one recorded in or found in the workspace)."),
     workspace: Path = WORKSPACE,
+    json_out: bool = json_option("where the report was written"),
 ) -> None:
     """One self-contained HTML page: steps, curves, confusion, worst predictions, sensitivity, fixes, card."""
     from honed.report import build_report
 
     written = build_report(Path(target) if target else workspace, out, workspace=workspace, bundle=bundle)
+    if json_out:
+        print_json({"report": str(written), "bytes": written.stat().st_size})
+        return
     out_console().print(f"report written to {escape(str(written))} ({written.stat().st_size / 1024:.0f} KiB)",
                     highlight=False, soft_wrap=True)
 

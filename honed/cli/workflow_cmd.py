@@ -47,7 +47,8 @@ def workflow(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (implies --quiet)."),
     log: List[str] = typer.Option([], "--log", help="Also log to tensorboard (each run's event files) or mlflow "
                                   "(every step as a run nested under the workflow's, with its files; "
-                                  "MLFLOW_TRACKING_URI, else the workspace); repeatable. Needs `pip install honed[log]`."),
+                                  "MLFLOW_TRACKING_URI, else the workspace); repeatable. "
+                                  "Needs `pip install honed[log]`."),
 ) -> None:
     """The practice end to end: setup (data check, advisor, LR range test), baseline, analyze -> improve,
     a small search, TTA and an ensemble when they pay, and the best step exported as a bundle, with a report."""
