@@ -77,14 +77,14 @@ def show(
         console.print(f"[bold]{record.name}[/]  {record.status}  {record.model}  {record.metric} "
                       f"{'' if record.score is None else f'{record.score:.4f}'}  parent: {record.parent or '-'}  "
                       f"change: {record.change or '-'}")
-    console.print((run_dir / CONFIG_FILE).read_text())
+    console.print((run_dir / CONFIG_FILE).read_text().rstrip(), highlight=False)  # no blank line after it
     history = run_dir / METRICS_FILE
     if history.exists():
         frame = pd.read_csv(history)
         table = Table(title="metrics per epoch")
         for column in frame.columns:
             table.add_column(column, justify="right")
-        for _, row in frame.iterrows():
+        for row in frame.itertuples(index=False):  # itertuples keeps the epoch an integer
             table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
         console.print(table)
     console.print(f"files: {', '.join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith('.')))}")
