@@ -146,7 +146,10 @@ class MlflowLogger:
         if status == "done":  # nested under its parent's MLflow run, with its curves and config as artifacts
             from honed.tracking.mlflow_mirror import mirror_ledger
 
-            mirror_ledger(self.workspace_, names=[self.name_])
+            try:
+                mirror_ledger(self.workspace_, names=[self.name_])
+            except Exception as error:  # noqa: BLE001 - the run is trained and saved; its nesting can be redone
+                log.warning("could not nest the MLflow run of %s under its parent: %s", self.name_, error)
 
     def _log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric

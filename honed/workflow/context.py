@@ -101,7 +101,13 @@ class Context:
         if "mlflow" in self.spec.base.train.log:
             from honed.tracking.mlflow_mirror import mirror_ledger
 
-            mirror_ledger(self.workspace)
+            with Ledger(self.workspace) as ledger:  # this workflow's rows (and their parents), not the workspace's
+                names = [r.name for r in ledger.runs() if r.name == self.spec.name
+                         or r.name.startswith(f"{self.spec.name}-")]
+            try:
+                mirror_ledger(self.workspace, names=names)
+            except Exception as error:  # noqa: BLE001 - a tracking server's trouble must not stop the workflow
+                self.reporter.message(f"warning: the ledger could not be mirrored to MLflow: {error}")
 
     def finish_against_best(self, step: Step) -> Step:
         """A scored step measured against the best so far: its delta, and kept when it beats it."""
