@@ -33,3 +33,30 @@ class LogReporter:
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         log.info("epoch %s: %s", row.get("epoch"), {k: v for k, v in row.items() if k != "epoch"})
+
+
+class Phase:
+    """A progress callback (``phase(n)``: n more items done) that opens its phase on the reporter at the first
+    item, so work that turns out to be cached (a decoded-image cache found on disk) draws nothing.
+
+    Use as a context manager: the phase is closed on leaving, whether or not it was opened."""
+
+    def __init__(self, reporter: Reporter | None, label: str, total: int):
+        self.reporter, self.label, self.total = reporter, label, total
+        self.started = False
+
+    def __call__(self, steps: int = 1) -> None:
+        if self.reporter is None:
+            return
+        if not self.started:
+            self.started = True
+            self.reporter.phase_started(self.label, self.total)
+        self.reporter.advance(steps)
+
+    def __enter__(self) -> "Phase":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started and self.reporter is not None:
+            self.reporter.phase_finished()
+            self.started = False

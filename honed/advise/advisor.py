@@ -44,7 +44,7 @@ def advise(data: DataConfig | str, *, model: str, pretrained: bool = False, weig
     from honed.data.prepare import prepare_data
 
     config = data if isinstance(data, DataConfig) else DataConfig(source=str(data))
-    prepared = prepare_data(config, seed=seed, manifest=manifest).manifest
+    prepared = prepare_data(config, seed=seed, manifest=manifest, reporter=reporter).manifest
     return advise_manifest(prepared, model=model, pretrained=pretrained, weights=weights, image_size=image_size,
                            seed=seed, sample_per_class=sample_per_class, reporter=reporter)
 

@@ -33,7 +33,7 @@ def resolve_strategy(config: RunConfig, manifest: Manifest | None = None,
     runtime = setup_runtime(config.train.device, config.train.precision)
     advice, decision = None, [""]
     if runtime.is_main:
-        data = prepare_data(config.data, seed=config.train.seed, manifest=manifest)
+        data = prepare_data(config.data, seed=config.train.seed, manifest=manifest, reporter=reporter)
         advice = advise_run(config, data.manifest, reporter=reporter)
         decision = [advice.decision]
     if runtime.distributed:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import List
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig
 
 
@@ -33,7 +32,7 @@ def advise(
     """Measure the data against the backbone and recommend a strategy for `honed train --strategy`."""
     from honed.advise import advise as run_advisor
 
-    console = Console()
+    console = out_console()
     config = DataConfig(source=data, task=task, path_column=path_column, label_column=label_column,
                         target_columns=list(target))
     advice = run_advisor(config, model=model, pretrained=pretrained, weights=weights, image_size=image_size,

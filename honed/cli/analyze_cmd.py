@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.json_out import check_log, json_option, log_option, mirror, print_json
+from honed.cli.progress import RichReporter, out_console
 from honed.errors import HonedError
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
@@ -30,16 +31,25 @@ def analyze(
     workers: int = typer.Option(-1, help="Decoding workers (-1: one per core, up to 8)."),
     workspace: Path = WORKSPACE,
     quiet: bool = QUIET,
+    json_out: bool = json_option("the analysis"),
+    log: List[str] = log_option(),
 ) -> None:
     """Find a run's weaknesses: worst predictions, confusion, probes, ranked factors and recommended fixes."""
     from honed.analyze import analyze_run
     from honed.artifacts.run_folder import find_run
 
-    console = Console()
-    analysis = analyze_run(find_run(workspace, run), tta=tta or None,
+    console = out_console()
+    check_log(log)
+    run_dir = find_run(workspace, run)
+    analysis = analyze_run(run_dir, tta=tta or None,
                            probes=[p.strip() for p in probes.split(",") if p.strip()] or None, seed=seed,
                            max_images=max_images, reference_images=reference_images, workers=workers,
-                           reporter=RichReporter(console, quiet=quiet))
+                           reporter=RichReporter(console, quiet=quiet or json_out))
+    if analysis.ledger_name:
+        mirror(log, run_dir.parent, [analysis.ledger_name])
+    if json_out:
+        print_json({**analysis.to_dict(), "folder": str(analysis.folder)})
+        return
     summary = analysis.summary
     console.print(f"[bold]{analysis.run}[/]: failure {summary['val_failure']:.3f} on {summary['validation_images']} "
                   f"validation images vs {summary['train_failure']:.3f} on {summary['training_images']} training "
@@ -84,15 +94,22 @@ def improve(
     name: str = typer.Option("", help="Name of the new run (default: RUN-improved, made unique)."),
     workspace: Path = WORKSPACE,
     quiet: bool = QUIET,
+    json_out: bool = json_option("the comparison"),
+    log: List[str] = log_option(),
 ) -> None:
     """Train a child of RUN with the fix its analysis recommends (or the changes given), and compare them."""
     from honed.analyze import improve_run
     from honed.artifacts.run_folder import find_run
 
-    console = Console()
-    reporter = RichReporter(console, quiet=quiet)
+    console = out_console()
+    check_log(log)
+    reporter = RichReporter(console, quiet=quiet or json_out)
     result, comparison = improve_run(find_run(workspace, run), augment=augment or None, dropout=dropout,
                                      weight_decay=weight_decay, epochs=epochs, name=name, reporter=reporter)
+    mirror(log, result.run_dir.parent, [result.name])
+    if json_out:
+        print_json({"run_dir": str(result.run_dir), **comparison})
+        return
     console.print(f"[bold]{comparison['child']}[/] (parent {comparison['parent']}): {comparison['change']}")
     console.print(_comparison_table(comparison))
     console.print(f"saved to {result.run_dir}")
@@ -109,6 +126,7 @@ def preview(
     path_column: str = typer.Option("path", help="Manifest column with image paths."),
     label_column: str = typer.Option("label", help="Manifest column with class names."),
     seed: int = typer.Option(0, help="Seed of the image choice and the draws."),
+    json_out: bool = json_option("where the grid was written"),
 ) -> None:
     """A PNG grid: each row an image from DATA, then augmented draws, as training would see them."""
     from honed.analyze.source import sample_images
@@ -117,24 +135,32 @@ def preview(
     images = sample_images(data, n, image_size=image_size, seed=seed, path_column=path_column,
                            label_column=label_column)
     written = preview_grid(images, augment, out, rows=len(images), draws=draws, seed=seed)
-    Console().print(f"{len(images)} images x {draws} draws of {augment!r} written to {written}")
+    if json_out:
+        print_json({"written": str(written), "images": len(images), "draws": draws, "augment": augment})
+        return
+    out_console().print(f"{len(images)} images x {draws} draws of {augment!r} written to {written}")
 
 
 @augment_app.command("list")
-def list_(pattern: str = typer.Argument("*", help='Names to show, with wildcards, e.g. "*flip".')) -> None:
+def list_(pattern: str = typer.Argument("*", help='Names to show, with wildcards, e.g. "*flip".'),
+          json_out: bool = json_option("the augmentations")) -> None:
     """The registered augmentations with their default strength and probability."""
     from honed.augment import AUGMENTATIONS
 
     names = sorted(AUGMENTATIONS.names(pattern))
     if not names:
         raise HonedError(f"no augmentation matches {pattern!r}: see `honed augment list`")
+    if json_out:
+        print_json([{"name": n, "strength": AUGMENTATIONS[n].default_strength, "p": AUGMENTATIONS[n].default_p,
+                     "help": AUGMENTATIONS[n].help} for n in names])
+        return
     table = Table(title=escape("augmentations (policy syntax: name[:strength][@probability], comma-separated)"))
     for column in ("name", "strength", "p", "what it does"):
         table.add_column(column, justify="right" if column in ("strength", "p") else "left")
     for name in names:
         spec = AUGMENTATIONS[name]
         table.add_row(name, f"{spec.default_strength:g}", f"{spec.default_p:g}", spec.help)
-    Console().print(table)
+    out_console().print(table)
 
 
 def _print_regularization_checks(console: Console, analysis) -> None:

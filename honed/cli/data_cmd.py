@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from honed.cli.json_out import print_json
+from honed.cli.progress import RichReporter, out_console
 
 app = typer.Typer(help="Look at data before training on it.", no_args_is_help=True)
 
@@ -16,7 +18,9 @@ app = typer.Typer(help="Look at data before training on it.", no_args_is_help=Tr
 @app.command("check")
 def check(
     data: str = typer.Argument(..., help="A folder of class folders or a CSV/Parquet manifest."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the full report (and the label "
+                                           "issues, under 'label_issues') as JSON to this file; '-': print it on "
+                                           "stdout instead of tables, with no progress bar."),
     label_column: str = typer.Option("label", help="Manifest column with class names."),
     path_column: str = typer.Option("path", help="Manifest column with image paths."),
     near_distance: int = typer.Option(4, help="Perceptual-hash distance under which images are near duplicates."),
@@ -33,17 +37,24 @@ def check(
     html_out: Optional[Path] = typer.Option(None, "--html", help="Also write a page with thumbnails of the label "
                                             "issues (given, suggested) and the quality flags."),
     top: int = typer.Option(10, min=1, help="Label issues shown in the table and the page."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Audit a dataset: class balance, sizes and modes, bad files, duplicates and leakage across splits, image
     quality; with --label-issues, the labels that are probably wrong."""
     from honed.data.audit import audit
     from honed.data.audit_tables import render_audit
     from honed.data.sources import load_source
+    from honed.progress import Phase
     from honed.tracking.atomic import write_text
 
+    console, to_stdout = out_console(), json_out == "-"
     manifest = load_source(data, path_column=path_column, label_column=label_column)
-    report = audit(manifest.frame, near_duplicate_distance=near_distance, cheap=cheap)
-    console = Console()
+    reporter = RichReporter(console, quiet=quiet or to_stdout)
+    total = len(manifest.frame)
+    with Phase(reporter, f"checking {total} images", total) as phase:
+        report = audit(manifest.frame, near_duplicate_distance=near_distance, cheap=cheap, progress=phase)
+    if to_stdout:
+        console.quiet = True  # the JSON alone on stdout
     for renderable in render_audit(report):
         console.print(renderable)
     found = None
@@ -55,15 +66,17 @@ def check(
         console.print(label_issue_table(found, top))
         write_csv(found, csv_out)
         console.print(f"{len(found)} label issues of {found.images} images ({found.source}) written to {csv_out}")
-    if json_out:
-        payload = report.to_dict() | (found.to_dict() if found is not None else {})
-        write_text(json_out, json.dumps(payload, indent=2, default=str))
-        console.print(f"report written to {json_out}")
+    payload = report.to_dict() | (found.to_dict() if found is not None else {})
+    if json_out and not to_stdout:
+        write_text(Path(json_out), json.dumps(payload, indent=2, default=str))
+        console.print(f"report written to {json_out}", soft_wrap=True, highlight=False)
     if html_out:
         from honed.report.data_check import render_data_check
 
         write_text(html_out, render_data_check(report, found, source=data, top=top))
-        console.print(f"page written to {html_out}")
+        console.print(f"page written to {html_out}", soft_wrap=True, highlight=False)
+    if to_stdout:
+        print_json(payload)
 
 
 def label_issue_table(found, top: int) -> Table:

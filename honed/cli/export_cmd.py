@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from honed.cli.json_out import json_option, print_json
+from honed.cli.progress import out_console
 
 
 def export(
@@ -23,6 +25,7 @@ def export(
     no_stats: bool = typer.Option(False, "--no-stats", help="With --backbone-only: skip the feature statistics of "
                                   "the run's training images that `honed advise` compares new data with."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
+    json_out: bool = json_option("what was written and the parity checks"),
 ) -> None:
     """Pack a run as a bundle that `honed predict` and `honed.load` accept, with parity-checked exports (or, with
     --backbone-only, its feature extractor as a weights file for training on other data)."""
@@ -33,8 +36,13 @@ def export(
         from honed.export.backbone import export_backbone, export_source_stats
         from honed.cli.progress import RichReporter
 
-        console = Console()
+        console = out_console()
         path, count = export_backbone(run_dir, out or Path(f"{run_dir.name}-backbone.safetensors"))
+        if json_out:
+            quiet = RichReporter(console, quiet=True)
+            stats = None if no_stats else export_source_stats(run_dir, path, reporter=quiet)[0]
+            print_json({"backbone": str(path), "tensors": count, "stats": stats})
+            return
         console.print(f"backbone of {run_dir.name} written to {path} ({count} tensors, head left out); "
                       f"use it with `honed train DATA --model ... --weights {path}`", soft_wrap=True, highlight=False)
         if not no_stats:
@@ -45,7 +53,13 @@ def export(
 
     report = export_bundle(run_dir, out or Path(f"{run_dir.name}-bundle"), formats=formats, fuse=not no_fuse,
                            tta=tta or None, archive=archive)
-    console = Console()
+    if json_out:
+        from dataclasses import asdict
+
+        print_json({"path": str(report.path), "files": list(report.files),
+                    "parity": {name: asdict(r) for name, r in (report.parity or {}).items()}})
+        return
+    console = out_console()
     console.print(f"bundle written to {report.path} ({', '.join(report.files)})", soft_wrap=True, highlight=False)
     if not report.parity:
         return

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from honed.cli.progress import RichReporter
+from honed.cli.json_out import json_option, print_json
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 
 
@@ -31,6 +31,7 @@ def lr_find(
     workers: int = typer.Option(-1, help="DataLoader workers (-1: one per core, up to 8)."),
     seed: int = typer.Option(0, help="Seed for the split, initialisation and shuffling."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_out: bool = json_option("the suggested learning rate"),
 ) -> None:
     """Find a learning rate: train briefly while it grows exponentially and read the loss curve."""
     from honed.training.lr_find import PLOT_FILE, find_lr, plot_lr_find
@@ -42,9 +43,14 @@ def lr_find(
         train=TrainConfig(batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay, device=device,
                           workers=workers, seed=seed),
     )
-    console = Console()
-    result = find_lr(config, reporter=RichReporter(console, quiet=quiet), min_lr=min_lr, max_lr=max_lr, steps=steps)
+    console = out_console()
+    result = find_lr(config, reporter=RichReporter(console, quiet=quiet or json_out), min_lr=min_lr, max_lr=max_lr,
+                     steps=steps)
     plot = plot_lr_find(result, out or workspace / PLOT_FILE)
+    if json_out:
+        print_json({"suggested_lr": result.suggested_lr, "min_loss_lr": result.min_loss_lr,
+                    "diverged": result.diverged, "last_lr": result.lrs[-1], "plot": str(plot)})
+        return
     console.print(f"suggested learning rate: [bold]{result.suggested_lr:.2e}[/] "
                   f"(loss lowest at {result.min_loss_lr:.2e}{', diverged after' if result.diverged else ', up to'} "
                   f"{result.lrs[-1]:.2e})")

@@ -7,8 +7,10 @@ from typing import List
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 
+from honed.cli.json_out import json_option, print_json
+from honed.cli.progress import RichReporter, out_console
+from honed.progress import Phase
 from honed.errors import HonedError
 
 
@@ -24,6 +26,7 @@ def predict(
                             "bundle's own setting off."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_out: bool = json_option("where the predictions went and how many failed (the predictions stay in --out)"),
 ) -> None:
     """Predict new images with a trained run; undecodable files get an error column, not a crash."""
     from honed.artifacts.trained import is_bundle
@@ -36,22 +39,25 @@ def predict(
         raise HonedError(f"--out must end in .csv or .json, not {out.name!r}")
     model_path = Path(run) if is_bundle(run) else find_run(workspace, run)
     paths = collect_inputs(images)
-    console = Console(stderr=True)
+    console = out_console(stderr=True)
     if is_distributed_launch():  # under torchrun: each rank predicts a slice, rank 0 merges (predict_sharded)
         _predict_sharded(model_path, paths, out, console, quiet=quiet, top_k=top_k, batch_size=batch_size,
                          device=device, backend=backend, tta=tta or None)
         return
     predictor = load(model_path, device=device, backend=backend, tta=tta or None)
-    with Progress(console=console, transient=True, disable=quiet) as progress:
-        task = progress.add_task("predicting", total=len(paths))
-        frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size,
-                                  progress=lambda n: progress.advance(task, n))
+    members = len(getattr(predictor, "members", ()))
+    label = f"predicting {len(paths)} images" + (f" with {members} members" if members else "")
+    with Phase(RichReporter(console, quiet=quiet), label, len(paths)) as phase:
+        frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size, progress=phase)
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".json":
             frame.to_json(tmp, orient="records", indent=2)
         else:
             frame.to_csv(tmp, index=False)
     failed = int((frame["error"] != "").sum())
+    if json_out:
+        print_json({"out": str(out), "predictions": len(frame), "failed": failed})
+        return
     console.print(f"{len(frame)} predictions written to {out}" + (f"; {failed} file(s) could not be read "
                                                                    "(see the error column)" if failed else ""))
 
@@ -64,9 +70,9 @@ def _predict_sharded(model_path: Path, paths: List[str], out: Path, console: Con
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"])
     start, stop = shard_bounds(len(paths), rank, world)
-    with Progress(console=console, transient=True, disable=quiet or rank != 0) as progress:
-        task = progress.add_task(f"predicting (rank 0 of {world})", total=stop - start)
-        result = predict_sharded(model_path, paths, out, progress=lambda n: progress.advance(task, n), **options)
+    reporter = RichReporter(console, quiet=quiet or rank != 0)
+    with Phase(reporter, f"predicting (rank 0 of {world})", stop - start) as phase:
+        result = predict_sharded(model_path, paths, out, progress=phase, **options)
     if result.out is not None:
         console.print(f"{result.total} predictions by {result.world_size} processes written to {result.out}"
                       + (f"; {result.failed} file(s) could not be read (see the error column)" if result.failed

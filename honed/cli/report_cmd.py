@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from honed.cli.json_out import json_option, print_json
+from honed.cli.progress import out_console
 
 WORKSPACE = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger.")
 
@@ -21,12 +23,16 @@ def report(
     bundle: Optional[Path] = typer.Option(None, help="An exported bundle (folder or .zip) whose model card to "
                                           "show (default: one recorded in or found in the workspace)."),
     workspace: Path = WORKSPACE,
+    json_out: bool = json_option("where the report was written"),
 ) -> None:
     """One self-contained HTML page: steps, curves, confusion, worst predictions, sensitivity, fixes, card."""
     from honed.report import build_report
 
     written = build_report(Path(target) if target else workspace, out, workspace=workspace, bundle=bundle)
-    Console().print(f"report written to {escape(str(written))} ({written.stat().st_size / 1024:.0f} KiB)",
+    if json_out:
+        print_json({"report": str(written), "bytes": written.stat().st_size})
+        return
+    out_console().print(f"report written to {escape(str(written))} ({written.stat().st_size / 1024:.0f} KiB)",
                     highlight=False, soft_wrap=True)
 
 
@@ -41,7 +47,7 @@ def compare(
     from honed.artifacts.run_folder import find_run
 
     result = compare_runs(find_run(workspace, run_a), find_run(workspace, run_b))
-    console = Console()
+    console = out_console()
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
         return

@@ -6,9 +6,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from honed.cli.progress import out_console
 from honed.cli.json_out import print_json
 from honed.errors import HonedError
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
@@ -38,7 +38,7 @@ def runs(workspace: Path = typer.Option(Path("honed-runs"), help="Workspace fold
         table.add_row("  " * depth + ("└ " if depth else "") + r.name, r.kind, r.status, r.model, r.metric,
                       "" if r.score is None else f"{r.score:.4f}", _delta(delta, r.greater_is_better),
                       f"{r.duration_s / 60:.1f}", r.change)
-    Console().print(table)
+    out_console().print(table)
 
 
 def _delta(delta: float | None, greater_is_better: bool) -> str:
@@ -61,7 +61,7 @@ def show(
     from honed.artifacts.run_folder import find_run
 
     run_dir = find_run(workspace, run)
-    console = Console()
+    console = out_console()
     with Ledger(run_dir.parent) as ledger:
         record = ledger.get(run_dir.name)
     if json_out:
@@ -77,14 +77,14 @@ def show(
         console.print(f"[bold]{record.name}[/]  {record.status}  {record.model}  {record.metric} "
                       f"{'' if record.score is None else f'{record.score:.4f}'}  parent: {record.parent or '-'}  "
                       f"change: {record.change or '-'}")
-    console.print((run_dir / CONFIG_FILE).read_text())
+    console.print((run_dir / CONFIG_FILE).read_text().rstrip(), highlight=False)  # no blank line after it
     history = run_dir / METRICS_FILE
     if history.exists():
         frame = pd.read_csv(history)
         table = Table(title="metrics per epoch")
         for column in frame.columns:
             table.add_column(column, justify="right")
-        for _, row in frame.iterrows():
+        for row in frame.itertuples(index=False):  # itertuples keeps the epoch an integer
             table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
         console.print(table)
     console.print(f"files: {', '.join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith('.')))}")

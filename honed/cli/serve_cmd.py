@@ -6,7 +6,8 @@ import json
 import os
 
 import typer
-from rich.console import Console
+
+from honed.cli.progress import out_console
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # any other --host can be reached from the network
 
@@ -47,7 +48,7 @@ def serve(
                              timeout_s=timeout_s, max_client_requests=max_client_requests,
                              max_client_queue=max_client_queue)
     tokens = read_tokens(token_file or None)
-    console = Console(stderr=True)
+    console = out_console(stderr=True)
     if not tokens and host not in LOOPBACK:
         console.print(f"[yellow]warning:[/yellow] serving on {host} without a token: anyone who can reach this "
                       f"port can call /predict. Set --token-file or ${ENV_TOKEN}, or bind 127.0.0.1.")

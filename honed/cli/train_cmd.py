@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from honed.cli.json_out import print_json
-from honed.cli.progress import RichReporter, metrics_table
+from honed.cli.progress import RichReporter, metrics_table, out_console
 from honed.config import OPTION_FIELDS, RunConfig, TrainConfig, read_mapping, with_options
 from honed.errors import HonedError
 from honed.artifacts.run_folder import CONFIG_FILE
@@ -132,7 +131,7 @@ def given_as_flag(ctx: typer.Context, name: str) -> bool:
 
 def _run(config: RunConfig, *, quiet: bool, resume: bool = False, json_out: bool = False) -> None:
     is_main = int(os.environ.get("RANK", "0")) == 0
-    console = Console()
+    console = out_console()
     reporter = RichReporter(console, quiet=quiet or json_out or not is_main)  # --json: stdout holds the JSON only
     if config.data.folds > 1:
         from honed.advise.auto import advice_callbacks, resolve_strategy

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.json_out import check_log, json_option, log_option, mirror, print_json
+from honed.cli.progress import RichReporter, out_console
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.errors import HonedError
 
@@ -44,6 +44,8 @@ def tune(
     seed: int = typer.Option(0, help="Seed of the split (the same for every trial) and of each run."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    json_out: bool = json_option("the study's trials and best run"),
+    log: List[str] = log_option(),
 ) -> None:
     """Search learning rate, epochs, batch size and dropout; each trial is a run in the ledger."""
     import optuna
@@ -61,12 +63,19 @@ def tune(
         data=DataConfig(source=data, task=task, target_columns=list(target), val_fraction=val_fraction),
         model=ModelConfig(name=model, pretrained=pretrained, strategy=strategy),
         preprocess=PreprocessConfig(image_size=image_size),
-        train=TrainConfig(device=device, workers=workers, metric=metric, seed=seed, augment=augment),
+        train=TrainConfig(device=device, workers=workers, metric=metric, seed=seed, augment=augment,
+                          log=check_log(log)),
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # honed prints one line per trial instead
-    console = Console()
+    console = out_console()
     result = run_tune(base, trials=trials, timeout_s=timeout_s, storage=storage or None, study_name=study,
-                      space=space, reporter=RichReporter(console, quiet=quiet))
+                      space=space, reporter=RichReporter(console, quiet=quiet or json_out))
+    mirror(log, workspace, [r for r in result.trials["run"] if isinstance(r, str) and r])
+    if json_out:
+        print_json({"study": result.study_name, "storage": result.storage, "best_run": result.best_run,
+                    "best_score": result.best_score, "best_params": result.best_params,
+                    "trials": result.trials.to_dict(orient="records")})
+        return
     table = Table(title=f"study {result.study_name}: {len(result.trials)} trials")
     for column in result.trials.columns:
         table.add_column(column.removeprefix("param_"), justify="left" if column in ("run", "state") else "right")

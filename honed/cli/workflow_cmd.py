@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from honed.cli.progress import RichReporter
+from honed.cli.progress import RichReporter, out_console
 from honed.cli.train_cmd import given_as_flag
 from honed.config import OPTION_FIELDS, read_mapping
 from honed.errors import HonedError
@@ -53,13 +52,17 @@ def workflow(
     seed: int = typer.Option(0, help="Seed for splits, initialisation and shuffling."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or step lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (implies --quiet)."),
+    log: List[str] = typer.Option([], "--log", help="Also log to tensorboard (each run's event files) or mlflow "
+                                  "(every step as a run nested under the workflow's, with its files; "
+                                  "MLFLOW_TRACKING_URI, else the workspace); repeatable. "
+                                  "Needs `pip install honed[log]`."),
 ) -> None:
     """The practice end to end: setup (data check, advisor, LR range test), baseline, analyze -> improve,
     a small search, TTA and an ensemble when they pay, and the best step exported as a bundle, with a report."""
     from honed.workflow import resume_workflow, run_workflow, workflow_spec
     from honed.workflow.api import SPEC_OPTIONS
 
-    console = Console()
+    console = out_console()
     reporter = RichReporter(console, quiet=quiet or as_json)
     if resume:
         result = resume_workflow(workspace, resume, reporter=reporter)

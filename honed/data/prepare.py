@@ -13,6 +13,7 @@ from honed.data.manifest import Manifest
 from honed.data.sources import load_source
 from honed.data.splits import with_validation
 from honed.errors import HonedError
+from honed.progress import Phase, Reporter
 
 
 @dataclass
@@ -23,7 +24,9 @@ class PreparedData:
 
 
 def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = None,
-                 progress: Callable[[int], None] | None = None) -> PreparedData:
+                 progress: Callable[[int], None] | None = None, reporter: Reporter | None = None) -> PreparedData:
+    """``reporter`` sees the scan and the duplicate check as phases (count, rate, time left); ``progress``
+    gets the scan's increments instead, for callers that draw their own."""
     manifest = manifest or load_source(config.source, task=config.task, path_column=config.path_column,
                                        label_column=config.label_column, target_columns=config.target_columns,
                                        torchvision_root=config.torchvision_root)
@@ -31,7 +34,8 @@ def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = N
         raise HonedError(f"the data is for task {manifest.task!r} but --task is {config.task!r}")
     if config.exclude:  # an explicit choice (--exclude-label-issues), recorded in the run's config and change
         manifest = _excluding(manifest, config.exclude)
-    bad = _find_bad_files(manifest, progress)
+    with Phase(reporter, f"scanning {len(manifest.frame)} images", len(manifest.frame)) as phase:
+        bad = _find_bad_files(manifest, progress or phase)
     if len(bad):
         if config.strict:
             first = bad.iloc[0]
@@ -42,10 +46,12 @@ def prepare_data(config: DataConfig, *, seed: int, manifest: Manifest | None = N
                                seed=seed, validation=config.validation)
     if config.validation and not manifest.has_split("val"):
         raise HonedError("no validation images left: add images or lower --val-fraction")
-    return PreparedData(manifest=manifest, bad_files=bad, warnings=_cheap_audit(manifest))
+    with Phase(reporter, "checking duplicates", len(manifest.frame)) as phase:
+        warnings = _cheap_audit(manifest, phase)
+    return PreparedData(manifest=manifest, bad_files=bad, warnings=warnings)
 
 
-def _cheap_audit(manifest: Manifest) -> list[str]:
+def _cheap_audit(manifest: Manifest, progress: Callable[[int], None] | None = None) -> list[str]:
     """The part of ``honed data check`` that costs no decoding: exact duplicates (leakage across the
     splits as they will be used), class balance. Bad files are handled by the scan, so not repeated here."""
     if manifest.in_memory:
@@ -53,7 +59,7 @@ def _cheap_audit(manifest: Manifest) -> list[str]:
     from honed.data.audit import audit
 
     columns = ["path", "split"] + (["label"] if manifest.task_type.is_classification else [])
-    report = audit(manifest.frame[columns], cheap=True)
+    report = audit(manifest.frame[columns], cheap=True, progress=progress)
     return [w for w in report.warnings if "decod" not in w and "bad" not in w.lower()]
 
 

@@ -43,7 +43,7 @@ from honed.combine.scoring import score
 from honed.tracking.ledger import Ledger
 from honed.artifacts.run_folder import CONFIG_FILE
 from honed.artifacts.predictions import predictions_table
-from honed.progress import LogReporter, Reporter
+from honed.progress import LogReporter, Phase, Reporter
 
 BOOTSTRAP_FILE = "bootstrap.parquet"
 OOB_FILE = "oob_predictions.parquet"
@@ -171,7 +171,7 @@ def _assemble(plan: BagPlan, config: RunConfig, reporter: Reporter, *, started: 
     train_rows = prepared.split("train")
     rule = CombinationRule(method)
     reporter.message("scoring the training images out of bag")
-    oob_outputs, covered = out_of_bag(team, counts, rule, train_rows, prepared, workers=workers)
+    oob_outputs, covered = out_of_bag(team, counts, rule, train_rows, prepared, workers=workers, reporter=reporter)
     targets = prepared.targets(train_rows)
     oob_scores = score(oob_outputs[covered], targets[covered], prepared.task) if covered.any() else {}
     extra = {f"oob_{k}": v for k, v in oob_scores.items()}
@@ -257,13 +257,17 @@ def _prepare_retaken(workspace: Path, member: str) -> bool:
 
 
 def out_of_bag(members: list[Member], counts: np.ndarray, rule: CombinationRule, train_rows: pd.DataFrame,
-               manifest: Manifest, *, workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """OOB outputs ``[n, C]`` (NaN where no member left the row out) and the mask of covered rows."""
+               manifest: Manifest, *, workers: int = 0,
+               reporter: Reporter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """OOB outputs ``[n, C]`` (NaN where no member left the row out) and the mask of covered rows;
+    ``reporter`` sees the predictions as one phase, advanced member by member."""
     out = counts == 0  # [M, n]: the rows each member never saw
     outputs = np.full((len(members), len(train_rows), manifest.num_outputs), np.nan)
-    for k, member in enumerate(members):
-        rows = np.flatnonzero(out[k])
-        outputs[k, rows] = predict_frame(member.load(), train_rows.iloc[rows], manifest, workers=workers)
+    with Phase(reporter, f"{len(members)} members predicting their out-of-bag images", int(out.sum())) as phase:
+        for k, member in enumerate(members):
+            rows = np.flatnonzero(out[k])
+            outputs[k, rows] = predict_frame(member.load(), train_rows.iloc[rows], manifest, workers=workers)
+            phase(len(rows))
     combined = np.full(outputs.shape[1:], np.nan)
     patterns, groups = np.unique(out.T, axis=0, return_inverse=True)
     for g, pattern in enumerate(patterns):

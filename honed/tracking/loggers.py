@@ -68,9 +68,11 @@ class TensorBoardLogger:
             raise HonedError(f"--log tensorboard needs the tensorboard package: {INSTALL_HINT}") from None
         self._writer_type = SummaryWriter
         self.writer_ = None
+        self.hparams_: dict[str, Any] = {}
 
     def start(self, config: RunRecord, run_dir: Path) -> None:
         self.writer_ = self._writer_type(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
+        self.hparams_ = hparams(config.to_dict())
         text = yaml.safe_dump(config.to_dict(), sort_keys=False)  # the run's config.yaml, as RunConfig writes it
         self.writer_.add_text("config", "```\n" + text + "\n```")
 
@@ -85,6 +87,9 @@ class TensorBoardLogger:
         step = int(metrics.get("epoch", 0) or 0)
         for key, value in numbers(metrics).items():
             self.writer_.add_scalar(f"final/{key}", value, step)
+        if status == "done" and numbers(metrics):  # the HPARAMS tab: this run's settings against its results
+            self.writer_.add_hparams(self.hparams_, {f"hparam/{k}": v for k, v in numbers(metrics).items()},
+                                     run_name=".", global_step=step)  # ".": in the run's own event folder
         self.writer_.add_text("status", status)
         self.writer_.close()
         self.writer_ = None
@@ -108,18 +113,15 @@ class MlflowLogger:
         self.run_id_: str | None = None
 
     def start(self, config: RunRecord, run_dir: Path) -> None:
-        workspace = Path(config.workspace).resolve()
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace / MLFLOW_DB}"
+        self.workspace_, self.name_ = Path(config.workspace), config.name
+        uri = tracking_uri(self.workspace_)
         self.client_ = self._client_type(tracking_uri=uri)
         previous = _read_json(Path(run_dir) / MLFLOW_FILE)
         if previous and previous.get("tracking_uri") == uri:  # a resumed run continues its MLflow run
             self.run_id_ = previous["run_id"]
             self.client_.update_run(self.run_id_, status="RUNNING")
             return
-        experiment = self.client_.get_experiment_by_name(workspace.name)
-        experiment_id = experiment.experiment_id if experiment else self.client_.create_experiment(
-            workspace.name, artifact_location=None if "MLFLOW_TRACKING_URI" in os.environ
-            else (workspace / MLFLOW_ARTIFACTS).as_uri())
+        experiment_id = _experiment(self.client_, self.workspace_)
         tags = {"honed.run": config.name, "honed.parent": config.parent, "honed.change": config.change,
                 "honed.run_dir": str(Path(run_dir).resolve())}
         run = self.client_.create_run(experiment_id, run_name=config.name, tags={k: v for k, v in tags.items() if v})
@@ -141,6 +143,13 @@ class MlflowLogger:
         self._log_metrics({f"final/{k}": v for k, v in numbers(metrics).items()}, int(metrics.get("epoch", 0) or 0))
         self.client_.set_terminated(self.run_id_, status=_MLFLOW_STATUS.get(status, "FAILED"))
         self.client_ = None
+        if status == "done":  # nested under its parent's MLflow run, with its curves and config as artifacts
+            from honed.tracking.mlflow_mirror import mirror_ledger
+
+            try:
+                mirror_ledger(self.workspace_, names=[self.name_])
+            except Exception as error:  # noqa: BLE001 - the run is trained and saved; its nesting can be redone
+                log.warning("could not nest the MLflow run of %s under its parent: %s", self.name_, error)
 
     def _log_metrics(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -149,6 +158,30 @@ class MlflowLogger:
         metrics = [Metric(k, v, now, step) for k, v in values.items() if math.isfinite(v)]
         if metrics:
             self.client_.log_batch(self.run_id_, metrics=metrics)
+
+
+def tracking_uri(workspace: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the workspace's own SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(workspace).resolve() / MLFLOW_DB}"
+
+
+def _experiment(client, workspace: Path) -> str:
+    """The workspace's experiment (named after it), created with its artifacts in the workspace."""
+    workspace = Path(workspace).resolve()
+    experiment = client.get_experiment_by_name(workspace.name)
+    return experiment.experiment_id if experiment else client.create_experiment(
+        workspace.name, artifact_location=None if "MLFLOW_TRACKING_URI" in os.environ
+        else (workspace / MLFLOW_ARTIFACTS).as_uri())
+
+
+def mlflow_store(workspace: Path):
+    """(MlflowClient, experiment id) of ``workspace``'s store, as ``--log mlflow`` uses it."""
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise HonedError(f"--log mlflow needs the mlflow package: {INSTALL_HINT}") from None
+    client = MlflowClient(tracking_uri=tracking_uri(workspace))
+    return client, _experiment(client, workspace)
 
 
 class Loggers:
@@ -188,6 +221,12 @@ def create_loggers(names: list[str]) -> Loggers:
     if unknown:
         raise HonedError(f"--log must be one of {', '.join(LOGGERS.names())}, not {unknown[0]!r}")
     return Loggers([LOGGERS[name]() for name in names])
+
+
+def hparams(config: dict[str, Any]) -> dict[str, Any]:
+    """The flattened config as TensorBoard's hparams take it: numbers, text and booleans (lists as text)."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flatten(config).items()
+            if v is not None}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

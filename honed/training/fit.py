@@ -79,7 +79,7 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
     then the probe's single fit or the network's epochs."""
     torch.manual_seed(config.train.seed)
     run_dir = runs.claim_run_dir(Path(config.workspace), config, resume=resume, is_main=runtime.is_main)
-    data = prepare_data(config.data, seed=config.train.seed, manifest=manifest)
+    data = prepare_data(config.data, seed=config.train.seed, manifest=manifest, reporter=reporter)
     config.data.skipped_files = len(data.bad_files)
     strategy = create_strategy(config.model.strategy, unfreeze=config.model.unfreeze,
                                pretrained=bool(config.model.pretrained or config.model.weights))
@@ -116,7 +116,7 @@ def _fit(run: RunInfo, strategy: Strategy, swa: Swa | None, runtime: Runtime, re
     state, rng_state = _restore(run, optimizer, runtime)  # rng_state: put back just before training goes on
     run = replace(run, resumed=state is not None, started=time.perf_counter() - (state or {}).get("duration_s", 0.0))
     progress = _Progress.from_state(state)
-    sets = _Splits.build(config, runtime, run.data.manifest)
+    sets = _Splits.build(config, runtime, run.data.manifest, reporter if runtime.is_main else None)
     pipeline = batch_pipeline(config, run.data.manifest, runtime)
     steps_per_epoch, epochs = len(sets.train_loader), config.train.epochs
     schedule = _lr_schedule(config, steps_per_epoch, swa)
@@ -250,11 +250,12 @@ class _Splits:
     val_loader: object
 
     @classmethod
-    def build(cls, config: RunConfig, runtime: Runtime, manifest: Manifest) -> "_Splits":
+    def build(cls, config: RunConfig, runtime: Runtime, manifest: Manifest,
+              reporter: Reporter | None = None) -> "_Splits":
         size, pin, t = config.preprocess.image_size, runtime.device.type == "cuda", config.train
         train_set = split_dataset(manifest, "train", size)
         val_set = split_dataset(manifest, "val", size) if manifest.has_split("val") else None
-        make = loader_factory(config, runtime, train_set)
+        make = loader_factory(config, runtime, train_set, reporter)
         return cls(make, train_set, val_set,
                    make(train_set, batch_size=t.batch_size, train=True, workers=t.workers, seed=t.seed,
                         pin_memory=pin, rank=runtime.rank, world_size=runtime.world_size),

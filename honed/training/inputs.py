@@ -11,6 +11,7 @@ from honed.data.loader import make_loader
 from honed.data.manifest import Manifest
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
+from honed.progress import Phase, Reporter
 from honed.runtime import Runtime
 from honed.tasks import get_task
 
@@ -31,9 +32,10 @@ def batch_pipeline(config: RunConfig, manifest: Manifest, runtime: Runtime) -> B
 CACHE_AUTO_LIMIT_BYTES = 8 << 30  # --cache auto decodes once to disk when the split fits in this
 
 
-def loader_factory(config: RunConfig, runtime: Runtime, dataset):
+def loader_factory(config: RunConfig, runtime: Runtime, dataset, reporter: Reporter | None = None):
     """The decoded-image cache (decode once, batches sliced from a memory map; on CUDA the training array
-    lives on the GPU when it fits) or the per-image DataLoader for data that should not be cached."""
+    lives on the GPU when it fits) or the per-image DataLoader for data that should not be cached.
+    ``reporter`` sees a cache build as a phase (nothing when the cache is found on disk)."""
     size = config.preprocess.image_size
     decoded_bytes = len(dataset) * 3 * size * size
     use_cache = config.train.cache == "on" or (config.train.cache == "auto" and decoded_bytes <= CACHE_AUTO_LIMIT_BYTES)
@@ -43,6 +45,7 @@ def loader_factory(config: RunConfig, runtime: Runtime, dataset):
 
     def make(ds, **kwargs):
         on_device = runtime.device if resident and kwargs.get("train") else None
-        return make_fast_loader(ds, device=on_device, **kwargs)
+        with Phase(reporter, f"decoding {len(ds)} images at {size}px into the cache", len(ds)) as phase:
+            return make_fast_loader(ds, device=on_device, progress=phase, **kwargs)
 
     return make

@@ -92,7 +92,7 @@ def _range_test(config: RunConfig, manifest: Manifest | None, reporter: Reporter
     if config.model.strategy == "auto":
         raise HonedError("lr-find needs a concrete --strategy: see the advisor's choice with `honed advise DATA`")
     torch.manual_seed(config.train.seed)
-    data = prepare_data(config.data, seed=config.train.seed, manifest=manifest)
+    data = prepare_data(config.data, seed=config.train.seed, manifest=manifest, reporter=reporter)
     strategy = create_strategy(config.model.strategy, unfreeze=config.model.unfreeze,
                                pretrained=bool(config.model.pretrained or config.model.weights))
     if not strategy.trains_network:
@@ -110,7 +110,7 @@ def _range_test(config: RunConfig, manifest: Manifest | None, reporter: Reporter
     optimizer = build_optimizer(groups, name=config.train.optimizer, lr=min_lr,
                                 weight_decay=config.train.weight_decay)
     train_set = split_dataset(data.manifest, "train", config.preprocess.image_size)
-    loader = loader_factory(config, runtime, train_set)(
+    loader = loader_factory(config, runtime, train_set, reporter)(
         train_set, batch_size=config.train.batch_size, train=True, workers=config.train.workers,
         seed=config.train.seed, pin_memory=runtime.device.type == "cuda")
     pipeline = batch_pipeline(config, data.manifest, runtime)

@@ -92,8 +92,22 @@ class Context:
             self.state.best, self.state.best_score = step.run, step.score
         self.state.put(step)
         self.save()
+        self.mirror()
         self.reporter.message(describe(step, self.metric, self.budget.remaining()))
         return step
+
+    def mirror(self) -> None:
+        """``--log mlflow``: the ledger's rows so far as nested MLflow runs (a step's rows, the workflow's)."""
+        if "mlflow" in self.spec.base.train.log:
+            from honed.tracking.mlflow_mirror import mirror_ledger
+
+            with Ledger(self.workspace) as ledger:  # this workflow's rows (and their parents), not the workspace's
+                names = [r.name for r in ledger.runs() if r.name == self.spec.name
+                         or r.name.startswith(f"{self.spec.name}-")]
+            try:
+                mirror_ledger(self.workspace, names=names)
+            except Exception as error:  # noqa: BLE001 - a tracking server's trouble must not stop the workflow
+                self.reporter.message(f"warning: the ledger could not be mirrored to MLflow: {error}")
 
     def finish_against_best(self, step: Step) -> Step:
         """A scored step measured against the best so far: its delta, and kept when it beats it."""
@@ -118,7 +132,7 @@ class Context:
 def describe(step: Step, metric: str, remaining_s: float) -> str:
     """One line per step for the terminal: what ran, its score and change, its cost, the budget left."""
     if step.status == "skipped":
-        return f"[bold]{step.key}[/]: skipped ({step.change})"
+        return f"[bold]{step.key}[/]: skipped ({step.change}); budget left {remaining_s / 60:.1f} min"
     score = "" if step.score is None else f" {metric} {step.score:.4f}"
     delta = "" if step.delta is None else f" ({step.delta:+.4f} vs {step.parent})"
     kept = " [green]kept[/]" if step.kept else ""

@@ -62,9 +62,11 @@ def run_workflow(spec: WorkflowSpec, *, reporter: Reporter | None = None) -> Wor
     except (KeyboardInterrupt, Exception):
         ctx.save()  # the time spent counts against the budget when it resumes
         raise
+    _close_root_row(ctx)  # before the report, which shows this row: a finished workflow's report says done
     steps.report(ctx)
     pace.close(ctx)
-    _close_root_row(ctx)
+    _close_root_row(ctx)  # again, so that its duration counts the report too
+    ctx.mirror()
     state.finished = True  # last: a workflow killed before this point resumes and writes its report again
     ctx.save()
     return _result(spec.name, folder, state)

@@ -30,7 +30,7 @@ def setup(ctx: Context) -> None:
     started = time.perf_counter()
     base = ctx.spec.base
     ctx.state.metric = base.main_metric()
-    data = prepare_data(base.data, seed=base.train.seed)
+    data = prepare_data(base.data, seed=base.train.seed, reporter=ctx.reporter)
     manifest = data.manifest
     sizes = {split: int((manifest.frame["split"] == split).sum()) for split in ("train", "val", "test")}
     details = {"images": sizes, "skipped_files": len(data.bad_files), "warnings": data.warnings,
