@@ -102,6 +102,17 @@ _COLUMNS = tuple(f.name for f in fields(RunRecord))
 _UPDATED = tuple(c for c in _COLUMNS if c not in ("name", "created"))  # 'created' keeps the first upsert's time
 
 
+def _upsert(insert: Any) -> sa.Executable:
+    """INSERT ... ON CONFLICT (name) DO UPDATE, in the dialect's construct; built once, values bound at run."""
+    statement = insert(runs_table)
+    return statement.on_conflict_do_update(index_elements=["name"], set_={c: statement.excluded[c] for c in _UPDATED})
+
+
+_UPSERTS = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+_INSERT = runs_table.insert()
+_GET = sa.select(runs_table).where(runs_table.c.name == sa.bindparam("name"))
+
+
 def _to_row(record: RunRecord) -> dict[str, Any]:
     """The SQL parameters for a record: metrics as JSON, the direction as 0/1."""
     row = asdict(record)
@@ -145,10 +156,10 @@ class Ledger:
         self._engine = ledger_db.create_engine(self.url, timeout_s)
         self._conn: Connection | None = None
         try:
-            self._retry(lambda: ledger_db.migrate(self._engine, self.workspace))
             self._conn = self._retry(self._engine.connect)
+            self._retry(lambda: ledger_db.migrate(self._connection(), self.workspace))
         except BaseException:
-            self._engine.dispose()
+            self.close()
             raise
 
     def _transaction(self, body: Callable[[Connection], T]) -> T:
@@ -194,11 +205,11 @@ class Ledger:
         """A retried write transaction."""
         return self._retry(lambda: self._transaction(body))
 
-    def _select(self, query: sa.Executable) -> list[Any]:
+    def _select(self, query: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
         """A retried read, in its own short transaction (so a reader never holds a snapshot open)."""
         def read() -> list[Any]:
             conn = self._connection()
-            rows = conn.execute(query).fetchall()
+            rows = conn.execute(query, params).fetchall()
             conn.rollback()  # end the read's implicit transaction (SQLAlchemy's autobegin)
             return rows
 
@@ -209,14 +220,11 @@ class Ledger:
         folder = record.folder or (os.path.abspath(self.workspace / record.path) if record.path else "")
         return _to_row(replace(record, updated=utc_now(), folder=folder))
 
-    def _upsert_statement(self, row: dict[str, Any]) -> sa.Executable:
+    def _upsert_statement(self) -> sa.Executable:
         dialect = self._connection().dialect.name
-        insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
-        if insert is None:
+        if dialect not in _UPSERTS:
             raise HonedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}: use a postgresql:// URL")
-        statement = insert(runs_table).values(row)
-        return statement.on_conflict_do_update(index_elements=["name"],
-                                               set_={c: statement.excluded[c] for c in _UPDATED})
+        return _UPSERTS[dialect]
 
     def upsert(self, record: RunRecord) -> RunRecord:
         """Insert or update a run by name and return it as stored: ``created`` kept, ``updated`` now.
@@ -224,7 +232,7 @@ class Ledger:
         Call only after the run's files are written (atomically): the row must never point at a partial file.
         """
         row = self._stamped(record)
-        self._write(lambda conn: conn.execute(self._upsert_statement(row)))
+        self._write(lambda conn: conn.execute(self._upsert_statement(), row))
         return self.get(record.name) or record
 
     def insert(self, record: RunRecord) -> RunRecord:
@@ -232,9 +240,9 @@ class Ledger:
         taken = HonedError(f"a run named {record.name!r} already exists: pick another name")
 
         def body(conn: Connection) -> None:
-            if conn.execute(sa.select(runs_table.c.name).where(runs_table.c.name == record.name)).first():
+            if conn.execute(_GET, {"name": record.name}).first():
                 raise taken
-            conn.execute(runs_table.insert().values(self._stamped(record)))
+            conn.execute(_INSERT, self._stamped(record))
 
         try:
             self._write(body)
@@ -244,7 +252,7 @@ class Ledger:
 
     def get(self, name: str) -> RunRecord | None:
         """The run called ``name``, or None."""
-        rows = self._select(sa.select(runs_table).where(runs_table.c.name == name))
+        rows = self._select(_GET, {"name": name})
         return _from_row(rows[0]) if rows else None
 
     def runs(self, order_by_score: bool = False) -> list[RunRecord]:
@@ -301,7 +309,6 @@ class Ledger:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._engine.dispose()
 
     def __enter__(self) -> Ledger:
         return self

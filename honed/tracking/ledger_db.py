@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import functools
 import os
 from pathlib import Path
 import sqlite3
@@ -35,6 +36,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 WRITE_FLAG = "honed_write"  # set on a connection for the transactions that write
 PG_LOCK_KEY = 4_711_021  # any constant: the advisory lock that serializes honed's migrations on PostgreSQL
 
+_REVISION = sa.text(f"SELECT version_num FROM {VERSION_TABLE}")
 metadata = sa.MetaData()
 runs_table = sa.Table(
     "runs", metadata,
@@ -97,9 +99,14 @@ def shown(url: str) -> str:
         return url
 
 
+@functools.lru_cache(maxsize=16)
 def create_engine(url: str, timeout_s: float) -> Engine:
     """An engine with no pool (each Ledger owns one connection); SQLite in WAL mode with explicit
-    ``BEGIN IMMEDIATE`` transactions, so two writers never deadlock and readers never block the writer."""
+    ``BEGIN IMMEDIATE`` transactions, so two writers never deadlock and readers never block the writer.
+
+    One engine per URL in a process, as SQLAlchemy advises: its cache of compiled statements is what makes
+    opening a Ledger cheap (a new engine per open compiled every statement again). Without a pool it holds no
+    connection, so a forked child may reuse it."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": timeout_s})
 
@@ -156,23 +163,34 @@ def is_unreachable(error: BaseException) -> bool:
     return isinstance(error, sa.exc.OperationalError) and orig is not None and not isinstance(orig, sqlite3.Error)
 
 
-def current_revision(conn: Connection) -> str | None:
-    """The ledger's Alembic revision, None for a database Alembic has not stamped."""
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
+def current_revision(conn: Connection, *, in_transaction: bool = False) -> str | None:
+    """The ledger's Alembic revision, None for a database Alembic has not stamped. Outside a transaction one
+    query (the common case of every open); inside one, the catalog is asked first, since on PostgreSQL a failed
+    query would end the transaction."""
+    if in_transaction:
+        return conn.execute(_REVISION).scalar() if sa.inspect(conn).has_table(VERSION_TABLE) else None
+    try:
+        return conn.execute(_REVISION).scalar()
+    except sa.exc.DBAPIError as error:
+        orig = error.orig
+        missing = "no such table" in str(orig).lower() or getattr(orig, "sqlstate", None) == "42P01"
+        if not missing:
+            raise
+        conn.rollback()  # PostgreSQL: the failed statement ended the transaction
         return None
-    return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
-def migrate(engine: Engine, workspace: Path) -> None:
-    """Bring the ledger to HEAD: nothing to do (one read) when it is current; else, under the lock, stamp a
-    pre-migration ledger as the baseline and run the upgrade scripts in one transaction."""
-    with engine.connect() as conn:
-        if current_revision(conn) == HEAD:
-            return
-    with engine.connect() as conn, write_transaction(conn):  # SQLite: the write lock, taken up front
+def migrate(conn: Connection, workspace: Path) -> None:
+    """Bring the ledger to HEAD on the Ledger's own connection: nothing to do (one read) when it is current;
+    else, under the lock, stamp a pre-migration ledger as the baseline and run the scripts in one transaction."""
+    current = current_revision(conn)
+    conn.rollback()  # end the read's implicit transaction before taking the lock
+    if current == HEAD:
+        return
+    with write_transaction(conn):  # SQLite: the write lock, taken up front
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
-        revision = current_revision(conn)  # again, under the lock: another process may have migrated
+        revision = current_revision(conn, in_transaction=True)  # again, under the lock: another process may have migrated
         if revision == HEAD:
             return
         if revision is None and sa.inspect(conn).has_table("runs"):
