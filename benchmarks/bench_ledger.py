@@ -24,15 +24,15 @@ PROCESSES = 8
 def _writer(index: int, workspace: str, seconds: float, url: str, counts) -> None:
     from honed.tracking.ledger import Ledger, RunRecord
 
-    deadline, rows = time.monotonic() + seconds, 0
+    deadline, rows, kwargs = time.monotonic() + seconds, 0, ({"url": url} if url else {})
     while time.monotonic() < deadline:
         name = f"w{index}-{rows}"
-        with Ledger(workspace, url=url or None) as ledger:
+        with Ledger(workspace, **kwargs) as ledger:
             ledger.insert(RunRecord(name=name, model="resnet18", metric="accuracy", path=name))
         for epoch in range(2):
-            with Ledger(workspace, url=url or None) as ledger:
+            with Ledger(workspace, **kwargs) as ledger:
                 ledger.upsert(replace(ledger.get(name), metrics={"epoch": epoch, "accuracy": 0.5}))
-        with Ledger(workspace, url=url or None) as ledger:
+        with Ledger(workspace, **kwargs) as ledger:
             ledger.upsert(replace(ledger.get(name), status="done", score=0.5))
         rows += 1
     counts[index] = rows
@@ -42,8 +42,8 @@ def measure(url: str, seconds: float) -> tuple[int, float]:
     """Rows written by PROCESSES writers in ``seconds``; (rows, wall seconds)."""
     from honed.tracking.ledger import Ledger
 
-    workspace = tempfile.mkdtemp(prefix="honed-bench-ledger-")
-    Ledger(workspace, url=url or None).close()  # create (migrate) once, as a workspace in use is
+    workspace, kwargs = tempfile.mkdtemp(prefix="honed-bench-ledger-"), ({"url": url} if url else {})
+    Ledger(workspace, **kwargs).close()  # create (migrate) once, as a workspace in use is
     context = multiprocessing.get_context("fork")
     counts = context.Array("i", PROCESSES)
     children = [context.Process(target=_writer, args=(i, workspace, seconds, url, counts)) for i in range(PROCESSES)]
@@ -54,7 +54,7 @@ def measure(url: str, seconds: float) -> tuple[int, float]:
         child.join()
     wall = time.monotonic() - start
     assert all(child.exitcode == 0 for child in children), [child.exitcode for child in children]
-    with Ledger(workspace, url=url or None) as ledger:
+    with Ledger(workspace, **kwargs) as ledger:
         stored = sum(1 for r in ledger.runs() if r.status == "done")
     assert stored == sum(counts), (stored, sum(counts))  # no lost row
     return stored, wall
@@ -63,16 +63,20 @@ def measure(url: str, seconds: float) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sqlite-only", action="store_true", help="e.g. for the ledger before SQLAlchemy, run "
+                        "with PYTHONPATH pointing at that checkout")
     args = parser.parse_args()
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.postgres import PostgresServer, unavailable
-
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests.postgres; honed from PYTHONPATH
     os.environ.pop("HONED_LEDGER", None)
     backends = [("sqlite", "")]
     server = None
-    if not unavailable():
+    if not args.sqlite_only:
+        from tests.postgres import PostgresServer, unavailable
+
+        if unavailable():
+            raise SystemExit(f"no PostgreSQL here: {unavailable()}")
         server = PostgresServer.start(fsync=True)
         backends.append(("postgresql", server.new_database()))
     try:
