@@ -65,8 +65,8 @@ def tune(base: RunConfig, *, trials: int | None, timeout_s: float | None, storag
     """Search ``space`` around ``base`` until the study holds ``trials`` finished trials (all workers
     together) or ``timeout_s`` passed (the trial under way finishes), and return the best complete trial.
 
-    ``storage``: an Optuna storage URL (default: SQLite in the workspace; ``postgresql://...`` for workers on
-    several machines). ``study_name`` (default: the base run's name) is what workers join by.
+    ``storage``: an Optuna storage URL (default: the ledger's database when ``HONED_LEDGER`` names one, else
+    SQLite in the workspace; ``postgresql://...`` for workers on several machines). ``study_name`` (default: the base run's name) is what workers join by.
     """
     if trials is None and timeout_s is None:
         raise HonedError("give a number of trials (--trials) or a time budget (--timeout-s), or both")
