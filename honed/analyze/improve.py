@@ -90,14 +90,14 @@ def best_metrics(run_dir: Path, metric: str) -> dict[str, float]:
     """The run's metrics at its best epoch (metrics.csv), plus test metrics from the ledger when present."""
     import pandas as pd
 
-    from honed.tracking.ledger import LEDGER_FILENAME, Ledger
+    from honed.tracking.ledger import Ledger, has_ledger
 
     out: dict[str, float] = {}
     if (run_dir / METRICS_FILE).exists():
         history = pd.read_csv(run_dir / METRICS_FILE)
         best = history[metric].idxmax() if GREATER_IS_BETTER[metric] else history[metric].idxmin()
         out = {k: float(v) for k, v in history.loc[best].items() if k in COMPARED}
-    if (run_dir.parent / LEDGER_FILENAME).exists():
+    if has_ledger(run_dir.parent):
         with Ledger(run_dir.parent) as ledger:
             record = ledger.get(run_dir.name)
         if record is not None:

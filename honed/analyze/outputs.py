@@ -5,7 +5,7 @@ Files (each written atomically): ``analysis.json`` (everything, see ``Analysis.t
 residuals), ``confusion.png`` (classification), ``probes.png`` (drops per factor and strength with 95%
 intervals) and ``ranking.png`` (factor scores). JSON comes after them, so its presence means the figures are there.
 
-Ledger: when the run's folder sits in a workspace (a ``ledger.sqlite`` beside it), a row of kind ``analysis``
+Ledger: when the run's folder sits in a workspace (a ``ledger.sqlite`` beside it, or a ledger URL set), a row of kind ``analysis``
 named ``<run>-analysis`` (``-2``, ``-3``... on re-analysis), parent = the run, ``change`` = the top
 recommendation, no score (so the leaderboard ranks only trained models), and the factor scores as metrics.
 """
@@ -25,7 +25,7 @@ from honed.data.dataset import ImageDataset
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import atomic_path, write_json
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
+from honed.tracking.ledger import Ledger, RunRecord, has_ledger
 from honed.tasks import get_task
 
 
@@ -45,7 +45,7 @@ def save_analysis(analysis: Analysis, source: RunSource, *, duration_s: float) -
     with atomic_path(folder / files["probe_table"]) as tmp:
         pd.DataFrame(analysis.probes).to_csv(tmp, index=False)
     analysis.files = {**files, "analysis": ANALYSIS_FILE}
-    if not (analysis.run_dir.parent / LEDGER_FILENAME).exists():
+    if not has_ledger(analysis.run_dir.parent):
         write_json(folder / ANALYSIS_FILE, _finite(analysis.to_dict()))
         return
     _record(analysis, source, duration_s)

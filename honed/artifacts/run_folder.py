@@ -36,7 +36,7 @@ from honed.data.prepare import prepare_data
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import atomic_path, is_temp_name, write_json, write_text
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord, check_name
+from honed.tracking.ledger import Ledger, RunRecord, check_name, has_ledger, locate_run
 from honed.tracking.plots import plot_curves
 from honed.tasks import get_task
 
@@ -189,7 +189,7 @@ def _reclaim_abandoned_start(workspace: Path, name: str, ledger: Ledger) -> None
 def release_unstarted(workspace: Path, name: str) -> None:
     """Give back the folder of a run that failed before it started (bad data, unknown model): nothing in it is
     worth keeping, and leaving it would make the corrected command fail with 'already exists'."""
-    if name and (workspace / LEDGER_FILENAME).exists():
+    if name and has_ledger(workspace):
         with Ledger(workspace) as ledger:
             _reclaim_abandoned_start(workspace, name, ledger)
 
@@ -250,6 +250,9 @@ def find_run(workspace: Path, name_or_path: str) -> Path:
     for candidate in candidates:
         if (candidate / CONFIG_FILE).exists():
             return candidate
+    located = locate_run(workspace, name_or_path)  # recorded elsewhere (a shared ledger), or not visible here
+    if located is not None and (located / CONFIG_FILE).exists():
+        return located
     raise HonedError(f"no run {name_or_path!r} (looked in {workspace}): see `honed runs`")
 
 

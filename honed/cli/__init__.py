@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -25,6 +26,23 @@ COMMANDS = (
     ("export", "export_cmd", "export"), ("predict", "predict_cmd", "predict"), ("serve", "serve_cmd", "serve"),
 )
 GROUPS = (("data", "data_cmd", "app"), ("augment", "analyze_cmd", "augment_app"))  # commands with subcommands
+
+
+@app.callback()
+def _workspace_ledger(
+    ctx: typer.Context,
+    ledger: str = typer.Option("", "--ledger", metavar="URL", help="The database holding the workspace's ledger "
+                               "(and `honed tune`'s studies), e.g. postgresql://user@host:5432/db; default: "
+                               "WORKSPACE/ledger.sqlite. Env: HONED_LEDGER."),
+) -> None:
+    """Every command reads the ledger URL from HONED_LEDGER (honed.tracking.ledger_db), so --ledger sets it for
+    the command and the processes it starts, and puts the previous value back when the command ends."""
+    if not ledger:
+        return
+    previous = os.environ.get("HONED_LEDGER")
+    os.environ["HONED_LEDGER"] = ledger
+    ctx.call_on_close(lambda: os.environ.__setitem__("HONED_LEDGER", previous) if previous is not None
+                      else os.environ.pop("HONED_LEDGER", None))
 
 
 def _register() -> None:

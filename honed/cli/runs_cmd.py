@@ -20,10 +20,10 @@ def runs(workspace: Path = typer.Option(Path("honed-runs"), help="Workspace fold
                                        "best first) instead of a table.")) -> None:
     """The step tree: every run under its parent, with its score, the change from the parent and what changed
     (--leaderboard: best first)."""
-    from honed.tracking.ledger import Ledger
+    from honed.tracking.ledger import Ledger, has_ledger
     from honed.tracking.tree import run_tree
 
-    if not (workspace / "ledger.sqlite").exists():
+    if not has_ledger(workspace):
         raise HonedError(f"no workspace at {workspace}: train a run first, or pass --workspace")
     with Ledger(workspace) as ledger:
         records = ledger.runs(order_by_score=True)

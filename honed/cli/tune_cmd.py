@@ -19,7 +19,8 @@ def tune(
     trials: Optional[int] = typer.Option(None, min=1, help="Finished trials the study should hold, counting every "
                                          "worker's (a re-run resumes: it runs only the missing ones)."),
     timeout_s: Optional[float] = typer.Option(None, help="Start no new trial after this many seconds."),
-    storage: str = typer.Option("", help="Optuna storage URL (default: sqlite:///WORKSPACE/optuna.sqlite3); "
+    storage: str = typer.Option("", help="Optuna storage URL (default: the --ledger database, else "
+                                "sqlite:///WORKSPACE/optuna.sqlite3); "
                                 "postgresql://user:pass@host/db for workers on several machines."),
     study: str = typer.Option("", help="Study name that workers join by (default: --name)."),
     name: str = typer.Option("tune", help="Base name: trial N trains the run NAME-tN."),

@@ -22,7 +22,7 @@ from honed.ensemble.members import Member, aligned_outputs, check_compatible, re
 from honed.ensemble.store import EnsembleResult, SplitOutputs, claim_folder, save_ensemble
 from honed.combine.simplex import fit_rule
 from honed.errors import HonedError
-from honed.tracking.ledger import Ledger
+from honed.tracking.ledger import Ledger, has_ledger
 from honed.artifacts.run_folder import MANIFEST_FILE
 
 
@@ -121,7 +121,7 @@ def _manifest(members: Sequence[Member], given: pd.DataFrame | None) -> pd.DataF
 
 def _fingerprint(member: Member) -> str:
     """The first member's data fingerprint from its ledger row ('' when the ledger does not know it)."""
-    if not (member.run_dir.parent / "ledger.sqlite").is_file():
+    if not has_ledger(member.run_dir.parent):
         return ""
     with Ledger(member.run_dir.parent) as ledger:
         record = ledger.get(member.run_dir.name)

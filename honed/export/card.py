@@ -18,7 +18,7 @@ import pandas as pd
 
 from honed.config import RunConfig
 from honed.errors import HonedError
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
+from honed.tracking.ledger import Ledger, RunRecord, has_ledger
 from honed.artifacts.run_folder import BAD_FILES, BEST_WEIGHTS, CONFIG_FILE, MANIFEST_FILE, RunFolder
 from honed.tasks import Task, get_task
 from honed.export.card_quality import data_quality_section
@@ -110,7 +110,7 @@ def _read_optional_csv(path: Path) -> pd.DataFrame | None:
 
 def _ledger_record(run_dir: Path) -> RunRecord | None:
     """The run's ledger row, when the run still sits in its workspace (never creates a ledger)."""
-    if not (run_dir.parent / LEDGER_FILENAME).is_file():
+    if not has_ledger(run_dir.parent):
         return None
     with Ledger(run_dir.parent) as ledger:
         return ledger.get(run_dir.name)

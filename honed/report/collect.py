@@ -19,7 +19,7 @@ import pandas as pd
 
 from honed.errors import HonedError
 from honed.report.data import AnalysisData, BundleCard, Outcome, ReportData, StepRow, Worst
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
+from honed.tracking.ledger import Ledger, RunRecord, has_ledger, locate_run
 from honed.artifacts.run_folder import CONFIG_FILE, LABELS_FILE, RunFolder
 from honed.tasks import get_task
 
@@ -50,11 +50,14 @@ def resolve_target(target: Path, workspace: Path | None) -> Target:
         named = Path(workspace) / target
         target = named if (named / CONFIG_FILE).is_file() or (named / WORKFLOW_FILE).is_file() else target
     if (target / CONFIG_FILE).is_file():
-        return Target(target.parent if (target.parent / LEDGER_FILENAME).is_file() else None, target)
+        return Target(target.parent if has_ledger(target.parent) else None, target)
     if (target / WORKFLOW_FILE).is_file():
         return _workflow_target(target, target.parent)
-    if (target / LEDGER_FILENAME).is_file():
+    if target.is_dir() and has_ledger(target):
         return Target(target, None)
+    located = locate_run(workspace, str(target)) if workspace is not None else None  # elsewhere, or not seen here
+    if located is not None:
+        return Target(located.parent, located)
     where = f" (looked in {workspace})" if workspace is not None else ""
     raise HonedError(f"{target} is neither a run folder nor a workspace{where}: give a run name with --workspace, "
                      "a run folder, or a workspace folder (see `honed runs`)")
@@ -112,7 +115,7 @@ def collect(target: Path, *, workspace: Path | None = None, bundle: Path | None 
 
 
 def _records(workspace: Path | None) -> list[RunRecord]:
-    if workspace is None or not (Path(workspace) / LEDGER_FILENAME).is_file():
+    if workspace is None or not has_ledger(workspace):
         return []
     with Ledger(workspace) as ledger:
         return ledger.runs()
@@ -123,7 +126,8 @@ def _best_run_dir(workspace: Path, records: list[RunRecord]) -> Path:
     from honed.tracking.ledger import leaderboard_key
 
     for record in sorted(records, key=leaderboard_key):
-        folder = workspace / (record.path or record.name)
+        here = workspace / (record.path or record.name)  # else where a shared ledger says it is
+        folder = here if (here / CONFIG_FILE).is_file() or not record.folder else Path(record.folder)
         if record.score is not None and record.status == "done" and (folder / CONFIG_FILE).is_file():
             return folder
     raise HonedError(f"the workspace {workspace} has no finished, scored run to report on: train one first "

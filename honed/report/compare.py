@@ -17,7 +17,7 @@ import yaml
 
 from honed.errors import HonedError
 from honed.metrics import GREATER_IS_BETTER
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger, RunRecord
+from honed.tracking.ledger import Ledger, RunRecord, has_ledger
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 from honed.tasks import get_task
 
@@ -132,7 +132,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def _record(run_dir: Path) -> RunRecord | None:
-    if not (run_dir.parent / LEDGER_FILENAME).is_file():
+    if not has_ledger(run_dir.parent):
         return None
     with Ledger(run_dir.parent) as ledger:
         return ledger.get(run_dir.name)

@@ -26,6 +26,7 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.search.pruning import TrialReporter
 from honed.search.space import SearchSpace, apply_params
 from honed.tracking.ledger import Ledger
+from honed.tracking.ledger_db import configured_url, ledger_url, normalize_url
 from honed.progress import LogReporter, Reporter
 
 STORAGE_FILE = "optuna.sqlite3"  # the default study storage, in the workspace
@@ -51,7 +52,10 @@ class _Surplus(Exception):
 
 
 def default_storage(workspace: str | Path) -> str:
-    """SQLite in the workspace: every process that shares the workspace joins the same study."""
+    """The workspace's ledger database when one is set (``--ledger`` / HONED_LEDGER: a team shares the search
+    and its record), else SQLite in the workspace: every process that shares the workspace joins the study."""
+    if configured_url():
+        return ledger_url(workspace)
     return f"sqlite:///{(Path(workspace).resolve() / STORAGE_FILE).as_posix()}"
 
 
@@ -61,8 +65,8 @@ def tune(base: RunConfig, *, trials: int | None, timeout_s: float | None, storag
     """Search ``space`` around ``base`` until the study holds ``trials`` finished trials (all workers
     together) or ``timeout_s`` passed (the trial under way finishes), and return the best complete trial.
 
-    ``storage``: an Optuna storage URL (default: SQLite in the workspace; ``postgresql://...`` for workers on
-    several machines). ``study_name`` (default: the base run's name) is what workers join by.
+    ``storage``: an Optuna storage URL (default: the ledger's database when ``HONED_LEDGER`` names one, else
+    SQLite in the workspace; ``postgresql://...`` for workers on several machines). ``study_name`` (default: the base run's name) is what workers join by.
     """
     if trials is None and timeout_s is None:
         raise HonedError("give a number of trials (--trials) or a time budget (--timeout-s), or both")
@@ -79,7 +83,7 @@ def tune(base: RunConfig, *, trials: int | None, timeout_s: float | None, storag
     callbacks = advice_callbacks(advice)
     metric = base.main_metric()
     Path(base.workspace).mkdir(parents=True, exist_ok=True)
-    storage = storage or default_storage(base.workspace)
+    storage = normalize_url(storage) if storage else default_storage(base.workspace)
     study_name = study_name or base.name
     study = _open_study(storage, study_name, metric, pruner)
     started = time.monotonic()
@@ -115,7 +119,7 @@ def _open_study(storage: str, study_name: str, metric: str, pruner) -> optuna.St
             break
         except (ImportError, ModuleNotFoundError) as error:
             raise HonedError(f"the storage {storage!r} needs a database driver that is not installed ({error}): "
-                             "for PostgreSQL, pip install psycopg2-binary") from None
+                             "for PostgreSQL, pip install 'honed[team]'") from None
         except Exception as error:  # a bad URL, an unreachable server: SQLAlchemy's many error types
             if attempt + 1 == OPEN_ATTEMPTS or not _creation_race(error):
                 raise HonedError(f"cannot open the study storage {storage!r}: {error}") from None

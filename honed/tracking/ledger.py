@@ -1,62 +1,50 @@
-"""The workspace ledger: one row per run in ``<workspace>/ledger.sqlite``, embedded SQLite, no server.
+"""The workspace ledger: one row per run, in embedded SQLite (``<workspace>/ledger.sqlite``, the default) or
+in a database a team shares (``HONED_LEDGER`` / ``--ledger URL``, e.g. PostgreSQL), through SQLAlchemy Core.
+Where it lives and how its schema is migrated: ``honed.tracking.ledger_db``.
 
 Protocol, so the ledger never points at an incomplete file: a run writes its files first, each through
 ``honed.tracking.atomic``, and only then upserts its row. A row with status ``running`` promises nothing
 about files beyond those already written; readers trust files only for ``done`` runs. Removing a run goes
-the other way: delete the row first, then the files.
+the other way: delete the row first, then the files. Each row keeps the absolute path of its folder
+(``folder``), so a machine sharing the ledger can say when it cannot see a run's folder.
 
-Concurrency: many processes may read and write one ledger. The database runs in WAL mode (readers never
-block the writer), every write is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front,
-so two writers never deadlock), waits for a busy lock up to ``timeout_s`` and retries a few times after
-that; a lock that outlasts them all becomes a ``HonedError``, never a raw ``database is locked``.
-Keep the workspace on a local disk: SQLite's locking is unreliable on network filesystems.
+Concurrency: many processes may read and write one ledger. Every write is one transaction, committed whole
+or rolled back whole. On SQLite: WAL mode (readers never block the writer), ``BEGIN IMMEDIATE`` (the write
+lock is taken up front, so two writers never deadlock), a busy timeout of ``timeout_s``; on PostgreSQL its
+row locks. Contention that outlasts a few retries becomes a ``HonedError``, never a raw ``database is
+locked``. SQLite's locking is unreliable on network filesystems: several machines share a database server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 import json
 import math
+import os
 from pathlib import Path
 import random
-import sqlite3
 import time
 from types import TracebackType
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
 from honed.errors import HonedError
 from honed.tasks import get_task
+from honed.tracking import ledger_db
 from honed.tracking.atomic import fault_point
+from honed.tracking.ledger_db import LEDGER_ENV, LEDGER_FILENAME, has_ledger, ledger_url, runs_table
 
-LEDGER_FILENAME = "ledger.sqlite"
-SCHEMA_VERSION = 1
+__all__ = ["LEDGER_ENV", "LEDGER_FILENAME", "STATUSES", "Ledger", "RunRecord", "check_name", "has_ledger",
+           "leaderboard_key", "ledger_url", "utc_now"]
+
+SCHEMA_VERSION = 2  # the revision number of ledger_db.HEAD
 STATUSES = ("running", "done", "failed", "interrupted")
 RETRIES = 4  # extra attempts after busy_timeout expired, with growing pauses
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        name TEXT PRIMARY KEY,
-        parent TEXT,
-        change TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        status TEXT NOT NULL,
-        task TEXT NOT NULL,
-        model TEXT NOT NULL,
-        data_fingerprint TEXT NOT NULL,
-        metric TEXT NOT NULL,
-        score REAL,
-        greater_is_better INTEGER NOT NULL,
-        metrics TEXT NOT NULL,
-        duration_s REAL NOT NULL,
-        created TEXT NOT NULL,
-        updated TEXT NOT NULL,
-        path TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent)",
-)  # statements run one by one: executescript would commit the surrounding transaction
 
 T = TypeVar("T")
 
@@ -97,6 +85,7 @@ class RunRecord:
     created: str = field(default_factory=utc_now)  # ISO-8601 UTC; kept from the first upsert
     updated: str = field(default_factory=utc_now)  # ISO-8601 UTC; set by every upsert
     path: str = ""  # run folder, relative to the workspace ('' when the run has no folder)
+    folder: str = ""  # the run folder's absolute path; the ledger sets it from its workspace and ``path``
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -110,10 +99,18 @@ class RunRecord:
 
 
 _COLUMNS = tuple(f.name for f in fields(RunRecord))
-_INSERT = f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
-_UPSERT = _INSERT + " ON CONFLICT (name) DO UPDATE SET " + ", ".join(
-    f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("name", "created")
-)  # 'created' keeps the first upsert's time
+_UPDATED = tuple(c for c in _COLUMNS if c not in ("name", "created"))  # 'created' keeps the first upsert's time
+
+
+def _upsert(insert: Any) -> sa.Executable:
+    """INSERT ... ON CONFLICT (name) DO UPDATE, in the dialect's construct; built once, values bound at run."""
+    statement = insert(runs_table)
+    return statement.on_conflict_do_update(index_elements=["name"], set_={c: statement.excluded[c] for c in _UPDATED})
+
+
+_UPSERTS = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+_INSERT = runs_table.insert()
+_GET = sa.select(runs_table).where(runs_table.c.name == sa.bindparam("name"))
 
 
 def _to_row(record: RunRecord) -> dict[str, Any]:
@@ -124,16 +121,12 @@ def _to_row(record: RunRecord) -> dict[str, Any]:
     return row
 
 
-def _touched(record: RunRecord) -> RunRecord:
-    """A validated copy of ``record`` with ``updated`` set to now."""
-    return replace(record, updated=utc_now())
-
-
-def _from_row(row: sqlite3.Row) -> RunRecord:
-    """A record from a ``SELECT *`` row."""
-    values = {name: row[name] for name in _COLUMNS}
+def _from_row(row: Any) -> RunRecord:
+    """A record from a row of ``runs``."""
+    values = {name: row._mapping[name] for name in _COLUMNS}
     values["metrics"] = json.loads(values["metrics"])
     values["greater_is_better"] = bool(values["greater_is_better"])
+    values["folder"] = values["folder"] or ""
     return RunRecord(**values)
 
 
@@ -144,145 +137,139 @@ def leaderboard_key(record: RunRecord) -> tuple[bool, float, str]:
     return (False, -record.score if record.greater_is_better else record.score, record.created)
 
 
-def _is_busy(error: sqlite3.DatabaseError) -> bool:
-    """True for SQLite's lock contention errors, the only ones worth retrying."""
-    message = str(error).lower()
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in message or "busy" in message)
-
-
-def _is_damaged(error: sqlite3.DatabaseError) -> bool:
-    """True when the ledger file is not a database or is corrupt: the user's to fix, not a bug."""
-    message = str(error).lower()
-    return "not a database" in message or "malformed" in message
-
-
 class Ledger:
-    """The runs of one workspace, stored in ``<workspace>/ledger.sqlite``; use as a context manager.
+    """The runs of one workspace, in the database ``ledger_url(workspace, url)`` names; a context manager.
 
-    Each Ledger opens its own connection; share the workspace, not the object, across processes.
+    Each Ledger opens its own connection; share the workspace (and URL), not the object, across processes.
     """
 
-    def __init__(self, workspace: str | Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, workspace: str | Path, *, url: str | None = None, timeout_s: float = 30.0) -> None:
         self.workspace = Path(workspace)
-        self.path = self.workspace / LEDGER_FILENAME
+        self.url = ledger_url(self.workspace, url)
+        self.embedded = self.url.startswith("sqlite")
+        chosen = url or ledger_db.configured_url()
+        self.path = None if chosen else self.workspace / LEDGER_FILENAME  # the default file; None for a URL
+        self.where = str(self.path) if self.path else ledger_db.shown(self.url)  # for messages
         self.timeout_s = timeout_s
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
+        if self.path is not None:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        self._engine = ledger_db.create_engine(self.url, timeout_s)
+        self._conn: Connection | None = None
         try:
-            self._retry(self._init_schema)
+            self._conn = self._retry(self._engine.connect)
+            self._retry(lambda: ledger_db.migrate(self._connection(), self.workspace))
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
 
-    def _connect(self) -> sqlite3.Connection:
-        """Open the database in autocommit mode (transactions are explicit) with WAL and a busy timeout."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        except sqlite3.Error as error:
-            raise HonedError(f"cannot open the ledger {self.path}: {error}; check the workspace path") from error
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-        return conn
-
-    def _init_schema(self) -> None:
-        """Switch to WAL, create the tables if new, and check the schema version."""
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")  # in WAL: durable against crashes, fast
-        self._transaction(self._create_or_check)
-
-    def _create_or_check(self, conn: sqlite3.Connection) -> None:
-        """Create the schema, or refuse a ledger written by a newer honed."""
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row["value"]) > SCHEMA_VERSION:
-            raise HonedError(
-                f"the ledger {self.path} has schema version {row['value']}, newer than this honed "
-                f"understands ({SCHEMA_VERSION}): upgrade honed"
-            )
-
-    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in one BEGIN IMMEDIATE transaction: committed whole or rolled back whole."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    def _transaction(self, body: Callable[[Connection], T]) -> T:
+        """Run ``body`` in one transaction (BEGIN IMMEDIATE on SQLite): committed whole or rolled back whole."""
+        conn = self._connection()
+        with ledger_db.write_transaction(conn):
             result = body(conn)
             fault_point("ledger-commit")  # reliability tests kill here (HONED_FAULT); a no-op otherwise
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return result
 
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise HonedError("the ledger is closed: open a new Ledger")
+        return self._conn
+
     def _retry(self, action: Callable[[], T]) -> T:
-        """Run ``action``, retrying lock contention that outlasted busy_timeout; never leak 'locked'."""
+        """Run ``action``, retrying lock contention that outlasted the busy timeout; never leak 'locked'."""
         for attempt in range(RETRIES + 1):
             try:
                 return action()
-            except sqlite3.DatabaseError as error:
-                if _is_damaged(error):
+            except sa.exc.DBAPIError as error:
+                if self._conn is not None and self._conn.in_transaction():
+                    self._conn.rollback()
+                if ledger_db.is_damaged(error):
                     raise HonedError(
-                        f"the ledger {self.path} is damaged ({error}): move it aside to start a new one"
+                        f"the ledger {self.where} is damaged ({error.orig}): move it aside to start a new one"
                     ) from error
-                if not _is_busy(error):
+                if not ledger_db.is_busy(error):
+                    if ledger_db.is_unreachable(error):
+                        first = (str(error.orig).strip() or "no answer").splitlines()[0]
+                        raise HonedError(f"cannot reach the ledger database {self.where} ({first}): check the "
+                                         f"URL in --ledger / {LEDGER_ENV} and that the server runs") from error
                     raise
                 if attempt == RETRIES:
                     raise HonedError(
-                        f"the ledger {self.path} stayed locked by another honed process; "
+                        f"the ledger {self.where} stayed locked by another honed process; "
                         "wait for it to finish and run the command again"
                     ) from error
                 time.sleep(0.05 * 2**attempt * (1 + random.random()))
         raise AssertionError("unreachable")
 
-    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _write(self, body: Callable[[Connection], T]) -> T:
         """A retried write transaction."""
         return self._retry(lambda: self._transaction(body))
 
-    def _select(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        """A retried read."""
-        return self._retry(lambda: self._conn.execute(sql, tuple(params)).fetchall())
+    def _select(self, query: sa.Executable, params: dict[str, Any] | None = None) -> list[Any]:
+        """A retried read, in its own short transaction (so a reader never holds a snapshot open)."""
+        def read() -> list[Any]:
+            conn = self._connection()
+            rows = conn.execute(query, params).fetchall()
+            conn.rollback()  # end the read's implicit transaction (SQLAlchemy's autobegin)
+            return rows
+
+        return self._retry(read)
+
+    def _stamped(self, record: RunRecord) -> dict[str, Any]:
+        """The row for ``record``: ``updated`` now, and its folder's absolute path when it has one."""
+        folder = record.folder or (os.path.abspath(self.workspace / record.path) if record.path else "")
+        return _to_row(replace(record, updated=utc_now(), folder=folder))
+
+    def _upsert_statement(self) -> sa.Executable:
+        dialect = self._connection().dialect.name
+        if dialect not in _UPSERTS:
+            raise HonedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}: use a postgresql:// URL")
+        return _UPSERTS[dialect]
 
     def upsert(self, record: RunRecord) -> RunRecord:
         """Insert or update a run by name and return it as stored: ``created`` kept, ``updated`` now.
 
         Call only after the run's files are written (atomically): the row must never point at a partial file.
         """
-        row = _to_row(_touched(record))
-        self._write(lambda conn: conn.execute(_UPSERT, row))
+        row = self._stamped(record)
+        self._write(lambda conn: conn.execute(self._upsert_statement(), row))
         return self.get(record.name) or record
 
     def insert(self, record: RunRecord) -> RunRecord:
         """Add a new run, raising HonedError if the name is taken; use it to claim a name from ``new_name``."""
+        taken = HonedError(f"a run named {record.name!r} already exists: pick another name")
 
-        def body(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM runs WHERE name = ?", (record.name,)).fetchone():
-                raise HonedError(f"a run named {record.name!r} already exists: pick another name")
-            conn.execute(_INSERT, _to_row(_touched(record)))
+        def body(conn: Connection) -> None:
+            if conn.execute(_GET, {"name": record.name}).first():
+                raise taken
+            conn.execute(_INSERT, self._stamped(record))
 
-        self._write(body)
+        try:
+            self._write(body)
+        except sa.exc.IntegrityError as error:  # PostgreSQL: a concurrent insert of the name committed first
+            raise taken from error
         return self.get(record.name) or record
 
     def get(self, name: str) -> RunRecord | None:
         """The run called ``name``, or None."""
-        rows = self._select("SELECT * FROM runs WHERE name = ?", (name,))
+        rows = self._select(_GET, {"name": name})
         return _from_row(rows[0]) if rows else None
 
     def runs(self, order_by_score: bool = False) -> list[RunRecord]:
         """All runs, oldest first; or, with ``order_by_score``, as a leaderboard: best first, unscored last."""
-        records = [_from_row(row) for row in self._select("SELECT * FROM runs ORDER BY created, rowid")]
+        rows = self._select(sa.select(runs_table).order_by(runs_table.c.created, runs_table.c.name))
+        records = [_from_row(row) for row in rows]
         return sorted(records, key=leaderboard_key) if order_by_score else records
 
     def children(self, name: str) -> list[RunRecord]:
         """The runs whose parent is ``name``, oldest first."""
-        rows = self._select("SELECT * FROM runs WHERE parent = ? ORDER BY created, rowid", (name,))
-        return [_from_row(row) for row in rows]
+        query = sa.select(runs_table).where(runs_table.c.parent == name)
+        return [_from_row(row) for row in self._select(query.order_by(runs_table.c.created, runs_table.c.name))]
 
     def delete(self, name: str) -> bool:
         """Remove the run's row (not its children's rows); True if it existed. Delete its files after this."""
-        return self._write(lambda conn: conn.execute("DELETE FROM runs WHERE name = ?", (name,)).rowcount) > 0
+        statement = runs_table.delete().where(runs_table.c.name == name)
+        return self._write(lambda conn: conn.execute(statement).rowcount) > 0
 
     def new_name(self, prefix: str) -> str:
         """The first of ``prefix``, ``prefix-2``, ``prefix-3``, ... not in the ledger.
@@ -291,8 +278,9 @@ class Ledger:
         and ask again if that raises.
         """
         check_name(prefix)
-        rows = self._select("SELECT name FROM runs WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
-        taken = {row["name"] for row in rows}
+        column = runs_table.c.name
+        taken = {row[0] for row in self._select(sa.select(column).where(sa.func.substr(column, 1, len(prefix))
+                                                                        == prefix))}
         if prefix not in taken:
             return prefix
         number = 2
@@ -300,13 +288,27 @@ class Ledger:
             number += 1
         return f"{prefix}-{number}"
 
+    def folder_of(self, record: RunRecord) -> Path | None:
+        """Where the run's folder is on this machine: in this workspace, else where the row says; None when
+        neither exists here (another machine wrote it to a folder this one does not see)."""
+        for candidate in (self.workspace / record.path if record.path else None,
+                          Path(record.folder) if record.folder else None):
+            if candidate is not None and candidate.exists():
+                return candidate
+        return None
+
     def integrity_check(self) -> str:
-        """SQLite's own consistency check: 'ok' for a healthy ledger."""
-        return str(self._select("PRAGMA integrity_check")[0][0])
+        """'ok' for a healthy ledger: SQLite's own consistency check; on a server, every row readable."""
+        if self.embedded:
+            return str(self._select(sa.text("PRAGMA integrity_check"))[0][0])
+        self.runs()  # PostgreSQL checks its own pages and constraints; this checks each row parses
+        return "ok"
 
     def close(self) -> None:
         """Close the connection; the object is unusable afterwards."""
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -318,3 +320,20 @@ class Ledger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def locate_run(workspace: str | Path, name: str) -> Path | None:
+    """The folder of the run ``name`` as the workspace's ledger records it: None when the ledger has no such
+    run; a HonedError when it has, but the folder is not visible from this machine."""
+    if not name or any(char in name for char in "/\\") or not has_ledger(workspace):
+        return None
+    with Ledger(workspace) as ledger:
+        record = ledger.get(name)
+        if record is None or not (record.path or record.folder):
+            return None
+        folder, where = ledger.folder_of(record), ledger.where
+    if folder is None:
+        shown = record.folder or str(Path(workspace) / record.path)
+        raise HonedError(f"run {name!r} is in the ledger {where}, but its folder {shown} is not visible from this "
+                         "machine: mount the shared run folder at that path, or pass --workspace where it is mounted")
+    return folder

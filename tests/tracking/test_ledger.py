@@ -12,6 +12,7 @@ import pytest
 
 from honed.errors import HonedError
 from honed.tracking.ledger import LEDGER_FILENAME, SCHEMA_VERSION, Ledger, RunRecord
+from honed.tracking.ledger_db import HEAD, VERSION_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,9 +134,10 @@ def test_schema_version_and_newer_ledger_refused(tmp_path: Path) -> None:
     Ledger(tmp_path).close()
     conn = sqlite3.connect(tmp_path / LEDGER_FILENAME)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-    with conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    assert conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()[0] == HEAD
+    assert int(HEAD.split("_")[0]) == SCHEMA_VERSION
+    with conn:  # a newer honed's revision, which this one has no script for
+        conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999_future'")
     conn.close()
     with pytest.raises(HonedError, match="upgrade honed"):
         Ledger(tmp_path)
