@@ -27,7 +27,8 @@ from honed.export.bundle import export_bundle
 from honed.predict import Predictor, load as load_predictor
 from honed.progress import Reporter
 from honed.tasks import Task, get_task
-from honed.tracking.ledger import LEDGER_FILENAME, Ledger
+from honed.tracking.ledger import Ledger
+from honed.tracking.ledger_db import has_ledger
 from honed.training.callbacks import Callback, EpochEnd, RunInfo
 
 LEARNED = ("config_", "predictor_")  # set by fit and load: what check_is_fitted looks for
@@ -161,7 +162,7 @@ class TimeLimit(Callback):
 
 def _run_metrics(run_dir: Path) -> dict:
     """The run's final metrics from the ledger of the workspace it lies in, when there is one."""
-    if not (run_dir.parent / LEDGER_FILENAME).exists():
+    if not has_ledger(run_dir.parent):
         return {}
     with Ledger(run_dir.parent) as ledger:
         record = ledger.get(run_dir.name)
