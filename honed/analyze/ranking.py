@@ -71,6 +71,8 @@ class FactorScore:
     significant: bool
     policy: str  # augmentation fragment for the matched strength
     examples: list[str] = field(default_factory=list)  # failing validation images in the slice
+    shift: str = ""  # the shift between the splits that this factor names (honed.analyze.shift), "" when none
+    shift_score: float = 0.0  # failure won back by transforming validation images back, share of the headroom
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +163,21 @@ def rank_factors(factors: Sequence[Factor], evidence: Evidence) -> list[FactorSc
     """Every factor scored, best explanation first (ties keep the canonical factor order)."""
     scores = [score_factor(f, evidence) for f in factors]
     return sorted(scores, key=lambda s: -s.score)
+
+
+def with_shifts(ranked: Sequence[FactorScore], shifts) -> list[FactorScore]:
+    """The factor ranking with the detected shifts (:mod:`honed.analyze.shift`) folded in: a factor whose shift
+    is significant scores at least what transforming the validation images back wins, and is a weakness."""
+    out = []
+    for factor in ranked:
+        found = [s for s in shifts if s.factor == factor.name and s.significant]
+        if found:
+            best = max(found, key=lambda s: s.score)
+            factor.shift_score = best.score
+            if best.score > factor.score:  # the shift explains more than the factor's own evidence: it names it
+                factor.shift, factor.score, factor.policy, factor.significant = best.name, best.score, best.policy, True
+        out.append(factor)
+    return sorted(out, key=lambda s: -s.score)
 
 
 def extreme_slice(t: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
