@@ -135,7 +135,7 @@ def one_case(dataset: str, clean: Path, root: Path, shift: str, strength: float,
            "rank": groups.index(group) + 1 if group in groups else 0,
            "top_shift": top_shift["name"] if top_shift else "", "fit": analysis.fit.get("verdict", ""),
            "analysis_s": analysis.settings["seconds"]}
-    if not args.skip_improve:
+    if not args.skip_improve and shift in args.improve_shifts.split(","):
         result, comparison = improve_run(base.run_dir, check=3)
         row.update(improved=float(result.metrics["accuracy"]), kept=comparison.get("kept", ""),
                    candidates={c["group"]: round(c["check_score"], 4) for c in comparison["candidates"]})
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--model", default="test_resnet")
     parser.add_argument("--skip-improve", action="store_true")
+    parser.add_argument("--improve-shifts", default="rot90,small,dark,blur", help="shifts improve is run on")
     args = parser.parse_args()
     torch.manual_seed(0)
     sets = []

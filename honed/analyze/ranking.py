@@ -45,6 +45,7 @@ MIN_SCORE = 0.1  # a weakness must cost at least a tenth of the headroom (or con
 SLICE_SHARE = 0.25  # the most extreme quarter of validation images forms a factor's slice
 MIN_SLICE = 5  # fewer images than this in a slice: no concentration measured
 EXAMPLES = 6  # image paths kept as examples per slice
+NAMES_SHIFT = 0.5  # a shift undone on validation images that wins back this share of the gap names its factor
 SHRINK = 10  # a class's sensitivity curve counts as this many images of the overall curve (few images: noisy)
 
 
@@ -174,8 +175,9 @@ def with_shifts(ranked: Sequence[FactorScore], shifts) -> list[FactorScore]:
         if found:
             best = max(found, key=lambda s: s.score)
             factor.shift_score = best.score
-            if best.score > factor.score:  # the shift explains more than the factor's own evidence: it names it
-                factor.shift, factor.score, factor.policy, factor.significant = best.name, best.score, best.policy, True
+            if best.score > factor.score or best.share_of_gap >= NAMES_SHIFT:  # the shift names the weakness
+                factor.shift, factor.policy, factor.significant = best.name, best.policy, True
+                factor.score = max(factor.score, best.score)
         out.append(factor)
     return sorted(out, key=lambda s: -s.score)
 

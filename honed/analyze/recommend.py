@@ -81,11 +81,12 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
                                              evidence={"factors": [_factor_evidence(f) for f in members]})
     budget = {"epochs": float(AUGMENTED_EPOCHS * epochs)} if epochs else {}
     for shift in _best_shifts(shifts):
-        if shift.group in by_group and by_group[shift.group].score >= shift.score:
+        score = max([shift.score] + [f.score for f in factors if f.shift == shift.name])  # the factor it names
+        if shift.group in by_group and by_group[shift.group].score >= score:
             by_group[shift.group].evidence["shift"] = shift.to_dict()
             continue
         by_group[shift.group] = Recommendation(
-            shift.group, TITLES[shift.group], shift.score, shift.policy,
+            shift.group, TITLES[shift.group], score, shift.policy,
             f"validation images look {shift.name}: transforming them back wins {shift.share_of_gap:.0%} of the "
             f"train/validation gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)",
             evidence={"shift": shift.to_dict()}, training=dict(budget))

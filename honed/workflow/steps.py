@@ -159,14 +159,16 @@ def improve(ctx: Context) -> None:
 
 
 def _improve_round(ctx: Context, key: str) -> Step | None:
-    from honed.analyze.improve import child_config
+    """Check the analysis's top fixes by short fine-tunes from the best run when the budget allows, then continue
+    from the best run with the one that helped (issue 18: check before you apply)."""
+    from honed.analyze.candidates import best_candidate, candidate_config, continued_epochs, from_analysis
 
     prior = ctx.state.step(key)
     if prior is not None and prior.status == "running":
         return train_step(ctx, key, RunConfig.from_dict(prior.details["config"]))
     parent_dir = ctx.workspace / ctx.state.best
-    policy, dropout, weight_decay = _recommendation(ctx, parent_dir)
-    if not policy and dropout is None and weight_decay is None:
+    found = from_analysis(_analysis(ctx, parent_dir))
+    if not found:
         ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
         return None
     parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
@@ -174,13 +176,41 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
     if fitting < 1:
         ctx.skip(key, f"budget: not one epoch fits in the {max(pace.time_left(ctx), 0):.0f}s left after the analysis")
         return None
-    config, _ = child_config(parent, parent_dir, augment=policy or None, dropout=dropout, weight_decay=weight_decay,
-                             epochs=fitting if fitting < parent.train.epochs else None, name=ctx.run_name(key))
+    winner = found[0]
+    short = max(1, round(0.25 * parent.train.epochs))
+    if len(found) > 1 and fitting >= len(found) * short + parent.train.epochs:  # the checks and the final run fit
+        checked = _check(ctx, key, parent_dir, found, short)
+        winner = best_candidate(checked, parent_score=ctx.state.best_score, metric=ctx.state.metric)
+        if winner is None:
+            ctx.skip(key, f"none of the {len(checked)} fixes checked beat {ctx.state.best}")
+            return None
+        fitting -= len(found) * short
+    config = candidate_config(parent, parent_dir, winner, epochs=min(continued_epochs(parent, winner), fitting),
+                              name=ctx.run_name(key))
     return train_step(ctx, key, config)
 
 
-def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, float | None]:
-    """The fix recommended by the run's analysis (analyzing it first when it has none)."""
+def _check(ctx: Context, key: str, parent_dir: Path, found: list, epochs: int) -> list:
+    """Each candidate fine-tuned briefly from the parent; a done step (and a ledger run) per candidate."""
+    from honed.analyze.candidates import check_candidates
+    from honed.training.fit import train
+
+    def run(config: RunConfig):
+        started = time.perf_counter()
+        ctx.reporter.message(f"[bold]{key}[/]: checking {config.name} ({config.change})")
+        result = train(config, reporter=ctx.reporter)
+        ctx.state.put(Step(config.name.removeprefix(f"{ctx.spec.name}-"), "done", run=config.name,
+                           parent=parent_dir.name, change=config.change, seconds=time.perf_counter() - started,
+                           details={"check": True, "score": float(result.score)}))  # not a candidate for best
+        ctx.save()
+        return result
+
+    return check_candidates(parent_dir, found, epochs=epochs, train=run,
+                            name=lambda c: ctx.run_name(f"{key}-check-{c.group}"))
+
+
+def _analysis(ctx: Context, run_dir: Path) -> dict:
+    """The run's analysis (analyzing it first when it has none)."""
     from honed.analyze.analysis import analyze_run
     from honed.analyze.outputs import read_analysis
 
@@ -194,9 +224,7 @@ def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, flo
         ctx.state.put(Step(f"analysis-{run_dir.name}", "done", run=run_dir.name, seconds=time.perf_counter() - started,
                            change=_fix_in_words(saved)))
         ctx.save()
-    recommended = saved.get("recommended", {})
-    regularization = recommended.get("regularization", {})
-    return recommended.get("policy", ""), regularization.get("drop_rate"), regularization.get("weight_decay")
+    return saved
 
 
 def _fix_in_words(analysis: dict) -> str:

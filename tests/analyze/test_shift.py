@@ -99,3 +99,13 @@ def test_an_unshifted_validation_split_names_no_geometric_shift(tmp_path):
     analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["rotation"], save=False)
     assert not any(c["significant"] and c["group"] in ("orientation", "scale")
                    for c in analysis.shifts["candidates"]), analysis.shifts["candidates"][:3]
+
+
+def test_the_report_shows_the_shift_and_its_evidence(turned, tmp_path):
+    from honed.report import build_report
+
+    result, analysis = turned
+    html = build_report(result.run_dir, tmp_path / "report.html").read_text()
+    assert "Shift between training and validation images" in html
+    assert "<b>turned a quarter clockwise</b>" in html  # significant: in bold
+    assert 'alt="worst validation images and the same transformed back"' in html
