@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from honed.analyze.image_sizes import SMALL_SIDE, ImageSizes
-from honed.analyze.ranking import MIN_SCORE, FactorScore
+from honed.analyze.ranking import MIN_SCORE, NAMES_SHIFT, FactorScore
 from honed.augment import parse_policy
 from honed.augment.policy import Policy
 
@@ -108,7 +108,13 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
              "weight_decay": max(weight_decay * 5, 0.05)},
             evidence={"gap": gap, "unexplained_share": float(unexplained), "fit": fit or {},
                       "image_sizes": sizes.to_dict() if sizes else {}}, training=dict(budget)))
-    return sorted(out, key=lambda r: -r.score)
+    return sorted(out, key=lambda r: (not _explains_most(r), -r.score))
+
+
+def _explains_most(rec: Recommendation) -> bool:
+    """A shift that transforming the validation images back shows to explain most of the gap comes first, before
+    advice scored on another scale (the fit report's)."""
+    return rec.evidence.get("shift", {}).get("share_of_gap", 0.0) >= NAMES_SHIFT and rec.group != "underfitting"
 
 
 def _best_shifts(shifts: Sequence) -> list:

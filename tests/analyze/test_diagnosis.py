@@ -44,6 +44,10 @@ def test_an_underfitting_model_is_told_to_train_longer_never_to_regularize():
     assert rec.training == {"epochs": 16.0, "lr": 0.02} and rec.regularization == {"drop_rate": 0.0}
     assert rec.score == pytest.approx(0.4) and "still falling" in rec.reason
     # the same numbers without the verdict: the unexplained gap is read as a regularization problem
+    # a shift that explains most of the gap still comes first, and the model is still not told to regularize
+    both = recommend([], gap=gap, drop_rate=0.1, weight_decay=0.01, fit=UNDERFIT, shifts=[_shift(0.3, 0.85)],
+                     epochs=8, chance=0.75)
+    assert [r.group for r in both] == ["orientation", "underfitting"]
     plain = recommend([], gap=gap, drop_rate=0.1, weight_decay=0.01, epochs=8)
     assert [r.group for r in plain] == ["regularization"] and plain[0].regularization["weight_decay"] == 0.05
 
