@@ -9,7 +9,9 @@ Modules, one job each: ``source`` (a run's files and images), ``mistakes`` (wors
 per-class scores, residuals), ``factors`` (what is probed and what fixes it), ``measures`` (per-image
 measurements), ``probes`` (evaluation under transformations, bootstrap intervals), ``ranking`` (which factor
 explains the failures: the score is documented there), ``slices``, ``recommend``, ``plots``, ``outputs``
-(files and ledger row), ``analysis`` (``analyze_run``) and ``improve`` (``improve_run``).
+(files and ledger row), ``shift`` and ``shift_evidence`` (which shift between the splits explains the
+failures: validation images transformed back, with the images to show), ``analysis`` (``analyze_run``),
+``candidates`` (the top fixes checked by short fine-tunes) and ``improve`` (``improve_run``).
 """
 
 from honed.analyze.analysis import Analysis, analyze_run

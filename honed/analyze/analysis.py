@@ -21,8 +21,10 @@ from honed.analyze import mistakes
 from honed.analyze.factors import Factor, select_factors
 from honed.analyze.image_sizes import measure_sizes
 from honed.analyze.sensitivity import BatchPredictor, ProbeRun, probe_table, run_probes
-from honed.analyze.ranking import Evidence, FactorScore, rank_factors
+from honed.analyze.ranking import Evidence, FactorScore, rank_factors, with_shifts
 from honed.analyze.recommend import Recommendation, merge_policy, recommend, to_apply
+from honed.analyze.shift import detect_shifts
+from honed.analyze.shift_evidence import shift_evidence
 from honed.analyze.slices import class_slices, image_size_slice, train_val_gap
 from honed.analyze.source import ImageSet, RunSource, load_run
 from honed.data.quality import split_quality
@@ -53,6 +55,9 @@ class Analysis:
     ledger_name: str = ""  # the analysis row in the workspace ledger ("" when not recorded)
     fit: dict = field(default_factory=dict)  # the learning-curve verdict (honed.analyze.fit_report; {}: no curve)
     bn_staleness: dict = field(default_factory=dict)  # running statistics vs inputs (honed.analyze.bn_staleness)
+    shifts: dict = field(default_factory=dict)  # split statistics, candidate shifts, evidence (honed.analyze.shift)
+    training: dict[str, float] = field(default_factory=dict)  # epochs / lr improve sets ({} when none)
+    evidence_images: Any = field(default=None, repr=False)  # the shift evidence (ShiftEvidence), for the figure
 
     @property
     def folder(self) -> Path:
@@ -64,11 +69,12 @@ class Analysis:
 
     def to_dict(self) -> dict:
         return {"run": self.run, "task": self.task, "metric": self.metric, "settings": self.settings,
-                "summary": self.summary, "recommended": {"policy": self.policy, "regularization": self.regularization},
+                "summary": self.summary, "recommended": {"policy": self.policy, "regularization": self.regularization,
+                                "training": self.training},
                 "recommendations": [r.to_dict() for r in self.recommendations],
                 "factors": [f.to_dict() for f in self.factors], "slices": self.slices, "probes": self.probes,
                 "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name, "fit": self.fit,
-                "bn_staleness": self.bn_staleness}
+                "bn_staleness": self.bn_staleness, "shifts": self.shifts}
 
 
 def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] | None = None,
@@ -101,12 +107,25 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
     ranked = rank_factors(factors, evidence)
     gap = train_val_gap(float(ref_run.clean.mean()), float(val_run.clean.mean()), headroom=headroom,
                         task=source.task, history=source.history, metric=source.config.main_metric())
+    reporter.message("testing shifts between the splits: validation images transformed back")
+    with torch.inference_mode():
+        shifts, statistics = detect_shifts(
+            model, train_images=ref.images, train_targets=ref.targets, val_images=val.images,
+            val_targets=val.targets, task=source.task, headroom=headroom, seed=seed,
+            train_outputs=ref_run.outputs, val_outputs=val_run.outputs)
+        top_shift = next((s for s in shifts if s.significant), None)
+        shown = (shift_evidence(model, top_shift, statistics, val.images, val.targets, val.paths,
+                                source.manifest.classes if by_label else []) if top_shift else None)
+    ranked = with_shifts(ranked, shifts)
     by_class = (class_slices(val.targets, source.manifest.classes, val_run.clean, val.paths, headroom=headroom,
                              seed=seed) if by_label else [])
     sizes = measure_sizes(ref.paths or val.paths)  # the training images are the ones augmented
     quality = split_quality({"train": ref.paths, "val": val.paths}).shares  # blur-heavy validation -> blur
+    fit = _fit(source)
     recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
-                                weight_decay=source.config.train.weight_decay, sizes=sizes, quality=quality)
+                                weight_decay=source.config.train.weight_decay, sizes=sizes, shifts=shifts, fit=fit,
+                                epochs=source.config.train.epochs, lr=source.config.train.lr, chance=chance,
+                                quality=quality)
     applied = to_apply(recommendations)
     analysis = Analysis(
         run=source.name, run_dir=Path(run_dir), task=source.task, metric=source.config.main_metric(),
@@ -120,15 +139,27 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
         factors=ranked, slices=_slices(ranked, by_class, val, val_run.clean, headroom, seed),
         recommendations=recommendations, policy=merge_policy("", [r.policy for r in applied if r.policy]),
         regularization={k: v for r in applied for k, v in r.regularization.items()},
+        training=_largest(r.training for r in applied),
         settings={"seed": seed, "max_images": max_images, "reference_images": reference_images,
                   "probes": [f.name for f in factors], "tta": tta is not None,
                   "seconds": round(time.perf_counter() - started, 2)},
-        fit=_fit(source), bn_staleness=_bn_staleness(model, source, ref))
+        fit=fit, bn_staleness=_bn_staleness(model, source, ref),
+        shifts={"statistics": statistics, "candidates": [s.to_dict() for s in shifts],
+                "evidence": shown.to_dict() if shown else {}}, evidence_images=shown)
     if save:
         from honed.analyze.outputs import save_analysis
 
         save_analysis(analysis, source, duration_s=time.perf_counter() - started)
     return analysis
+
+
+def _largest(dicts) -> dict[str, float]:
+    """Key by key, the largest value: the budget of the most demanding fix applied."""
+    out: dict[str, float] = {}
+    for values in dicts:
+        for key, value in values.items():
+            out[key] = max(out.get(key, value), value)
+    return out
 
 
 def _predictor(source: RunSource, tta) -> BatchPredictor:

@@ -1,12 +1,25 @@
 """``improve_run``: the next run of the practice loop. It inherits a run's config, applies the fix its
 analysis recommends (or the changes given by hand), records the run as its parent with what changed,
-trains it and compares the two on the same validation split."""
+trains it and compares the two on the same validation split.
+
+A recommended fix is checked before it is applied (:mod:`honed.analyze.candidates`): the top recommendations
+are each fine-tuned briefly from the parent, the one that helps most is kept and continues from the parent for
+the epochs it needs; the checks are runs in the ledger, and their scores are in the comparison."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from honed.analyze.candidates import (
+    MAX_CANDIDATES,
+    best_candidate,
+    candidate_config,
+    check_candidates,
+    check_epochs,
+    continued_epochs,
+    from_analysis,
+)
 from honed.analyze.recommend import merge_policy
 from honed.config import RunConfig
 from honed.errors import HonedError
@@ -23,13 +36,16 @@ COMPARED = ("accuracy", "macro_f1", "log_loss", "mae", "rmse", "val_loss", "trai
 def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: float | None = None,
                 weight_decay: float | None = None, epochs: int | None = None, name: str = "",
                 reporter: Reporter | None = None, analyze_options: dict[str, Any] | None = None,
-                ) -> tuple[TrainResult, dict]:
+                check: int = MAX_CANDIDATES) -> tuple[TrainResult, dict]:
     """Train a child of ``run_dir`` with the recommended fix, or with the given changes when any is given.
 
     ``augment`` is added to the parent's policy (an augmentation already there takes the new strength);
     ``dropout`` and ``weight_decay`` replace the parent's; ``epochs`` defaults to the parent's. With none of
     augment/dropout/weight_decay, the fix comes from ``RUN/analysis/analysis.json``, running the analysis
-    first (with ``analyze_options``) when there is none. Returns the child's result and a comparison dict.
+    first (with ``analyze_options``) when there is none: its top ``check`` recommendations are checked by short
+    fine-tunes and the best that beats the parent is applied, continuing from the parent's weights (``epochs``
+    then overrides the continuation's length). Returns the child's result and a comparison dict (with the
+    checked ``candidates`` and the ``kept`` one).
     """
     from honed.training.fit import train
 
@@ -39,7 +55,8 @@ def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: flo
                          "see `honed runs`")
     parent = RunConfig.from_yaml(run_dir / CONFIG_FILE)
     if augment is None and dropout is None and weight_decay is None:
-        augment, dropout, weight_decay = _recommended(run_dir, analyze_options or {}, reporter)
+        return _improve_checked(run_dir, parent, epochs=epochs, name=name, reporter=reporter,
+                                analyze_options=analyze_options or {}, check=check)
     config, change = child_config(parent, run_dir, augment=augment, dropout=dropout, weight_decay=weight_decay,
                                   epochs=epochs, name=name)
     if reporter is not None:
@@ -48,8 +65,47 @@ def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: flo
     return result, compare(run_dir, result, change)
 
 
+def _improve_checked(run_dir: Path, parent: RunConfig, *, epochs: int | None, name: str,
+                     reporter: Reporter | None, analyze_options: dict, check: int) -> tuple[TrainResult, dict]:
+    """Check the top recommendations by short fine-tunes; continue from the parent with the best that helps."""
+    from honed.training.fit import train
+
+    found = from_analysis(_recommended(run_dir, analyze_options, reporter), limit=max(check, 1))
+    if not found:
+        raise HonedError(f"the analysis of {run_dir.name} found no significant weakness to fix: give the changes "
+                         "by hand with --augment, --dropout or --weight-decay")
+    metric = parent.main_metric()
+    parent_score = best_metrics(run_dir, metric)[metric]
+    results: dict[str, TrainResult] = {}
+
+    def run(config: RunConfig) -> TrainResult:
+        if reporter is not None:
+            reporter.message(f"{config.name}: {config.change}")
+        results[config.name] = train(config, reporter=reporter)
+        return results[config.name]
+
+    short = check_epochs(parent)
+    checked = check_candidates(run_dir, found, epochs=short, train=run,
+                               name=lambda c: _free_name(run_dir.parent, f"{run_dir.name}-check-{c.group}"))
+    if not checked:
+        raise HonedError(f"every fix the analysis of {run_dir.name} recommends is already in the run: give the "
+                         "changes by hand with --augment, --dropout or --weight-decay")
+    winner = best_candidate(checked, parent_score=parent_score, metric=metric)
+    record = {"candidates": [c.to_dict() for c in checked], "check_epochs": short, "parent_score": parent_score}
+    if winner is None:  # nothing helped: no full run; the best check is what there is to compare
+        sign = 1 if GREATER_IS_BETTER[metric] else -1
+        best = max(checked, key=lambda c: sign * c.check_score)
+        result = results[best.check_run]
+        return result, {**compare(run_dir, result, result.config.change), **record, "kept": ""}
+    config = candidate_config(parent, run_dir, winner, epochs=epochs or continued_epochs(parent, winner),
+                              name=name or _free_name(run_dir.parent, f"{run_dir.name}-improved"))
+    result = run(config)
+    return result, {**compare(run_dir, result, config.change), **record, "kept": winner.group}
+
+
 def child_config(parent: RunConfig, run_dir: Path, *, augment: str | None, dropout: float | None,
-                 weight_decay: float | None, epochs: int | None, name: str) -> tuple[RunConfig, str]:
+                 weight_decay: float | None, epochs: int | None, name: str, lr: float | None = None,
+                 weights: str = "") -> tuple[RunConfig, str]:
     """The parent's config with the changes applied, validated, named, and the change in words."""
     raw = parent.to_dict()
     changes = []
@@ -60,7 +116,7 @@ def child_config(parent: RunConfig, run_dir: Path, *, augment: str | None, dropo
                        else f"augment: +{merged}")
     for section, key, value, label in (("model", "drop_rate", dropout, "dropout"),
                                        ("train", "weight_decay", weight_decay, "weight_decay"),
-                                       ("train", "epochs", epochs, "epochs")):
+                                       ("train", "epochs", epochs, "epochs"), ("train", "lr", lr, "lr")):
         if value is not None and value != raw[section][key]:
             changes.append(f"{label} {raw[section][key]:g} -> {value:g}")
             raw[section][key] = value
@@ -68,6 +124,9 @@ def child_config(parent: RunConfig, run_dir: Path, *, augment: str | None, dropo
         raise HonedError("nothing to change: give --augment, --dropout, --weight-decay or --epochs different from "
                          f"the run's ({parent.train.augment or 'no augmentation'}, dropout {parent.model.drop_rate:g}, "
                          f"weight decay {parent.train.weight_decay:g}, {parent.train.epochs} epochs)")
+    if weights:  # continuing from the parent is a way of starting, not a change in itself
+        raw["model"]["weights"] = weights
+        changes.append(f"from {run_dir.name}'s weights")
     workspace = run_dir.parent
     raw.update(name=name or _free_name(workspace, f"{run_dir.name}-improved"), workspace=str(workspace),
                parent=run_dir.name, change="; ".join(changes))
@@ -105,8 +164,8 @@ def best_metrics(run_dir: Path, metric: str) -> dict[str, float]:
     return out
 
 
-def _recommended(run_dir: Path, analyze_options: dict, reporter: Reporter | None
-                 ) -> tuple[str | None, float | None, float | None]:
+def _recommended(run_dir: Path, analyze_options: dict, reporter: Reporter | None) -> dict:
+    """The run's saved analysis, analyzing it first when there is none."""
     from honed.analyze.analysis import analyze_run
     from honed.analyze.outputs import read_analysis
 
@@ -115,12 +174,7 @@ def _recommended(run_dir: Path, analyze_options: dict, reporter: Reporter | None
         if reporter is not None:
             reporter.message(f"no analysis of {run_dir.name} yet: analyzing it first")
         saved = analyze_run(run_dir, reporter=reporter, **analyze_options).to_dict()
-    recommended = saved.get("recommended", {})
-    policy, regularization = recommended.get("policy", ""), recommended.get("regularization", {})
-    if not policy and not regularization:
-        raise HonedError(f"the analysis of {run_dir.name} found no significant weakness to fix: give the changes "
-                         "by hand with --augment, --dropout or --weight-decay")
-    return policy or None, regularization.get("drop_rate"), regularization.get("weight_decay")
+    return saved
 
 
 def _free_name(workspace: Path, prefix: str) -> str:

@@ -42,6 +42,11 @@ def save_analysis(analysis: Analysis, source: RunSource, *, duration_s: float) -
         plots.confusion_matrix(np.array(confusion["matrix"]), confusion["classes"], folder / files["confusion"])
     plots.probe_drops(analysis.probes, folder / files["probes"], metric=task.failure_word)
     plots.factor_ranking([f.to_dict() for f in analysis.factors], folder / files["ranking"])
+    if analysis.evidence_images is not None:  # the worst images a shift explains, and the same turned back
+        from honed.analyze.shift_evidence import save_gallery
+
+        files["shift_evidence"] = "shift_evidence.png"
+        save_gallery(analysis.evidence_images, folder / files["shift_evidence"])
     with atomic_path(folder / files["probe_table"]) as tmp:
         pd.DataFrame(analysis.probes).to_csv(tmp, index=False)
     analysis.files = {**files, "analysis": ANALYSIS_FILE}

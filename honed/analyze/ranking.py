@@ -45,6 +45,7 @@ MIN_SCORE = 0.1  # a weakness must cost at least a tenth of the headroom (or con
 SLICE_SHARE = 0.25  # the most extreme quarter of validation images forms a factor's slice
 MIN_SLICE = 5  # fewer images than this in a slice: no concentration measured
 EXAMPLES = 6  # image paths kept as examples per slice
+NAMES_SHIFT = 0.5  # a shift undone on validation images that wins back this share of the gap names its factor
 SHRINK = 10  # a class's sensitivity curve counts as this many images of the overall curve (few images: noisy)
 
 
@@ -71,6 +72,8 @@ class FactorScore:
     significant: bool
     policy: str  # augmentation fragment for the matched strength
     examples: list[str] = field(default_factory=list)  # failing validation images in the slice
+    shift: str = ""  # the shift between the splits that this factor names (honed.analyze.shift), "" when none
+    shift_score: float = 0.0  # failure won back by transforming validation images back, share of the headroom
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +164,22 @@ def rank_factors(factors: Sequence[Factor], evidence: Evidence) -> list[FactorSc
     """Every factor scored, best explanation first (ties keep the canonical factor order)."""
     scores = [score_factor(f, evidence) for f in factors]
     return sorted(scores, key=lambda s: -s.score)
+
+
+def with_shifts(ranked: Sequence[FactorScore], shifts) -> list[FactorScore]:
+    """The factor ranking with the detected shifts (:mod:`honed.analyze.shift`) folded in: a factor whose shift
+    is significant scores at least what transforming the validation images back wins, and is a weakness."""
+    out = []
+    for factor in ranked:
+        found = [s for s in shifts if s.factor == factor.name and s.significant]
+        if found:
+            best = max(found, key=lambda s: s.score)
+            factor.shift_score = best.score
+            if best.score > factor.score or best.share_of_gap >= NAMES_SHIFT:  # the shift names the weakness
+                factor.shift, factor.policy, factor.significant = best.name, best.policy, True
+                factor.score = max(factor.score, best.score)
+        out.append(factor)
+    return sorted(out, key=lambda s: -s.score)
 
 
 def extreme_slice(t: np.ndarray, groups: np.ndarray | None) -> np.ndarray:

@@ -11,6 +11,12 @@ side up to 64 px, CIFAR-like) get the CIFAR recipe's reflect-pad random crop; ph
 the ImageNet recipe's random resized crops and TrivialAugmentWide (torchvision's references/classification
 presets), one standard policy rather than a pile of hand-picked ops. The recommendation's ``reason`` says
 which, with the size measured.
+
+One diagnosis (issue 18): the fit report's verdict and the shifts between the splits
+(:mod:`honed.analyze.shift`) feed this same list. A shift that transforming the validation images back
+explains gets the augmentation that covers it, and the epochs that augmentation needs (``training``). An
+underfitting model is told to train longer, with a higher learning rate or more capacity, never to
+regularize; an overfitting one to regularize and augment.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from honed.analyze.image_sizes import SMALL_SIDE, ImageSizes
-from honed.analyze.ranking import MIN_SCORE, FactorScore
+from honed.analyze.ranking import MIN_SCORE, NAMES_SHIFT, FactorScore
 from honed.augment import parse_policy
 from honed.augment.policy import Policy
 
@@ -38,7 +44,11 @@ TITLES = {
     "position": "fails on off-centre objects: train with translation augmentation",
     "flip": "fails on mirrored images: train with horizontal flips",
     "regularization": "train/validation gap that no single factor explains: regularize and augment more",
+    "orientation": "validation images are turned or mirrored: train with quarter turns or flips",
+    "overfitting": "overfitting (fit report): regularize and augment more",
+    "underfitting": "underfitting (fit report): train longer, raise the learning rate or use more capacity",
 }
+AUGMENTED_EPOCHS = 2  # an added augmentation trains this many times the parent's epochs (issue 18: 8 -> 16)
 
 
 @dataclass
@@ -50,34 +60,90 @@ class Recommendation:
     reason: str = ""  # why this augmentation for these images, in words ("" when the title says it all)
     regularization: dict[str, float] = field(default_factory=dict)  # drop_rate, weight_decay to set
     evidence: dict = field(default_factory=dict)
+    training: dict[str, float] = field(default_factory=dict)  # epochs, lr to set (the budget a fix needs)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, weight_decay: float,
-              sizes: ImageSizes | None = None, quality: dict | None = None) -> list[Recommendation]:
+              sizes: ImageSizes | None = None, shifts: Sequence = (), fit: dict | None = None, epochs: int = 0,
+              lr: float = 0.0, chance: float = 1.0, quality: dict | None = None) -> list[Recommendation]:
     """Significant weaknesses grouped by remedy, strongest first; ``sizes`` (the run's original images)
-    chooses the augmentation of a regularization recommendation; ``quality`` (split -> flag -> share, from
-    ``honed.data.quality.split_quality``) adds blur augmentation for a blur-heavy validation set."""
-    out = []
+    chooses the augmentation of a regularization recommendation. ``shifts`` (ShiftScore, best first) and the
+    fit report's dict ``fit`` join the same list; ``epochs`` and ``lr`` are the run's, which a fix scales;
+    ``quality`` (split -> flag -> share, from ``honed.data.quality.split_quality``) adds blur augmentation for
+    a blur-heavy validation set."""
+    by_group: dict[str, Recommendation] = {}
     for group in dict.fromkeys(f.group for f in factors):
-        members = [f for f in factors if f.group == group and f.significant]
+        members = [f for f in factors if f.group == group and f.significant and not f.shift]
         if members:
             top = max(members, key=lambda f: f.score)
-            out.append(Recommendation(group, TITLES[group], top.score, top.policy,
-                                      evidence={"factors": [_factor_evidence(f) for f in members]}))
-    unexplained = gap["relative_gap"] - max((f.score for f in factors), default=0.0)
-    if unexplained >= MIN_SCORE:
+            by_group[group] = Recommendation(group, TITLES[group], top.score, top.policy,
+                                             evidence={"factors": [_factor_evidence(f) for f in members]})
+    budget = {"epochs": float(AUGMENTED_EPOCHS * epochs)} if epochs else {}
+    for shift in _best_shifts(shifts):
+        score = max([shift.score] + [f.score for f in factors if f.shift == shift.name])  # the factor it names
+        if shift.group in by_group and by_group[shift.group].score >= score:
+            by_group[shift.group].evidence["shift"] = shift.to_dict()
+            continue
+        by_group[shift.group] = Recommendation(
+            shift.group, TITLES[shift.group], score, shift.policy,
+            f"validation images look {shift.name}: transforming them back wins {shift.share_of_gap:.0%} of the "
+            f"train/validation gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)",
+            evidence={"shift": shift.to_dict()}, training=dict(budget))
+    for rec in by_group.values():  # every added augmentation needs the epochs to pay for it
+        if rec.policy and not rec.training:
+            rec.training = dict(budget)
+    out = list(by_group.values())
+    explained = max([f.score for f in factors] + [s.score for s in shifts if s.significant], default=0.0)
+    unexplained = gap["relative_gap"] - explained
+    verdict = (fit or {}).get("verdict", "")
+    if verdict == "underfitting":
+        out.append(_against_underfitting(gap, fit, chance=chance, epochs=epochs, lr=lr, drop_rate=drop_rate))
+    elif unexplained >= MIN_SCORE or verdict == "overfitting":
         policy, reason = more_augmentation(sizes)
+        group = "overfitting" if verdict == "overfitting" else "regularization"
         out.append(Recommendation(
-            "regularization", TITLES["regularization"], float(min(unexplained, 1.0)), policy, reason,
+            group, TITLES[group], float(min(max(unexplained, MIN_SCORE), 1.0)), policy, reason,
             {"drop_rate": round(min(max(drop_rate + 0.2, 0.2), 0.5), 2),
              "weight_decay": max(weight_decay * 5, 0.05)},
-            evidence={"gap": gap, "unexplained_share": float(unexplained),
-                      "image_sizes": sizes.to_dict() if sizes else {}}))
-    out += blur_heavy_validation(quality, [r.group for r in out])
-    return sorted(out, key=lambda r: -r.score)
+            evidence={"gap": gap, "unexplained_share": float(unexplained), "fit": fit or {},
+                      "image_sizes": sizes.to_dict() if sizes else {}}, training=dict(budget)))
+    for blur in blur_heavy_validation(quality, [r.group for r in out]):  # every augmentation needs its epochs
+        blur.training = dict(budget)
+        out.append(blur)
+    return sorted(out, key=lambda r: (not _explains_most(r), -r.score))
+
+
+def _explains_most(rec: Recommendation) -> bool:
+    """A shift that transforming the validation images back shows to explain most of the gap comes first, before
+    advice scored on another scale (the fit report's)."""
+    return rec.evidence.get("shift", {}).get("share_of_gap", 0.0) >= NAMES_SHIFT and rec.group != "underfitting"
+
+
+def _best_shifts(shifts: Sequence) -> list:
+    """The strongest significant shift of each group."""
+    best: dict[str, object] = {}
+    for shift in shifts:
+        if shift.significant and (shift.group not in best or shift.score > best[shift.group].score):
+            best[shift.group] = shift
+    return list(best.values())
+
+
+def _against_underfitting(gap: dict, fit: dict, *, chance: float, epochs: int, lr: float,
+                          drop_rate: float) -> Recommendation:
+    """Train longer (twice the epochs), a higher learning rate when the loss was still falling, less dropout:
+    scored by how far the training images themselves are from being fitted."""
+    training = {"epochs": float(2 * epochs)} if epochs else {}
+    if lr and any("still falling" in line for line in fit.get("evidence", [])):
+        training["lr"] = 2 * lr
+    score = float(min(max(gap.get("train_failure", 0.0) / max(chance, 1e-6), MIN_SCORE), 1.0))
+    return Recommendation("underfitting", TITLES["underfitting"], score,
+                          reason="; ".join(fit.get("evidence", [])),
+                          regularization={"drop_rate": 0.0} if drop_rate else {},
+                          evidence={"gap": gap, "fit": fit, "suggestions": fit.get("suggestions", [])},
+                          training=training)
 
 
 # --- image quality (honed.data.quality): a validation set with many blurry images asks for blur -------------
@@ -115,7 +181,7 @@ def more_augmentation(sizes: ImageSizes | None) -> tuple[str, str]:
 
 def to_apply(recommendations: Sequence[Recommendation]) -> list[Recommendation]:
     """The recommendations ``improve`` applies: those with something to change, near the top score."""
-    actionable = [r for r in recommendations if r.policy or r.regularization]
+    actionable = [r for r in recommendations if r.policy or r.regularization or r.training]
     if not actionable:
         return []
     best = actionable[0].score

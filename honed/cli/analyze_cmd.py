@@ -55,18 +55,18 @@ def analyze(
                   f"validation images vs {summary['train_failure']:.3f} on {summary['training_images']} training "
                   f"images (gap: {summary['relative_gap']:.2f} of the headroom)")
     console.print(_factor_table(analysis))
+    console.print(_shift_table(analysis.shifts))
     console.print(_slice_table(analysis.slices[:6]))
     _print_label_issues(console, analysis.errors.get("label_issues") or [])
     if analysis.recommendations:
         for rank, rec in enumerate(analysis.recommendations, 1):
-            extra = ", ".join(f"{k} {v:g}" for k, v in rec.regularization.items())
+            extra = ", ".join(f"{k} {v:g}" for k, v in {**rec.regularization, **rec.training}.items())
             console.print(f"{rank}. {rec.title} (score {rec.score:.2f})"
                           + (f": [bold]{rec.policy}[/]" if rec.policy else "") + (f"; {extra}" if extra else ""))
             if rec.reason:
                 console.print(f"   why: {escape(rec.reason)}")
-        console.print(f"improve applies: augment {analysis.policy or '-'}"
-                      + "".join(f", {k} {v:g}" for k, v in analysis.regularization.items())
-                      + f"  (`honed improve {analysis.run}`)")
+        console.print(f"`honed improve {analysis.run}` checks the top {min(3, len(analysis.recommendations))} by short "
+                      "fine-tunes from this run and continues with the one that helps")
     else:
         console.print("no significant weakness found")
     _print_regularization_checks(console, analysis)
@@ -92,12 +92,14 @@ def improve(
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default: recommended or the run's)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the run's)."),
     name: str = typer.Option("", help="Name of the new run (default: RUN-improved, made unique)."),
+    check: int = typer.Option(3, min=1, max=6, help="Recommendations checked by short fine-tunes before one is "
+                              "applied (recommended fixes only)."),
     workspace: Path = WORKSPACE,
     quiet: bool = QUIET,
     json_out: bool = json_option("the comparison"),
     log: List[str] = log_option(),
 ) -> None:
-    """Train a child of RUN with the fix its analysis recommends (or the changes given), and compare them."""
+    """Train a child of RUN with the fix its analysis recommends (checked first), or the changes given; compare."""
     from honed.analyze import improve_run
     from honed.artifacts.run_folder import find_run
 
@@ -105,11 +107,14 @@ def improve(
     check_log(log)
     reporter = RichReporter(console, quiet=quiet or json_out)
     result, comparison = improve_run(find_run(workspace, run), augment=augment or None, dropout=dropout,
-                                     weight_decay=weight_decay, epochs=epochs, name=name, reporter=reporter)
+                                     weight_decay=weight_decay, epochs=epochs, name=name, reporter=reporter,
+                                     check=check)
     mirror(log, result.run_dir.parent, [result.name])
     if json_out:
         print_json({"run_dir": str(result.run_dir), **comparison})
         return
+    if "candidates" in comparison:
+        console.print(_candidate_table(comparison))
     console.print(f"[bold]{comparison['child']}[/] (parent {comparison['parent']}): {comparison['change']}")
     console.print(_comparison_table(comparison))
     console.print(f"saved to {result.run_dir}")
@@ -195,6 +200,29 @@ def _slice_table(slices: list[dict]) -> Table:
         low, high = row["ci"]
         table.add_row(row["name"], str(row["n"]), f"{row['failure']:.2f}", f"{row['rest_failure']:.2f}",
                       f"{low:+.2f} .. {high:+.2f}")
+    return table
+
+
+def _shift_table(shifts: dict) -> Table:
+    table = Table(title="shifts between training and validation images: validation transformed back")
+    for column in ("shift", "failure", "back", "share of gap", "95% CI", "training made so"):
+        table.add_column(column, justify="left" if column == "shift" else "right")
+    for row in shifts.get("candidates", [])[:6]:
+        mark = "[bold]" if row["significant"] else ""
+        table.add_row(f"{mark}{escape(row['name'])}", f"{row['val_failure']:.3f}", f"{row['back_failure']:.3f}",
+                      f"{row['share_of_gap']:.0%}", f"{row['ci'][0]:+.3f} .. {row['ci'][1]:+.3f}",
+                      f"{row['simulated_failure']:.3f}")
+    return table
+
+
+def _candidate_table(comparison: dict) -> Table:
+    table = Table(title=f"fixes checked by {comparison['check_epochs']}-epoch fine-tunes (parent "
+                        f"{comparison['parent_score']:.4f})")
+    for column in ("fix", "check run", "score", "kept"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for c in comparison["candidates"]:
+        table.add_row(c["group"], c["check_run"], f"{c['check_score']:.4f}", "yes" if c["group"] == comparison["kept"]
+                      else "")
     return table
 
 

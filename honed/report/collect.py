@@ -259,7 +259,8 @@ def _analysis(run_dir: Path, workspace: Path | None, by_name: dict[str, RunRecor
             return AnalysisData(source=name, factors=list(saved.get("factors") or []),
                                 recommendations=list(saved.get("recommendations") or []),
                                 recommended=dict(saved.get("recommended") or {}),
-                                outcomes=_outcomes(name, by_name, records))
+                                outcomes=_outcomes(name, by_name, records), shifts=dict(saved.get("shifts") or {}),
+                                shift_png=_read_bytes(folder / ANALYSIS_FILE.parent / "shift_evidence.png"))
         record = by_name.get(name)
         if record is None or not record.parent or workspace is None:
             return None
@@ -267,6 +268,10 @@ def _analysis(run_dir: Path, workspace: Path | None, by_name: dict[str, RunRecor
         parent = by_name.get(name)
         folder = Path(workspace) / (parent.path or parent.name) if parent else Path(workspace) / name
     return None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
 
 
 def _outcomes(name: str, by_name: dict[str, RunRecord], records: list[RunRecord]) -> list[Outcome]:

@@ -62,6 +62,8 @@ class AnalysisData:
     recommendations: list[dict]  # Recommendation.to_dict(), strongest first
     recommended: dict  # {"policy", "regularization"}: what `honed improve` applies
     outcomes: list[Outcome]  # the analyzed run's trained children
+    shifts: dict = field(default_factory=dict)  # split statistics, candidate shifts, evidence (honed.analyze.shift)
+    shift_png: bytes | None = None  # the worst images a shift explains, above the same transformed back
 
 
 @dataclass

@@ -300,6 +300,7 @@ def recommendations_section(data: ReportData) -> str:
     if applied or regularization:
         parts.append(f"<p><b>{cmd('honed improve')}</b> applies: augment {cmd(applied or '-')}"
                      + (f", {esc(regularization)}" if regularization else "") + "</p>")
+    parts.append(_shift_part(analysis))
     parts.append("<h3>What they bought</h3>")
     if analysis.outcomes:
         rows = [[f"<b>{esc(o.name)}</b>", esc(o.change), esc(o.metric), number(o.score),
@@ -310,6 +311,23 @@ def recommendations_section(data: ReportData) -> str:
         parts.append(missing(f"no run was trained from {esc(analysis.source)} yet; run "
                              f"{cmd(f'honed improve {analysis.source}')} to try the recommendations"))
     return "\n".join(parts)
+
+
+def _shift_part(analysis) -> str:
+    """Shifts between training and validation images (validation transformed back) and their evidence;
+    the checks `honed improve` ran appear below, as runs whose change starts with "check"."""
+    rows = [[("<b>%s</b>" % esc(c["name"])) if c.get("significant") else esc(c["name"]), number(c.get("val_failure"), 3),
+             number(c.get("back_failure"), 3), f"{100 * (c.get('share_of_gap') or 0):.0f}%", esc(c.get("policy", ""))]
+            for c in (analysis.shifts.get("candidates") or [])[:5]]
+    if not rows:
+        return ""
+    out = ["<h3>Shift between training and validation images</h3>",
+           "<p>Each candidate shift undone on the validation images: the failure before and after, and the share "
+           "of the train/validation gap that comes back (bold: significant).</p>",
+           table(["shift", "failure", "transformed back", "share of gap", "augmentation"], rows, numeric=(1, 2, 3))]
+    if analysis.shift_png:
+        out.append(image(analysis.shift_png, "worst validation images and the same transformed back"))
+    return "\n".join(out)
 
 
 def ensemble_section(data: ReportData) -> str:

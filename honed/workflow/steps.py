@@ -14,6 +14,7 @@ from honed.metrics import GREATER_IS_BETTER
 from honed.artifacts.run_folder import CONFIG_FILE
 from honed.workflow import pace
 from honed.workflow.context import Context
+from honed.workflow.improve_step import PROBE_FIXED, _probe, improve  # noqa: F401 - steps.improve
 from honed.workflow.plan import priced_as
 from honed.workflow.state import Step
 
@@ -158,75 +159,6 @@ def train_step(ctx: Context, key: str, config: RunConfig) -> Step:
     return ctx.finish_against_best(step)
 
 
-def improve(ctx: Context) -> None:
-    """Analyze the best run, train a child with the fix the analysis recommends; repeat while it helps."""
-    if ctx.spec.improve_rounds and _probe(ctx) and not ctx.state.step("improve-1"):
-        ctx.skip("improve-1", PROBE_FIXED)
-        return
-    for round_ in range(1, ctx.spec.improve_rounds + 1):
-        key = f"improve-{round_}"
-        done = ctx.state.done(key)
-        if done is not None:
-            if not done.kept:
-                return
-            continue
-        why = pace.improve_skipped(ctx)
-        if why:
-            ctx.skip(key, why)
-            return
-        step = _improve_round(ctx, key)
-        if step is None or not step.kept:
-            return
-
-
-def _improve_round(ctx: Context, key: str) -> Step | None:
-    from honed.analyze.improve import child_config
-
-    prior = ctx.state.step(key)
-    if prior is not None and prior.status == "running":
-        return train_step(ctx, key, RunConfig.from_dict(prior.details["config"]))
-    parent_dir = ctx.workspace / ctx.state.best
-    policy, dropout, weight_decay = _recommendation(ctx, parent_dir)
-    if not policy and dropout is None and weight_decay is None:
-        ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
-        return None
-    parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
-    priced = priced_as(parent.model.strategy, policy or parent.train.augment)  # an augmented head: no cache
-    fitting = pace.epochs_for(ctx, pace.time_left(ctx), priced)
-    if fitting < 1:
-        ctx.skip(key, f"budget: not one epoch fits in the {max(pace.time_left(ctx), 0):.0f}s left after the analysis")
-        return None
-    config, _ = child_config(parent, parent_dir, augment=policy or None, dropout=dropout, weight_decay=weight_decay,
-                             epochs=fitting if fitting < parent.train.epochs else None, name=ctx.run_name(key))
-    return train_step(ctx, key, config)
-
-
-def _recommendation(ctx: Context, run_dir: Path) -> tuple[str, float | None, float | None]:
-    """The fix recommended by the run's analysis (analyzing it first when it has none)."""
-    from honed.analyze.analysis import analyze_run
-    from honed.analyze.outputs import read_analysis
-
-    saved = read_analysis(run_dir)
-    if saved is None:
-        started = time.perf_counter()
-        ctx.reporter.message(f"analyzing {run_dir.name}: mistakes and sensitivity to scale, colour, rotation, blur...")
-        images = pace.analysis_images(ctx)
-        saved = analyze_run(run_dir, reporter=ctx.reporter, workers=ctx.spec.base.train.workers, max_images=images,
-                            reference_images=max(images // 8, 32)).to_dict()
-        ctx.state.put(Step(f"analysis-{run_dir.name}", "done", run=run_dir.name, seconds=time.perf_counter() - started,
-                           change=_fix_in_words(saved)))
-        ctx.save()
-    recommended = saved.get("recommended", {})
-    regularization = recommended.get("regularization", {})
-    return recommended.get("policy", ""), regularization.get("drop_rate"), regularization.get("weight_decay")
-
-
-def _fix_in_words(analysis: dict) -> str:
-    recommended = analysis.get("recommended", {})
-    parts = [recommended.get("policy", "")] + [f"{k} {v:g}" for k, v in recommended.get("regularization", {}).items()]
-    return "recommends " + (", ".join(p for p in parts if p) or "nothing")
-
-
 def tune(ctx: Context) -> None:
     """A small Optuna search (learning rate, epochs, batch size, dropout) around the best run, within budget."""
     if ctx.state.done("tune"):
@@ -355,17 +287,9 @@ def report(ctx: Context) -> Path | None:
                         bundle=bundle if bundle.exists() else None)
 
 
-PROBE_FIXED = ("the probe strategy fits a light classifier on frozen features: augmentation, dropout, the "
-               "learning rate and epochs do not change it (give --strategy head or full to tune them)")
-
-
 def _on_cached_features(config: RunConfig) -> bool:
     """A probe, or a head without augmentation: its epochs (the head alone) say nothing of other runs' cost."""
     return config.model.strategy == "probe" or priced_as(config.model.strategy, config.train.augment) == "head"
-
-
-def _probe(ctx: Context) -> bool:
-    return base_config(ctx).model.strategy == "probe"
 
 
 def _best_training_run(ctx: Context) -> str:

@@ -63,6 +63,7 @@ def test_improve_recovers_at_least_half_of_the_planted_loss(planted, shift):
     recovered = result.metrics["accuracy"] - case.shifted_accuracy
     assert recovered >= 0.5 * lost, (case.clean_accuracy, case.shifted_accuracy, result.metrics["accuracy"])
     config = RunConfig.from_yaml(result.run_dir / "config.yaml")
-    assert config.parent == "baseline" and config.change.startswith(f"augment: +{case.analysis.policy}")
+    kept = next(c for c in comparison["candidates"] if c["group"] == comparison["kept"])  # checked first
+    assert config.parent == "baseline" and config.change.startswith(f"augment: +{kept['augment']}")
     assert comparison["before"]["accuracy"] == pytest.approx(case.shifted_accuracy)
     assert comparison["delta"]["accuracy"] == pytest.approx(recovered)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from honed.augment.ops.base import BatchAugmentation, BatchMix
 from honed.augment.ops.geometric import (
-    Crop, Elastic, HFlip, Perspective, ResizedCrop, Rotate, Scale, Shear, Translate, VFlip,
+    Crop, Elastic, HFlip, Perspective, QuarterTurn, ResizedCrop, Rotate, Scale, Shear, Translate, VFlip,
 )
 from honed.augment.ops.mixing import CutMix, Mixup
 from honed.augment.ops.photometric import Blur, ChannelShift, ColorJitter, Erase, Grayscale, Jpeg, Noise
@@ -21,6 +21,13 @@ def hflip(strength: float, p: float) -> BatchAugmentation:
 @register_augmentation("vflip", default_strength=0.0, default_p=0.5, help="mirror top-bottom; strength unused")
 def vflip(strength: float, p: float) -> BatchAugmentation:
     return VFlip(strength=strength, p=p)
+
+
+@register_augmentation(
+    "quarter_turn", default_strength=0.0, default_p=0.5, help="turn by 90, 180 or 270 degrees; strength unused"
+)
+def quarter_turn(strength: float, p: float) -> BatchAugmentation:
+    return QuarterTurn(strength=strength, p=p)
 
 
 @register_augmentation(

@@ -26,6 +26,20 @@ class VFlip(BatchAugmentation):
         return x.flip(-2)
 
 
+class QuarterTurn(BatchAugmentation):
+    """Turn by a random multiple of 90 degrees (1, 2 or 3 quarters): the sideways and upside-down images a
+    wrong EXIF orientation or a scanner produces. Square images only (honed's batches are). Strength unused."""
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        if x.shape[-1] != x.shape[-2]:
+            return x
+        turns = (rand((x.shape[0],), g, x.device) * 3).long().clamp_(max=2) + 1
+        out = x
+        for k in (1, 2, 3):
+            out = torch.where((turns == k).view(-1, 1, 1, 1), torch.rot90(x, k, dims=(-2, -1)), out)
+        return out
+
+
 class Crop(BatchAugmentation):
     """Reflect-pad by ``strength`` then crop back to size at a random offset (the CIFAR recipe).
 

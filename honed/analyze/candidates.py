@@ -1,0 +1,106 @@
+"""Check before you apply: the top recommendations of an analysis, each tried cheaply as a short fine-tune
+from the parent's weights, scored on the validation split and recorded in the ledger (as runs whose parent
+is the analysed run and whose change starts with ``check:``). The one that helps most is kept; a fix that adds
+augmentation then continues from the parent for the epochs it needs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from honed.config import RunConfig
+from honed.metrics import GREATER_IS_BETTER
+from honed.artifacts.run_folder import BEST_WEIGHTS
+
+MAX_CANDIDATES = 3  # recommendations checked before one is applied
+CHECK_SHARE = 0.25  # a check fine-tunes for this share of the parent's epochs (at least one)
+
+
+@dataclass
+class Candidate:
+    """One recommendation as the changes to a run's config."""
+
+    group: str
+    title: str
+    analysis_score: float  # the recommendation's score in the analysis
+    augment: str | None = None
+    dropout: float | None = None
+    weight_decay: float | None = None
+    epochs: int | None = None  # total epochs the fix asks for (the parent's count and the continuation)
+    lr: float | None = None
+    check_score: float | None = None  # validation score of its short fine-tune
+    check_run: str = ""
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def from_analysis(saved: dict, *, limit: int = MAX_CANDIDATES) -> list[Candidate]:
+    """The top ``limit`` recommendations that change something, strongest first."""
+    out = []
+    for rec in saved.get("recommendations", []):
+        regularization, training = rec.get("regularization", {}), rec.get("training", {})
+        if not (rec.get("policy") or regularization or training):
+            continue
+        out.append(Candidate(rec["group"], rec["title"], float(rec["score"]), rec.get("policy") or None,
+                             regularization.get("drop_rate"), regularization.get("weight_decay"),
+                             int(training["epochs"]) if training.get("epochs") else None, training.get("lr")))
+    return out[:limit]
+
+
+def check_epochs(parent: RunConfig) -> int:
+    return max(1, round(CHECK_SHARE * parent.train.epochs))
+
+
+def continued_epochs(parent: RunConfig, candidate: Candidate) -> int:
+    """Epochs of the run that continues from the parent: what the fix asks for beyond the parent's own epochs,
+    and at least the parent's count again (an added augmentation needs the training to pay for it)."""
+    asked = candidate.epochs or parent.train.epochs
+    return max(parent.train.epochs, asked - parent.train.epochs)
+
+
+def candidate_config(parent: RunConfig, run_dir: Path, candidate: Candidate, *, epochs: int, name: str,
+                     prefix: str = "") -> RunConfig:
+    """The parent's config with the candidate's changes, starting from the parent's best weights."""
+    from honed.analyze.improve import child_config
+
+    config, _ = child_config(parent, run_dir, augment=candidate.augment, dropout=candidate.dropout,
+                             weight_decay=candidate.weight_decay, epochs=epochs, lr=candidate.lr,
+                             weights=str(run_dir / BEST_WEIGHTS), name=name)
+    if prefix:
+        config.change = f"{prefix}{config.change}"
+    return config
+
+
+def check_candidates(run_dir: Path, candidates: list[Candidate], *, epochs: int, name: Callable[[Candidate], str],
+                     train: Callable[[RunConfig], object]) -> list[Candidate]:
+    """Fine-tune the parent for ``epochs`` with each candidate's changes (``train(config)`` returns a result
+    with ``score`` and ``name``); fills ``check_score`` and ``check_run``. Candidates that change nothing (their
+    fix already in the parent) are dropped."""
+    from honed.artifacts.run_folder import CONFIG_FILE
+    from honed.errors import HonedError
+
+    parent = RunConfig.from_yaml(run_dir / CONFIG_FILE)
+    checked = []
+    for candidate in candidates:
+        try:
+            config = candidate_config(parent, run_dir, candidate, epochs=epochs, name=name(candidate),
+                                      prefix=f"check {candidate.group}: ")
+        except HonedError:  # nothing to change
+            continue
+        result = train(config)
+        candidate.check_score, candidate.check_run = float(result.score), result.name
+        checked.append(candidate)
+    return checked
+
+
+def best_candidate(candidates: list[Candidate], *, parent_score: float, metric: str) -> Candidate | None:
+    """The checked candidate with the best score, when it beats the parent's; None when none helps."""
+    scored = [c for c in candidates if c.check_score is not None]
+    if not scored:
+        return None
+    sign = 1 if GREATER_IS_BETTER[metric] else -1
+    best = max(scored, key=lambda c: sign * c.check_score)
+    return best if sign * (best.check_score - parent_score) > 0 else None

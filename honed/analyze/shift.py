@@ -1,0 +1,261 @@
+"""Shift detection: which change between training and validation images explains the validation failures.
+
+Sensitivity alone cannot say it (a model trained on narrow data is sensitive to everything), and a quarter
+turn moves no median of a per-image measurement. So each candidate shift (quarter turns, flips, smaller
+objects, darker / brighter / flatter / greyer images, blur, noise) is tested two ways:
+
+* **transform back**: the candidate's inverse is applied to the validation images (turn them back, zoom in,
+  brighten, stretch the contrast, sharpen, smooth). The share of the lost accuracy that comes back, with a
+  paired bootstrap interval over images, is what the shift explains. Undoing a shift that is not there
+  recovers nothing (and usually costs), so this is specific as well as direct;
+* **simulate**: the candidate applied to *training* images; the model's failure on them is set beside its
+  failure on validation images (a shift that explains the gap makes training images fail as validation ones do).
+
+Photometric strengths are not guessed: they come from image statistics compared between the splits
+(:func:`split_statistics`: brightness, contrast, saturation, sharpness as Laplacian variance, noise, object
+size, and the balance of horizontal and vertical edges, which a quarter turn swaps). Geometric candidates are
+tried at a few fixed strengths and the best inverse counts.
+
+score = recovered failure / headroom (the unit of :mod:`honed.analyze.ranking`, so both rank in one list).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from honed.analyze import image_measures as measures
+from honed.analyze import factors as ops
+from honed.analyze.sensitivity import BatchPredictor, failures, paired_drop, predict_all, to_uint8
+
+MIN_SHARE = 0.25  # a shift must win back at least this share of the train/validation gap to be named
+MIN_STAT_CHANGE = 0.05  # relative change of a statistic's median below which no photometric shift is tried
+EXAMPLES = 8  # worst validation images shown with their transformed-back versions
+Batch = Callable[[Tensor], Tensor]  # float [0, 1] images -> float images
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A hypothesised shift: how to make training images look like it, how to undo it, what covers it."""
+
+    name: str  # in words, e.g. "turned a quarter clockwise"
+    factor: str  # the analysis factor it belongs to (honed.analyze.factors)
+    group: str  # the recommendation group (honed.analyze.recommend.TITLES)
+    forward: Batch
+    inverse: Batch
+    policy: str  # the augmentation that covers it
+
+
+@dataclass
+class ShiftScore:
+    """One candidate's evidence; ``score`` is recovered failure as a share of the headroom."""
+
+    name: str
+    factor: str
+    group: str
+    policy: str
+    score: float
+    share_of_gap: float  # recovered / (validation failure - training failure)
+    recovered: float  # mean per-image failure removed by transforming validation images back
+    ci: list[float]  # its 95% bootstrap interval
+    val_failure: float
+    back_failure: float  # validation failure after the inverse
+    train_failure: float
+    simulated_failure: float  # training images transformed to resemble the shift
+    significant: bool
+    examples: list[int] = field(default_factory=list)  # validation indices: worst that the inverse fixes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- transformations (float batches in [0, 1]) ----------------------------------------------------------------
+
+
+def _turn(k: int) -> Batch:
+    return lambda x: torch.rot90(x, k, dims=(-2, -1)) if x.shape[-1] == x.shape[-2] else x
+
+
+def _zoom_in(factor: float) -> Batch:
+    """Crop the central ``factor`` of the side and resize it back: the inverse of shrinking by ``factor``."""
+    def apply(x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ch, cw = max(1, round(h * factor)), max(1, round(w * factor))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        crop = x[..., top:top + ch, left:left + cw]
+        return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False).clamp_(0, 1)
+    return apply
+
+
+def _shrink(factor: float) -> Batch:
+    return lambda x: ops.shrink(x, factor, torch.Generator().manual_seed(0))
+
+
+def _gain(gain: float) -> Batch:
+    return lambda x: (x * gain).clamp_(0, 1)
+
+
+def _contrast(ratio: float) -> Batch:
+    """Scale each image's deviation from its mean luma by ``ratio`` (< 1 flattens, > 1 stretches)."""
+    def apply(x: Tensor) -> Tensor:
+        mean = measures.luma(x).flatten(1).mean(1).view(-1, 1, 1, 1)
+        return (mean + (x - mean) * ratio).clamp_(0, 1)
+    return apply
+
+
+def _saturate(ratio: float) -> Batch:
+    def apply(x: Tensor) -> Tensor:
+        grey = measures.luma(x)[:, None]
+        return (grey + (x - grey) * ratio).clamp_(0, 1)
+    return apply
+
+
+def _blur(sigma: float) -> Batch:
+    return lambda x: ops.blur(x, sigma, torch.Generator())
+
+
+def _sharpen(sigma: float, amount: float = 1.5) -> Batch:
+    """Unsharp mask: the usual (partial) inverse of a blur."""
+    return lambda x: (x + amount * (x - ops.blur(x, sigma, torch.Generator()))).clamp_(0, 1)
+
+
+def _noise(sigma: float) -> Batch:
+    return lambda x: ops.add_noise(x, sigma, torch.Generator().manual_seed(0))
+
+
+# --- statistics compared between the splits --------------------------------------------------------------------
+
+
+def edge_balance(x: Tensor) -> Tensor:
+    """log(vertical-edge energy / horizontal-edge energy): a quarter turn flips its sign."""
+    y = measures.luma(x)
+    gx = (y[..., :, 1:] - y[..., :, :-1]).pow(2).flatten(1).mean(1)
+    gy = (y[..., 1:, :] - y[..., :-1, :]).pow(2).flatten(1).mean(1)
+    return torch.log((gx + 1e-6) / (gy + 1e-6))
+
+
+STATISTICS: dict[str, Callable[[Tensor], Tensor]] = {
+    "brightness": measures.brightness, "contrast": measures.contrast, "saturation": measures.saturation,
+    "sharpness": measures.sharpness, "noise": measures.noise_level, "object_size": measures.object_size,
+    "edge_balance": edge_balance,
+}
+
+
+def split_statistics(train_images: Tensor, val_images: Tensor) -> dict[str, dict]:
+    """Median of each statistic on both splits, and P(validation value > training value) (0.5: no shift)."""
+    from honed.analyze.ranking import _auc
+
+    out = {}
+    for name, measure in STATISTICS.items():
+        a = measures.measure_images(measure, train_images).double().numpy()
+        b = measures.measure_images(measure, val_images).double().numpy()
+        out[name] = {"train_median": float(np.median(a)), "val_median": float(np.median(b)), "auc": _auc(b, a)}
+    return out
+
+
+def _ratio(stats: dict, name: str) -> float:
+    row = stats[name]
+    return row["val_median"] / row["train_median"] if row["train_median"] > 1e-6 else 1.0
+
+
+def candidates(stats: dict) -> list[Candidate]:
+    """Every shift worth testing: the geometric ones always, the photometric ones where the statistics moved,
+    at the strength they moved by."""
+    out = [Candidate("turned a quarter clockwise", "rotation", "orientation", _turn(-1), _turn(1), "quarter_turn@0.5"),
+           Candidate("turned a quarter anticlockwise", "rotation", "orientation", _turn(1), _turn(-1),
+                     "quarter_turn@0.5"),
+           Candidate("upside down", "rotation", "orientation", _turn(2), _turn(2), "quarter_turn@0.5"),
+           Candidate("mirrored top to bottom", "flip", "orientation", lambda x: x.flip(-2), lambda x: x.flip(-2),
+                     "vflip@0.5"),
+           Candidate("mirrored left to right", "flip", "flip", lambda x: x.flip(-1), lambda x: x.flip(-1), "hflip")]
+    for factor in (0.75, 0.5):
+        out.append(Candidate(f"objects {factor:g}x smaller", "size", "scale", _shrink(factor), _zoom_in(factor),
+                             ops._scale_policy(factor)))
+    brightness = _ratio(stats, "brightness")
+    if abs(1 - brightness) >= MIN_STAT_CHANGE:
+        word = "darker" if brightness < 1 else "brighter"
+        out.append(Candidate(f"{word} ({brightness:.2f}x brightness)", "brightness", "colour", _gain(brightness),
+                             _gain(1 / brightness), ops._colour_policy(abs(1 - brightness))))
+    contrast = _ratio(stats, "contrast")
+    if contrast < 1 - MIN_STAT_CHANGE:
+        out.append(Candidate(f"lower contrast ({contrast:.2f}x)", "contrast", "colour", _contrast(contrast),
+                             _contrast(1 / contrast), ops._colour_policy(1 - contrast)))
+    saturation = _ratio(stats, "saturation")
+    if saturation < 1 - MIN_STAT_CHANGE:
+        out.append(Candidate(f"washed-out colours ({saturation:.2f}x saturation)", "saturation", "colour",
+                             _saturate(saturation), _saturate(1 / max(saturation, 0.1)),
+                             ops._colour_policy(1 - saturation)))
+    sharpness = _ratio(stats, "sharpness")
+    if sharpness < 1 - MIN_STAT_CHANGE:
+        sigma = 2.0 if sharpness < 0.3 else 1.0
+        out.append(Candidate(f"blurred (sharpness {sharpness:.2f}x, about sigma {sigma:g} px)", "blur", "blur",
+                             _blur(sigma), _sharpen(sigma), ops._blur_policy(sigma)))
+    noise = stats["noise"]["val_median"] - stats["noise"]["train_median"]
+    if noise > 0.01:
+        out.append(Candidate(f"noisier (+{noise:.3f} noise level)", "noise", "noise", _noise(noise), _blur(0.8),
+                             ops._noise_policy(noise)))
+    return out
+
+
+# --- testing the candidates ----------------------------------------------------------------------------------------
+
+
+def _apply(model: BatchPredictor, images: Tensor, transform: Batch, chunk: int = 256) -> np.ndarray:
+    parts = [model.predict_batch(to_uint8(transform(images[i:i + chunk].float() / 255)))
+             for i in range(0, len(images), chunk)]
+    return np.concatenate(parts)
+
+
+def detect_shifts(model: BatchPredictor, *, train_images: Tensor, train_targets: np.ndarray, val_images: Tensor,
+                  val_targets: np.ndarray, task: str, headroom: float, seed: int,
+                  train_outputs: np.ndarray | None = None, val_outputs: np.ndarray | None = None,
+                  ) -> tuple[list[ShiftScore], dict]:
+    """Score every candidate shift, best first, and return the split statistics they were chosen from."""
+    stats = split_statistics(train_images, val_images)
+    train_outputs = predict_all(model, train_images) if train_outputs is None else train_outputs
+    val_outputs = predict_all(model, val_images) if val_outputs is None else val_outputs
+    train_fail = failures(train_outputs, train_targets, task)
+    val_fail = failures(val_outputs, val_targets, task)
+    gap = max(float(val_fail.mean() - train_fail.mean()), 1e-6)
+    scores = []
+    for index, candidate in enumerate(candidates(stats)):
+        back_fail = failures(_apply(model, val_images, candidate.inverse), val_targets, task)
+        simulated = failures(_apply(model, train_images, candidate.forward), train_targets, task)
+        recovered, low, high = paired_drop(back_fail, val_fail, seed=seed + index)  # mean(val - back)
+        share = recovered / gap
+        fixed = np.nonzero((val_fail > 0) & (back_fail < val_fail))[0]
+        worst = fixed[np.argsort(-val_fail[fixed] - _loss(val_outputs[fixed], val_targets[fixed], task),
+                                 kind="stable")][:EXAMPLES]
+        scores.append(ShiftScore(
+            name=candidate.name, factor=candidate.factor, group=candidate.group, policy=candidate.policy,
+            score=float(np.clip(recovered / headroom, 0, 1)), share_of_gap=float(share), recovered=float(recovered),
+            ci=[float(low), float(high)], val_failure=float(val_fail.mean()), back_failure=float(back_fail.mean()),
+            train_failure=float(train_fail.mean()), simulated_failure=float(simulated.mean()),
+            significant=bool(low > 0 and share >= MIN_SHARE), examples=[int(i) for i in worst]))
+    return sorted(scores, key=lambda s: -s.score), stats
+
+
+def _loss(outputs: np.ndarray, targets: np.ndarray, task: str) -> np.ndarray:
+    """Classification: the wrong classes' probability mass (orders the worst first); regression: zeros."""
+    if outputs.ndim == 2 and targets.ndim == 1 and len(targets):
+        return 1.0 - outputs[np.arange(len(targets)), targets.astype(int)]
+    return np.zeros(len(targets))
+
+
+def inverse_of(shift: ShiftScore, stats: dict) -> Batch:
+    """The inverse transformation of a scored shift (rebuilt from the same statistics)."""
+    return next(c.inverse for c in candidates(stats) if c.name == shift.name)
+
+
+def best_by_group(shifts: Sequence[ShiftScore]) -> dict[str, ShiftScore]:
+    """The strongest significant shift of each recommendation group."""
+    out: dict[str, ShiftScore] = {}
+    for shift in shifts:
+        if shift.significant and (shift.group not in out or shift.score > out[shift.group].score):
+            out[shift.group] = shift
+    return out

@@ -1,0 +1,120 @@
+"""One diagnosis: the fit report, the factors and the shifts rank in one list that never contradicts itself,
+and improve checks the top fixes before it applies one."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from honed.analyze.candidates import Candidate, best_candidate, continued_epochs, from_analysis
+from honed.analyze.ranking import FactorScore
+from honed.analyze.recommend import recommend, to_apply
+from honed.analyze.shift import ShiftScore
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+
+NAN = math.nan
+UNDERFIT = {"verdict": "underfitting", "evidence": ["training loss still falling 12% per epoch over the last 2 "
+                                                    "epochs (validation 8%): the run stopped while learning"],
+            "suggestions": ["--epochs 16 (now 8)"]}
+OVERFIT = {"verdict": "overfitting", "evidence": ["validation loss lowest at epoch 3"], "suggestions": []}
+
+
+def _factor(name: str, group: str, score: float, policy: str, significant: bool = True) -> FactorScore:
+    return FactorScore(name=name, group=group, slice=name, score=score, expected_drop=score, concentration=0.0,
+                       sensitivity=[score], strengths=[1.0], matched_strength=1.0, shift_auc=0.5, train_median=0.0,
+                       val_median=0.0, slice_failure=NAN, rest_failure=NAN, slice_ci=[NAN, NAN], slice_size=0,
+                       significant=significant, policy=policy)
+
+
+def _shift(score: float, share: float, significant: bool = True) -> ShiftScore:
+    return ShiftScore(name="turned a quarter clockwise", factor="rotation", group="orientation",
+                      policy="quarter_turn@0.5", score=score, share_of_gap=share, recovered=score * 0.6,
+                      ci=[0.1, 0.3], val_failure=0.54, back_failure=0.34, train_failure=0.3, simulated_failure=0.6,
+                      significant=significant)
+
+
+def test_an_underfitting_model_is_told_to_train_longer_never_to_regularize():
+    gap = {"relative_gap": 0.6, "train_failure": 0.3}  # a large gap no factor explains
+    recs = recommend([_factor("size", "scale", 0.05, "scale:0.6@0.8", significant=False)], gap=gap, drop_rate=0.1,
+                     weight_decay=0.01, fit=UNDERFIT, epochs=8, lr=0.01, chance=0.75)
+    groups = [r.group for r in recs]
+    assert groups == ["underfitting"], groups
+    rec = recs[0]
+    assert rec.training == {"epochs": 16.0, "lr": 0.02} and rec.regularization == {"drop_rate": 0.0}
+    assert rec.score == pytest.approx(0.4) and "still falling" in rec.reason
+    # the same numbers without the verdict: the unexplained gap is read as a regularization problem
+    # a shift that explains most of the gap still comes first, and the model is still not told to regularize
+    both = recommend([], gap=gap, drop_rate=0.1, weight_decay=0.01, fit=UNDERFIT, shifts=[_shift(0.3, 0.85)],
+                     epochs=8, chance=0.75)
+    assert [r.group for r in both] == ["orientation", "underfitting"]
+    plain = recommend([], gap=gap, drop_rate=0.1, weight_decay=0.01, epochs=8)
+    assert [r.group for r in plain] == ["regularization"] and plain[0].regularization["weight_decay"] == 0.05
+
+
+def test_an_overfitting_model_is_told_to_regularize_even_when_factors_explain_the_gap():
+    gap = {"relative_gap": 0.3, "train_failure": 0.01}
+    recs = recommend([_factor("hue", "colour", 0.3, "color:0.5@0.8")], gap=gap, drop_rate=0.0, weight_decay=0.0,
+                     fit=OVERFIT, epochs=8)
+    assert [r.group for r in recs] == ["colour", "overfitting"]
+    assert recs[1].regularization == {"drop_rate": 0.2, "weight_decay": 0.05}
+    assert recs[0].training == {"epochs": 16.0}  # augmentation is budgeted twice the epochs
+
+
+def test_a_shift_that_explains_the_gap_comes_first_and_shrinks_the_unexplained_part():
+    gap = {"relative_gap": 0.35, "train_failure": 0.3}
+    factors = [_factor("size", "scale", 0.12, "scale:0.6@0.8"), _factor("rotation", "rotation", 0.0, "rotate:10",
+                                                                         significant=False)]
+    recs = recommend(factors, gap=gap, drop_rate=0.0, weight_decay=0.0, shifts=[_shift(0.3, 0.85)], epochs=8)
+    assert [r.group for r in recs] == ["orientation", "scale"]  # 0.35 - 0.3 left: no regularization
+    assert recs[0].policy == "quarter_turn@0.5" and "85%" in recs[0].reason
+    assert recs[0].evidence["shift"]["back_failure"] == 0.34
+    assert [r.group for r in to_apply(recs)] == ["orientation"]  # 0.12 < half of 0.3
+    # an insignificant shift is evidence of nothing
+    weak = recommend(factors, gap=gap, drop_rate=0.0, weight_decay=0.0, shifts=[_shift(0.3, 0.85, False)])
+    assert "orientation" not in [r.group for r in weak]
+
+
+def test_candidates_come_from_the_recommendations_and_the_best_check_that_helps_is_kept():
+    saved = {"recommendations": [
+        {"group": "orientation", "title": "t", "score": 0.5, "policy": "quarter_turn@0.5", "regularization": {},
+         "training": {"epochs": 16.0}},
+        {"group": "flip", "title": "t", "score": 0.3, "policy": "", "regularization": {}, "training": {}},
+        {"group": "underfitting", "title": "t", "score": 0.2, "policy": "", "regularization": {"drop_rate": 0.0},
+         "training": {"epochs": 16.0, "lr": 0.02}}]}
+    found = from_analysis(saved)
+    assert [c.group for c in found] == ["orientation", "underfitting"]  # "flip" changes nothing
+    assert found[1].dropout == 0.0 and found[1].lr == 0.02 and found[0].epochs == 16
+    parent = RunConfig(data=DataConfig(source="x"), train=TrainConfig(epochs=8))
+    assert continued_epochs(parent, found[0]) == 8  # 8 more from the parent's weights: 16 in all
+    a, b = Candidate("a", "", 0.5, check_score=0.60), Candidate("b", "", 0.4, check_score=0.70)
+    assert best_candidate([a, b], parent_score=0.65, metric="accuracy") is b
+    assert best_candidate([a, b], parent_score=0.75, metric="accuracy") is None  # nothing helps: nothing kept
+    assert best_candidate([a, b], parent_score=0.65, metric="mae") is a  # lower is better
+
+
+@pytest.mark.slow
+def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_path):
+    """A quarter-turned validation split: the checks are ledger runs, and the kept fix recovers accuracy."""
+    import numpy as np
+
+    from honed.analyze import improve_run
+    from honed.tracking.ledger import Ledger
+    from tests.analyze.test_shift import trained
+
+    base = trained(tmp_path, lambda a: np.rot90(a, k=-1))
+    result, comparison = improve_run(base.run_dir, analyze_options={"workers": 0, "reference_images": 60,
+                                                                    "probes": ["rotation", "size"]}, check=2)
+    checks = comparison["candidates"]
+    assert checks and checks[0]["group"] == "orientation" and comparison["kept"] == "orientation"
+    assert checks[0]["check_score"] > comparison["parent_score"]
+    assert result.metrics["accuracy"] > base.metrics["accuracy"] + 0.2
+    config = RunConfig.from_yaml(result.run_dir / "config.yaml")
+    assert "quarter_turn" in config.train.augment and config.model.weights.endswith("best.safetensors")
+    assert config.train.epochs == 4  # continues from the parent: 4 + 4 epochs
+    with Ledger(base.run_dir.parent) as ledger:
+        rows = {c["check_run"]: ledger.get(c["check_run"]) for c in checks}
+    for check in checks:
+        row = rows[check["check_run"]]
+        assert row.parent == "base" and row.change.startswith(f"check {check['group']}:")
+        assert row.score == pytest.approx(check["check_score"])

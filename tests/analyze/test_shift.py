@@ -1,0 +1,111 @@
+"""Shift detection with tiny planted shifts: the validation split turned a quarter (or darkened) must be named
+first, with its evidence; an unshifted one must not be blamed on a shift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from honed.analyze import analyze_run
+from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.training.fit import train
+
+SIZE = 16
+CLASSES = ("stripes", "ramp", "corner")  # all drawn upright: a quarter turn makes each look new, not another class
+
+
+def band_image(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A noisy image of its class in a random colour: horizontal stripes, a top-to-bottom ramp, or a bright
+    top-left corner. Turned a quarter, each is still its class (as a sideways photo is), but looks unseen."""
+    image = rng.integers(0, 50, (SIZE, SIZE, 3)).astype(np.float64)
+    colour = rng.integers(150, 256, 3).astype(np.float64)
+    rows = np.arange(SIZE)[:, None, None]
+    if kind == "stripes":
+        period = int(rng.integers(3, 5))
+        image += colour * ((rows // (period // 2 + 1)) % 2 == 0)
+    elif kind == "ramp":
+        image += colour * (1 - rows / SIZE)
+    else:
+        side = int(rng.integers(5, 8))
+        image[:side, :side] += colour
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_split(root, split: str, n: int, seed: int, change=lambda a: a) -> None:
+    rng = np.random.default_rng(seed)
+    for kind in CLASSES:
+        folder = root / split / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(np.ascontiguousarray(change(band_image(kind, rng)))).save(folder / f"{i}.png")
+
+
+def trained(root, change) -> RunConfig:
+    write_split(root / "data", "train", 40, seed=0)
+    write_split(root / "data", "val", 20, seed=1, change=change)
+    config = RunConfig(name="base", workspace=str(root / "ws"), data=DataConfig(source=str(root / "data")),
+                       model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=SIZE),
+                       train=TrainConfig(epochs=4, batch_size=16, lr=1e-2, workers=0, seed=0))
+    return train(config)
+
+
+@pytest.fixture(scope="module")
+def turned(tmp_path_factory):
+    """A run whose validation images are all turned a quarter clockwise, and its analysis."""
+    result = trained(tmp_path_factory.mktemp("turned"), lambda a: np.rot90(a, k=-1))
+    return result, analyze_run(result.run_dir, workers=0, reference_images=60, probes=["rotation", "size", "blur"])
+
+
+def test_a_quarter_turn_of_the_validation_images_is_named_first(turned):
+    result, analysis = turned
+    assert analysis.summary["train_accuracy"] - analysis.summary["val_accuracy"] > 0.2, analysis.summary
+    top = analysis.shifts["candidates"][0]
+    assert top["name"] == "turned a quarter clockwise" and top["significant"], analysis.shifts["candidates"][:3]
+    assert top["share_of_gap"] > 0.75 and top["back_failure"] < top["val_failure"] / 2
+    assert analysis.factors[0].name == "rotation" and analysis.factors[0].shift == top["name"]
+    first = analysis.recommendations[0]
+    assert first.group == "orientation" and first.policy == "quarter_turn@0.5"
+    assert first.training == {"epochs": 8.0}  # the augmentation gets the epochs to pay for it
+    assert "regularization" not in [r.group for r in analysis.recommendations[:1]]
+
+
+def test_the_evidence_shows_the_worst_images_and_the_same_turned_back(turned):
+    result, analysis = turned
+    evidence = analysis.shifts["evidence"]
+    assert evidence["shift"] == "turned a quarter clockwise" and len(evidence["paths"]) > 0
+    assert evidence["before"] != evidence["targets"] and evidence["recovered"] >= len(evidence["paths"]) // 2
+    assert all(b != t for b, t in zip(evidence["before"], evidence["targets"]))  # they were failures
+    assert (result.run_dir / "analysis" / "shift_evidence.png").stat().st_size > 0
+    assert analysis.files["shift_evidence"] == "shift_evidence.png"
+
+
+def test_darker_validation_images_are_a_brightness_shift(tmp_path):
+    result = trained(tmp_path, lambda a: (a * 0.3).astype(np.uint8))
+    analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["brightness", "rotation"],
+                           save=False)
+    statistics = analysis.shifts["statistics"]["brightness"]
+    assert statistics["val_median"] < 0.5 * statistics["train_median"] and statistics["auc"] < 0.1
+    named = [c for c in analysis.shifts["candidates"] if c["significant"]]
+    assert analysis.summary["train_accuracy"] - analysis.summary["val_accuracy"] > 0.2  # the darkening costs
+    assert named and named[0]["factor"] in ("brightness", "contrast"), analysis.shifts["candidates"][:3]
+    assert named[0]["share_of_gap"] > 0.75
+    assert analysis.recommendations[0].group == "colour" and "color" in analysis.recommendations[0].policy
+    assert not any(c["group"] == "orientation" for c in named)
+
+
+def test_an_unshifted_validation_split_names_no_geometric_shift(tmp_path):
+    result = trained(tmp_path, lambda a: a)
+    analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["rotation"], save=False)
+    assert not any(c["significant"] and c["group"] in ("orientation", "scale")
+                   for c in analysis.shifts["candidates"]), analysis.shifts["candidates"][:3]
+
+
+def test_the_report_shows_the_shift_and_its_evidence(turned, tmp_path):
+    from honed.report import build_report
+
+    result, analysis = turned
+    html = build_report(result.run_dir, tmp_path / "report.html").read_text()
+    assert "Shift between training and validation images" in html
+    assert "<b>turned a quarter clockwise</b>" in html  # significant: in bold
+    assert 'alt="worst validation images and the same transformed back"' in html
