@@ -22,6 +22,8 @@ def predict(
     backend: str = typer.Option("torch", help="torch, or onnx to run a bundle's model.onnx in ONNX Runtime."),
     tta: str = typer.Option("", help="Test-time augmentation views, e.g. flip or flip,crops; 'none' turns a "
                             "bundle's own setting off."),
+    no_calibration: bool = typer.Option(False, "--no-calibration", help="Raw probabilities: leave out the "
+                                        "temperature fitted on the validation split."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -39,9 +41,9 @@ def predict(
     console = Console(stderr=True)
     if is_distributed_launch():  # under torchrun: each rank predicts a slice, rank 0 merges (predict_sharded)
         _predict_sharded(model_path, paths, out, console, quiet=quiet, top_k=top_k, batch_size=batch_size,
-                         device=device, backend=backend, tta=tta or None)
+                         device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
         return
-    predictor = load(model_path, device=device, backend=backend, tta=tta or None)
+    predictor = load(model_path, device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
     with Progress(console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task("predicting", total=len(paths))
         frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size,

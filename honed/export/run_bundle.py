@@ -2,7 +2,7 @@
 
 Layout::
 
-    bundle.json            format version, model name, task, labels, preprocessing, TTA, metrics,
+    bundle.json            format version, model name, task, labels, preprocessing, TTA, calibration, metrics,
                            data fingerprint, honed version, created time, file hashes, parity reports
     model.safetensors      the run's best weights, unfused: the architecture is rebuilt from its name
     model_card.md          data, model and strategy, augmentations, settings, steps, scores
@@ -242,6 +242,7 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "preprocessing": {"image_size": pre.image_size, "resize": RESIZE_POLICY, "interpolation": "bilinear",
                           "mean": list(pre.mean), "std": list(pre.std)},
         "tta": "none",
+        "calibration": RunFolder(facts.run_dir).calibration(),  # the temperature; None: predicts uncalibrated
         "metric": facts.metric,
         "score": facts.score,
         "metrics": facts.metrics,

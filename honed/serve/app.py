@@ -105,9 +105,9 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
 
 
 def app_from_bundle(bundle: str, *, settings: ServeSettings | None = None, device: str = "auto",
-                    backend: str = "torch", tta: str | None = None) -> FastAPI:
-    """Load a local bundle and serve it."""
-    return create_app(load_served(bundle, device=device, backend=backend, tta=tta), settings)
+                    backend: str = "torch", tta: str | None = None, calibrate: bool = True) -> FastAPI:
+    """Load a local bundle and serve it (``calibrate=False``: raw probabilities, no temperature)."""
+    return create_app(load_served(bundle, device=device, backend=backend, tta=tta, calibrate=calibrate), settings)
 
 
 def app_from_env() -> FastAPI:
@@ -115,7 +115,7 @@ def app_from_env() -> FastAPI:
     from the JSON in $HONED_SERVE_CONFIG, written by ``honed serve``."""
     config = json.loads(os.environ[ENV_CONFIG])
     return app_from_bundle(config["bundle"], settings=ServeSettings(**config["settings"]), device=config["device"],
-                           backend=config["backend"], tta=config["tta"])
+                           backend=config["backend"], tta=config["tta"], calibrate=config.get("calibrate", True))
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -1,0 +1,144 @@
+"""Temperature scaling: the fit recovers a known temperature, never changes the predicted class, and a trained
+run, its bundle, ``honed predict`` and TTA use it unless asked for raw probabilities."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import honed
+from honed.combine.calibration import (ECE_BINS, apply_temperature, expected_calibration_error, fit_calibration,
+                                       fit_temperature, negative_log_likelihood, reliability)
+from honed.errors import HonedError
+from tests.conftest import write_image
+from tests.training.test_train import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sampled(temperature: float, n: int = 4000, classes: int = 5, seed: int = 0):
+    """Logits, and labels drawn from softmax(logits / temperature): the true temperature is known."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n, classes))
+    p = _softmax(logits / temperature)
+    targets = np.array([rng.choice(classes, p=row) for row in p])
+    return logits, targets
+
+
+@pytest.mark.parametrize("true_t", [0.5, 2.0])
+def test_fit_recovers_the_temperature_labels_were_drawn_at(true_t):
+    logits, targets = _sampled(true_t)
+    assert fit_temperature(logits, targets) == pytest.approx(true_t, rel=0.1)
+    calibration = fit_calibration(_softmax(logits), targets)  # the same fit from probabilities (log p = z - c)
+    assert calibration.temperature == pytest.approx(true_t, rel=0.1)
+    assert calibration.nll_after < calibration.nll_before and calibration.ece_after < calibration.ece_before
+
+
+def test_temperature_never_changes_the_predicted_class():
+    rng = np.random.default_rng(1)
+    probs = _softmax(rng.normal(0, 4, (500, 7))).astype(np.float32)
+    for t in (0.1, 0.7, 1.5, 20.0):
+        scaled = apply_temperature(probs, t)
+        assert (scaled.argmax(axis=1) == probs.argmax(axis=1)).all()
+        np.testing.assert_allclose(scaled.sum(axis=1), 1, atol=1e-5)
+    assert apply_temperature(probs, None) is probs
+
+
+def test_ece_and_nll_on_hand_computed_cases():
+    probs = np.array([[0.9, 0.1]] * 10)
+    targets = np.array([0] * 5 + [1] * 5)  # 90% confident, 50% right
+    assert expected_calibration_error(probs, targets) == pytest.approx(0.4)
+    assert negative_log_likelihood(probs, targets) == pytest.approx(-(np.log(0.9) + np.log(0.1)) / 2)
+    table = reliability(probs, targets)
+    assert len(table) == 1 and table["images"].sum() == 10 and ECE_BINS == 15
+    assert fit_calibration(probs[:5], targets[:5]) is None  # too few images to fit on
+
+
+# ----------------------------------------------------------------------------------------------- a real run
+
+
+def _overlapping_colours(root: Path, per_class: int = 48) -> Path:
+    """Reddish vs bluish 16 px images with one label in six flipped: a run cannot be sure of everything."""
+    for i in range(per_class):
+        red, blue = (170, 60, 80), (80, 60, 170)
+        write_image(root / "red" / f"{i}.png", blue if i % 6 == 0 else red, noise_seed=i)
+        write_image(root / "blue" / f"{i}.png", red if i % 6 == 0 else blue, noise_seed=500 + i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from honed.training.fit import train
+
+    torch.set_num_threads(1)
+    data = _overlapping_colours(tmp_path_factory.mktemp("data") / "colours")
+    return train(tiny_config(data, tmp_path_factory.mktemp("ws"), epochs=4, lr=1e-2)).run_dir
+
+
+def test_a_run_fits_its_temperature_and_predict_uses_it(run_dir):
+    facts = json.loads((run_dir / "calibration.json").read_text())
+    saved = pd.read_parquet(run_dir / "predictions_val.parquet")
+    assert facts["images"] == len(saved) >= 20 and facts["temperature"] > 0
+    assert facts["nll_after"] <= facts["nll_before"] + 1e-9
+    paths = saved["path"].tolist()
+    calibrated = honed.load(run_dir, device="cpu")
+    raw = honed.load(run_dir, device="cpu", calibrate=False)
+    assert calibrated.temperature == pytest.approx(facts["temperature"]) and raw.temperature is None
+    p_cal, p_raw = calibrated.predict_proba(paths, workers=0), raw.predict_proba(paths, workers=0)
+    np.testing.assert_allclose(p_raw, saved[[f"p:{c}" for c in raw.classes]].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(p_cal, apply_temperature(p_raw, facts["temperature"]), atol=1e-5)
+    assert (p_cal.argmax(axis=1) == p_raw.argmax(axis=1)).all()  # accuracy cannot change
+    assert not np.allclose(p_cal, p_raw, atol=1e-4)  # and the probabilities did
+    # TTA: the temperature scales the aggregated views, and again keeps their class
+    tta_cal = honed.load(run_dir, device="cpu", tta="flip").predict_proba(paths, workers=0)
+    tta_raw = honed.load(run_dir, device="cpu", tta="flip", calibrate=False).predict_proba(paths, workers=0)
+    np.testing.assert_allclose(tta_cal, apply_temperature(tta_raw, facts["temperature"]), atol=1e-5)
+    from honed.tta import TTAClassifier
+
+    np.testing.assert_allclose(TTAClassifier(calibrated, views="flip").predict_proba(paths), tta_cal, atol=1e-5)
+
+
+def test_the_bundle_carries_it_and_an_old_bundle_is_uncalibrated(run_dir, tmp_path):
+    from honed.export.bundle import export_bundle
+
+    bundle = export_bundle(run_dir, tmp_path / "b").path
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["calibration"]["temperature"] == pytest.approx(
+        json.loads((run_dir / "calibration.json").read_text())["temperature"])
+    assert "## Calibration\nTemperature" in (bundle / "model_card.md").read_text()
+    assert honed.load(bundle, device="cpu").calibrated
+    del meta["calibration"]  # a bundle exported before honed calibrated
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    old = honed.load(bundle, device="cpu")
+    assert old.temperature is None and not old.calibrated
+    meta["calibration"] = {"temperature": -1}
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(HonedError, match="temperature"):
+        honed.load(bundle, device="cpu")
+
+
+def test_cli_no_calibration_returns_the_raw_probabilities(run_dir, tmp_path):
+    saved = pd.read_parquet(run_dir / "predictions_val.parquet").head(8)
+    out = {}
+    for flag in ("", "--no-calibration"):
+        path = tmp_path / f"p{flag}.csv"
+        command = [sys.executable, "-m", "honed", "predict", str(run_dir), *saved["path"], "--out", str(path), "-q",
+                   "--device", "cpu", "--top-k", "2"] + ([flag] if flag else [])
+        subprocess.run(command, check=True, capture_output=True)
+        out[flag] = pd.read_csv(path)
+    assert (out[""]["prediction"] == out["--no-calibration"]["prediction"]).all()
+    raw = saved[[c for c in saved.columns if c.startswith("p:")]].max(axis=1).to_numpy()
+    np.testing.assert_allclose(out["--no-calibration"]["probability"], raw, atol=1e-5)
+    assert not np.allclose(out[""]["probability"], raw, atol=1e-4)
