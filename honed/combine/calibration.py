@@ -69,8 +69,8 @@ def apply_temperature(probs: np.ndarray, temperature: float | None) -> np.ndarra
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray, *, steps: int = 50) -> float:
     """The ``T`` minimizing the NLL of ``softmax(logits / T)``: LBFGS on ``log T`` (so ``T`` stays positive)."""
-    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
-    y = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+    z = torch.tensor(np.asarray(logits, dtype=np.float64))  # copies: inputs may be read-only views
+    y = torch.tensor(np.asarray(targets, dtype=np.int64))
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
 

@@ -142,3 +142,32 @@ def test_cli_no_calibration_returns_the_raw_probabilities(run_dir, tmp_path):
     raw = saved[[c for c in saved.columns if c.startswith("p:")]].max(axis=1).to_numpy()
     np.testing.assert_allclose(out["--no-calibration"]["probability"], raw, atol=1e-5)
     assert not np.allclose(out[""]["probability"], raw, atol=1e-4)
+
+
+def test_a_soft_vote_ensemble_fits_its_own_temperature_on_the_combination(run_dir, tmp_path):
+    from honed.combine.rules import soft_vote
+    from honed.ensemble import create_ensemble
+    from honed.training.fit import train
+
+    config = tiny_config(Path(pd.read_parquet(run_dir / "manifest.parquet")["path"][0]).parents[1], run_dir.parent,
+                         epochs=3, lr=3e-3)  # same seed: the same split
+    config.name = "second"
+    second = train(config).run_dir
+    ensemble = create_ensemble([run_dir.name, second.name], name="duo", method="soft",
+                               workspace=run_dir.parent).run_dir
+    facts = json.loads((ensemble / "calibration.json").read_text())
+    member_probs = np.stack([pd.read_parquet(r / "predictions_val.parquet").filter(like="p:").to_numpy()
+                             for r in (run_dir, second)])
+    targets = pd.read_parquet(run_dir / "predictions_val.parquet")["target"].map({"blue": 0, "red": 1}).to_numpy()
+    expected = fit_calibration(soft_vote(member_probs), targets)  # fitted on the combined log-probabilities
+    assert facts["temperature"] == pytest.approx(expected.temperature, rel=1e-4)
+    paths = pd.read_parquet(run_dir / "predictions_val.parquet")["path"].tolist()
+    loaded = honed.load(ensemble, device="cpu")
+    raw = honed.load(ensemble, device="cpu", calibrate=False)
+    assert loaded.temperature == pytest.approx(facts["temperature"]) and raw.temperature is None
+    p_cal, p_raw = loaded.predict_proba(paths, workers=0), raw.predict_proba(paths, workers=0)
+    np.testing.assert_allclose(p_raw, soft_vote(member_probs), atol=1e-5)  # members raw, as combined at build
+    np.testing.assert_allclose(p_cal, apply_temperature(p_raw, facts["temperature"]), atol=1e-5)
+    assert (p_cal.argmax(axis=1) == p_raw.argmax(axis=1)).all()
+    hard = create_ensemble([run_dir.name, second.name], name="hard-duo", method="hard", workspace=run_dir.parent)
+    assert not (hard.run_dir / "calibration.json").exists()  # vote shares are not probabilities
