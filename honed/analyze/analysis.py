@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from honed.analyze import mistakes
+from honed.analyze.calibration_report import calibration_report, save_reliability
 from honed.analyze.factors import Factor, select_factors
 from honed.analyze.image_sizes import measure_sizes
 from honed.analyze.sensitivity import BatchPredictor, ProbeRun, probe_table, run_probes
@@ -52,6 +53,7 @@ class Analysis:
     ledger_name: str = ""  # the analysis row in the workspace ledger ("" when not recorded)
     fit: dict = field(default_factory=dict)  # the learning-curve verdict (honed.analyze.fit_report; {}: no curve)
     bn_staleness: dict = field(default_factory=dict)  # running statistics vs inputs (honed.analyze.bn_staleness)
+    calibration: dict = field(default_factory=dict)  # ECE / NLL before and after (honed.analyze.calibration_report)
 
     @property
     def folder(self) -> Path:
@@ -67,7 +69,7 @@ class Analysis:
                 "recommendations": [r.to_dict() for r in self.recommendations],
                 "factors": [f.to_dict() for f in self.factors], "slices": self.slices, "probes": self.probes,
                 "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name, "fit": self.fit,
-                "bn_staleness": self.bn_staleness}
+                "bn_staleness": self.bn_staleness, "calibration": self.calibration}
 
 
 def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] | None = None,
@@ -120,9 +122,12 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
         settings={"seed": seed, "max_images": max_images, "reference_images": reference_images,
                   "probes": [f.name for f in factors], "tta": tta is not None,
                   "seconds": round(time.perf_counter() - started, 2)},
-        fit=_fit(source), bn_staleness=_bn_staleness(model, source, ref))
+        fit=_fit(source), bn_staleness=_bn_staleness(model, source, ref), calibration=calibration_report(run_dir))
     if save:
         from honed.analyze.outputs import save_analysis
+
+        if analysis.calibration:  # the reliability diagram beside the other figures
+            analysis.calibration["figure"] = save_reliability(run_dir, analysis.folder)
 
         save_analysis(analysis, source, duration_s=time.perf_counter() - started)
     return analysis

@@ -171,3 +171,31 @@ def test_a_soft_vote_ensemble_fits_its_own_temperature_on_the_combination(run_di
     assert (p_cal.argmax(axis=1) == p_raw.argmax(axis=1)).all()
     hard = create_ensemble([run_dir.name, second.name], name="hard-duo", method="hard", workspace=run_dir.parent)
     assert not (hard.run_dir / "calibration.json").exists()  # vote shares are not probabilities
+
+
+def test_analysis_report_and_card_state_ece_and_nll_before_and_after(run_dir, tmp_path):
+    from honed.analyze.calibration_report import calibration_report, reliability_png, save_reliability
+    from honed.report import build_report
+
+    report = calibration_report(run_dir)
+    facts = json.loads((run_dir / "calibration.json").read_text())
+    val = report["splits"]["val"]
+    assert report["status"] == "calibrated" and report["bins"] == 15
+    assert val["ece"] == pytest.approx([facts["ece_before"], facts["ece_after"]])
+    assert val["nll"] == pytest.approx([facts["nll_before"], facts["nll_after"]])
+    assert val["accuracy"][0] == val["accuracy"][1]
+    png = reliability_png(run_dir)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert save_reliability(run_dir, tmp_path / "analysis") == "reliability.png"
+    page = build_report(run_dir, tmp_path / "report.html").read_text()
+    section = page[page.index('<section id="calibration">'):]
+    section = section[:section.index("</section>")]
+    assert f"{val['ece'][0]:.4f} -&gt; {val['ece'][1]:.4f}" in section and "data:image/png;base64," in section
+    (run_dir / "calibration.json").rename(tmp_path / "kept.json")  # a run from before honed calibrated
+    try:
+        old = calibration_report(run_dir)
+        assert old["status"] == "uncalibrated" and old["temperature"] == 1.0
+        assert old["splits"]["val"]["ece"][0] == old["splits"]["val"]["ece"][1]
+        assert "Not calibrated" in old["words"]
+    finally:
+        (tmp_path / "kept.json").rename(run_dir / "calibration.json")
