@@ -73,8 +73,9 @@ def report(results: dict, command: str) -> str:
         "Each run fits its temperature T on its validation split (LBFGS on the NLL, honed.combine.calibration); "
         "the test columns apply it to the run's test predictions, which the fit never saw. ECE: 15 equal-width "
         "confidence bins. The accuracy columns are the same by construction (T > 0 keeps every row's argmax), "
-        "measured anyway. CPU s: the run's process CPU time (feature extraction included), with the 1-minute load "
-        "average of the shared 2-core machine when it ended.", "",
+        "measured anyway. CPU s: the run's process CPU time, with the 1-minute load average of the shared 2-core "
+        "machine when it ended; one feature cache serves the whole benchmark, so a head run may reuse the features "
+        "its probe extracted (its CPU seconds are then mostly the head's training).", "",
         *rows, ""])
 
 
