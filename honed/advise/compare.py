@@ -43,7 +43,7 @@ class BackboneScore:
     model: str
     image_size: int
     probe: float  # cross-validated accuracy (classify) or R^2 (regress) of the linear probe
-    ms_per_image: float  # CPU forward time per image at image_size (this machine, now)
+    ms_per_image: float  # CPU time of a forward pass per image at image_size (this machine, all its threads)
     seconds: float  # the whole measurement: build, features (cached ones are free), probe
 
 
@@ -129,13 +129,14 @@ def _score(name: str, manifest: Manifest, sample, targets: np.ndarray, *, image_
 
 @torch.no_grad()
 def forward_ms(network: torch.nn.Module, size: int, images: int = TIMING_IMAGES) -> float:
-    """CPU milliseconds per image of an eval-mode forward pass at ``size`` (best of two, after a warm-up)."""
+    """CPU milliseconds per image of an eval-mode forward pass at ``size`` (best of three, after a warm-up).
+    Process CPU time, not wall time: other jobs on a shared machine slow the clock, not this process's work."""
     network = network.eval().cpu()
     batch = torch.rand(images, 3, size, size, generator=torch.Generator().manual_seed(0))
     network(batch[:1])
     timings = []
-    for _ in range(2):
-        start = time.perf_counter()
+    for _ in range(3):
+        start = time.process_time()
         network(batch)
-        timings.append(time.perf_counter() - start)
+        timings.append(time.process_time() - start)
     return 1000 * min(timings) / images

@@ -119,6 +119,11 @@ def test_the_bundle_carries_it_and_an_old_bundle_is_uncalibrated(run_dir, tmp_pa
         json.loads((run_dir / "calibration.json").read_text())["temperature"])
     assert "## Calibration\nTemperature" in (bundle / "model_card.md").read_text()
     assert honed.load(bundle, device="cpu").calibrated
+    from honed.serve.model import load_served
+
+    served, raw = load_served(bundle, device="cpu"), load_served(bundle, device="cpu", calibrate=False)
+    assert served.metadata()["calibration"] == {"temperature": meta["calibration"]["temperature"], "applied": True}
+    assert raw.metadata()["calibration"] == {"temperature": None, "applied": False}
     del meta["calibration"]  # a bundle exported before honed calibrated
     (bundle / "bundle.json").write_text(json.dumps(meta))
     old = honed.load(bundle, device="cpu")
@@ -169,6 +174,12 @@ def test_a_soft_vote_ensemble_fits_its_own_temperature_on_the_combination(run_di
     np.testing.assert_allclose(p_raw, soft_vote(member_probs), atol=1e-5)  # members raw, as combined at build
     np.testing.assert_allclose(p_cal, apply_temperature(p_raw, facts["temperature"]), atol=1e-5)
     assert (p_cal.argmax(axis=1) == p_raw.argmax(axis=1)).all()
+    from honed.predict.voting import VotingEnsemble
+
+    members = [honed.load(r, device="cpu", calibrate=False) for r in (run_dir, second)]
+    voting = VotingEnsemble(members, method="soft").fit(paths, targets)
+    assert voting.temperature_ == pytest.approx(facts["temperature"], rel=1e-3)
+    np.testing.assert_allclose(voting.predict_proba(paths), p_cal, atol=1e-5)
     hard = create_ensemble([run_dir.name, second.name], name="hard-duo", method="hard", workspace=run_dir.parent)
     assert not (hard.run_dir / "calibration.json").exists()  # vote shares are not probabilities
 
