@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.photo_splits import build  # noqa: E402
-from honed.advise.compare import compare_backbones  # noqa: E402
+from honed.advise.compare import BackboneScore, choose, compare_backbones  # noqa: E402
 from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig  # noqa: E402
 from honed.data.prepare import prepare_data  # noqa: E402
 from honed.training.fit import train  # noqa: E402
@@ -72,7 +72,9 @@ def report(results: dict) -> str:
             s = scores.get(model)
             lines.append(f"| {data} | {model} | {text[0]} | {text[1]} | "
                          + (f"{s['probe']:.3f} | {s['ms_per_image']:.1f} |" if s else "- | - |"))
-        if compare:
+        if compare:  # the choice recomputed from the saved scores with the current rule (honed.advise.compare)
+            choice, reasons = choose([BackboneScore(**s) for s in compare["scores"]], compare["sample"])
+            compare = {**compare, "choice": choice, "reasons": reasons}
             lines += ["", f"{data}: `--compare-models` chose **{compare['choice']}** ({compare['cpu_seconds']:.0f} CPU s"
                       f", load {compare['load']:.0f}): " + "; ".join(compare["reasons"]), ""]
     return "\n".join(lines) + "\n"
@@ -83,10 +85,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/honed-bench-backbones"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results_backbones.md"))
     parser.add_argument("--strategies", default="probe,partial")
+    parser.add_argument("--report", action="store_true", help="only rewrite the table from saved results")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     store = args.work / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
+    if args.report:
+        args.out.write_text(report(results))
+        return
 
     def save(key: str, value: dict) -> None:
         results[key] = value

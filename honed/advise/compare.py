@@ -6,8 +6,9 @@ run on the same sample with each backbone's frozen ImageNet features.
 
 Each backbone is scored by the probe's cross-validated accuracy (R^2 for regression) and priced by its
 measured CPU milliseconds per image (a forward pass at its own input size, single batch, after a warm-up).
-The choice is the cheapest backbone whose score is within one standard error of the best: a bigger network
-whose features are not measurably better is not worth its cost. ``--model auto`` in the workflow uses it
+The choice is the cheapest backbone whose score is within one standard error of the best (costs within 15%
+count as equal, and then the better probe wins): a bigger network whose features are not measurably better is
+not worth its cost. ``--model auto`` in the workflow uses it
 over the backbones whose ImageNet weights ship as pip packages (``AUTO_MODELS``).
 """
 
@@ -33,6 +34,7 @@ from honed.models.pip_weights import PIP_WEIGHTS, pip_weights_path
 from honed.progress import Reporter
 
 TIMING_IMAGES = 8  # images in the timed forward pass: enough to average, cheap for the biggest Lite
+SAME_COST = 1.15  # costs within 15% of the cheapest count as equal: a timing on a busy machine varies that much
 AUTO_MODELS = tuple(sorted(PIP_WEIGHTS))  # what `--model auto` compares: ImageNet weights reachable offline
 
 
@@ -93,11 +95,13 @@ def compare_backbones(manifest: Manifest, models: Sequence[str], *, image_size: 
 
 
 def choose(scores: Sequence[BackboneScore], sample: int) -> tuple[str, list[str]]:
-    """The cheapest backbone whose probe is within one standard error of the best (binomial, on ``sample``)."""
+    """The cheapest backbone whose probe is within one standard error of the best (binomial, on ``sample``);
+    among those that cost about the same (within SAME_COST of the cheapest), the best probe."""
     best = max(scores, key=lambda s: s.probe)
     error = math.sqrt(max(best.probe * (1 - best.probe), 0.0) / max(sample, 1)) if 0 <= best.probe <= 1 else 0.0
     close = [s for s in scores if s.probe >= best.probe - error]
-    chosen = min(close, key=lambda s: s.ms_per_image)
+    cheapest = min(s.ms_per_image for s in close)
+    chosen = max((s for s in close if s.ms_per_image <= SAME_COST * cheapest), key=lambda s: s.probe)
     reasons = [f"{best.model} probes best ({best.probe:.3f} on {sample} images, standard error {error:.3f})"]
     if chosen is best:
         others = [s for s in scores if s is not best]
