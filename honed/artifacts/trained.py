@@ -88,7 +88,8 @@ def _from_run(run: RunFolder, weights: str, gbm_head: bool) -> TrainedModel:
     load_weights(run.file(weights), network)
     model = with_gbm_head(network, run.path) if gbm_head else network  # a gbm probe: trees refitted on its features
     head = "gbm" if model is not network else "linear"
-    return TrainedModel(model.eval(), head, config, labels, run.path, calibration=run.calibration())
+    calibration = run.calibration() if weights == BEST_WEIGHTS else None  # fitted on the best weights' outputs
+    return TrainedModel(model.eval(), head, config, labels, run.path, calibration=calibration)
 
 
 def from_bundle_files(files: BundleFiles, raw: Any, *, backend: str = "torch") -> TrainedModel:

@@ -110,6 +110,8 @@ def export_run_bundle(
         _refuse_failed(reports, described)
         meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
         meta["tta"] = "none" if setting is None else setting.to_dict()
+        if weights != BEST_WEIGHTS:  # the temperature was fitted on the best weights' outputs, not a snapshot's
+            meta["calibration"] = None
         write_text(stage / CARD_FILE, model_card(facts, meta))
         write_json(stage / BUNDLE_FILE, meta)
         files = tuple(sorted(p.name for p in stage.iterdir()))
