@@ -96,6 +96,7 @@ def test_a_run_fits_its_temperature_and_predict_uses_it(run_dir):
     calibrated = honed.load(run_dir, device="cpu")
     raw = honed.load(run_dir, device="cpu", calibrate=False)
     assert calibrated.temperature == pytest.approx(facts["temperature"]) and raw.temperature is None
+    assert honed.load(run_dir, device="cpu", weights="last.safetensors").temperature is None  # fitted on best
     p_cal, p_raw = calibrated.predict_proba(paths, workers=0), raw.predict_proba(paths, workers=0)
     np.testing.assert_allclose(p_raw, saved[[f"p:{c}" for c in raw.classes]].to_numpy(), atol=1e-5)
     np.testing.assert_allclose(p_cal, apply_temperature(p_raw, facts["temperature"]), atol=1e-5)
