@@ -62,6 +62,7 @@ def report(results: dict) -> str:
              "score, measured ms/image at this size) and its choice.", "",
              "| set | model | probe test acc | probe CPU s (load) | partial test acc | partial CPU s (load) | "
              "compare: probe score | ms/image |", "|---|---|---|---|---|---|---|---|"]
+    notes = []
     for data in SETS:
         compare = results.get(f"{data}/compare", {})
         scores = {s["model"]: s for s in compare.get("scores", [])}
@@ -75,9 +76,9 @@ def report(results: dict) -> str:
         if compare:  # the choice recomputed from the saved scores with the current rule (honed.advise.compare)
             choice, reasons = choose([BackboneScore(**s) for s in compare["scores"]], compare["sample"])
             compare = {**compare, "choice": choice, "reasons": reasons}
-            lines += ["", f"{data}: `--compare-models` chose **{compare['choice']}** ({compare['cpu_seconds']:.0f} CPU s"
+            notes += [f"{data}: `--compare-models` chose **{compare['choice']}** ({compare['cpu_seconds']:.0f} CPU s"
                       f", load {compare['load']:.0f}): " + "; ".join(compare["reasons"]), ""]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + notes) + "\n"
 
 
 def main() -> None:
