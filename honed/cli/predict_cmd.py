@@ -44,6 +44,9 @@ def predict(
                          device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
         return
     predictor = load(model_path, device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
+    if predictor.task_type.is_classification and not no_calibration and not predictor.calibrated:
+        console.print("note: this model has no fitted temperature (trained before honed calibrated, or too few "
+                      "validation images): its probabilities are uncalibrated (temperature 1)", highlight=False)
     with Progress(console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task("predicting", total=len(paths))
         frame = predictor.predict(paths, top_k=top_k, batch_size=batch_size,

@@ -137,13 +137,14 @@ def test_the_bundle_carries_it_and_an_old_bundle_is_uncalibrated(run_dir, tmp_pa
 
 def test_cli_no_calibration_returns_the_raw_probabilities(run_dir, tmp_path):
     saved = pd.read_parquet(run_dir / "predictions_val.parquet").head(8)
-    out = {}
+    out, said = {}, {}
     for flag in ("", "--no-calibration"):
         path = tmp_path / f"p{flag}.csv"
         command = [sys.executable, "-m", "honed", "predict", str(run_dir), *saved["path"], "--out", str(path), "-q",
                    "--device", "cpu", "--top-k", "2"] + ([flag] if flag else [])
-        subprocess.run(command, check=True, capture_output=True)
+        said[flag] = subprocess.run(command, check=True, capture_output=True, text=True).stderr
         out[flag] = pd.read_csv(path)
+    assert "uncalibrated" not in said[""]
     assert (out[""]["prediction"] == out["--no-calibration"]["prediction"]).all()
     raw = saved[[c for c in saved.columns if c.startswith("p:")]].max(axis=1).to_numpy()
     np.testing.assert_allclose(out["--no-calibration"]["probability"], raw, atol=1e-5)
