@@ -149,6 +149,13 @@ def test_cli_no_calibration_returns_the_raw_probabilities(run_dir, tmp_path):
     raw = saved[[c for c in saved.columns if c.startswith("p:")]].max(axis=1).to_numpy()
     np.testing.assert_allclose(out["--no-calibration"]["probability"], raw, atol=1e-5)
     assert not np.allclose(out[""]["probability"], raw, atol=1e-4)
+    (run_dir / "calibration.json").rename(tmp_path / "kept.json")  # a run from before honed calibrated
+    try:
+        old = subprocess.run(command[:-1], check=True, capture_output=True, text=True)
+        assert "uncalibrated (temperature 1)" in old.stderr.replace("\n", " ")
+        np.testing.assert_allclose(pd.read_csv(path)["probability"], raw, atol=1e-5)
+    finally:
+        (tmp_path / "kept.json").rename(run_dir / "calibration.json")
 
 
 def test_a_soft_vote_ensemble_fits_its_own_temperature_on_the_combination(run_dir, tmp_path):
