@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from honed.analyze import mistakes
+from honed.analyze.calibration_report import calibration_report, save_reliability
 from honed.analyze.factors import Factor, select_factors
 from honed.analyze.image_sizes import measure_sizes
 from honed.analyze.sensitivity import BatchPredictor, ProbeRun, probe_table, run_probes
@@ -58,6 +59,7 @@ class Analysis:
     shifts: dict = field(default_factory=dict)  # split statistics, candidate shifts, evidence (honed.analyze.shift)
     training: dict[str, float] = field(default_factory=dict)  # epochs / lr improve sets ({} when none)
     evidence_images: Any = field(default=None, repr=False)  # the shift evidence (ShiftEvidence), for the figure
+    calibration: dict = field(default_factory=dict)  # ECE / NLL before and after (honed.analyze.calibration_report)
 
     @property
     def folder(self) -> Path:
@@ -74,7 +76,7 @@ class Analysis:
                 "recommendations": [r.to_dict() for r in self.recommendations],
                 "factors": [f.to_dict() for f in self.factors], "slices": self.slices, "probes": self.probes,
                 "errors": self.errors, "files": self.files, "ledger_name": self.ledger_name, "fit": self.fit,
-                "bn_staleness": self.bn_staleness, "shifts": self.shifts}
+                "bn_staleness": self.bn_staleness, "shifts": self.shifts, "calibration": self.calibration}
 
 
 def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] | None = None,
@@ -145,9 +147,13 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
                   "seconds": round(time.perf_counter() - started, 2)},
         fit=fit, bn_staleness=_bn_staleness(model, source, ref),
         shifts={"statistics": statistics, "candidates": [s.to_dict() for s in shifts],
-                "evidence": shown.to_dict() if shown else {}}, evidence_images=shown)
+                "evidence": shown.to_dict() if shown else {}}, evidence_images=shown,
+        calibration=calibration_report(run_dir))
     if save:
         from honed.analyze.outputs import save_analysis
+
+        if analysis.calibration:  # the reliability diagram beside the other figures
+            analysis.calibration["figure"] = save_reliability(run_dir, analysis.folder)
 
         save_analysis(analysis, source, duration_s=time.perf_counter() - started)
     return analysis

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from honed.combine.calibration import calibrate_run
 from honed.analyze.source import load_run
 from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS, save_predictions
 from honed.artifacts.trained import load_trained
@@ -83,6 +84,7 @@ def recalibrate_run(run_dir: str | Path, *, weights: str = "best", batches: int 
     save_weights(path, model)
     if weights == "best":
         save_predictions(source.run_dir / VAL_PREDICTIONS, predictions)
+        calibrate_run(source.run_dir)  # new weights, new predictions: the temperature is fitted again
     result = Recalibration(source.name, path.name, backup.name, config.main_metric(), _renamed(before),
                            _renamed(after), len(layers), images, round(time.perf_counter() - started, 2))
     write_json(source.run_dir / RECORD_FILE, result.to_dict())

@@ -7,6 +7,7 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.artifacts.bundle_files import BUNDLE_FILE, ONNX_FILE
+from honed.artifacts.run_folder import check_temperature
 from honed.models.heads.gbm import HEAD_FILE as GBM_FILE, refuse_old_gbm
 from honed.tasks import TASKS, get_task
 
@@ -44,9 +45,18 @@ def validate_meta(meta: Any) -> dict[str, Any]:
         raise HonedError(f"{BUNDLE_FILE} asks for test-time augmentation {tta!r}; this honed knows "
                          f"{', '.join(TTA_POLICIES)} or an object {{views, aggregate, weights}}")
     _validate_files(_field(meta, "files", dict))
+    validate_calibration(meta)
     _field(meta, "metrics", dict)
     _field(meta, "parity", dict)
     return meta
+
+
+def validate_calibration(meta: dict[str, Any]) -> None:
+    """The optional "calibration" field: absent or null (an uncalibrated bundle, e.g. exported before honed
+    calibrated), or an object with a positive "temperature" (honed.combine.calibration)."""
+    raw = meta.get("calibration")
+    if raw is not None:
+        check_temperature(raw, f"{BUNDLE_FILE} field 'calibration'")
 
 
 def _field(mapping: dict[str, Any], key: str, kind: type, where: str = "") -> Any:

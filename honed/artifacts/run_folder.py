@@ -17,6 +17,7 @@ Layout of ``WORKSPACE/NAME/``::
     advice.json            why the transfer strategy was chosen (``strategy: auto``)
     probe.json             a probe run's head (honed.training.probe)
     ensemble.json          instead of weights: an ensemble's members and rule (honed.ensemble)
+    calibration.json       a classifier's temperature, fitted on its validation outputs (honed.combine.calibration)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ BAD_FILES = "bad_files.csv"
 ADVICE_FILE = "advice.json"
 PROBE_FILE = "probe.json"
 ENSEMBLE_FILE = "ensemble.json"
+CALIBRATION_FILE = "calibration.json"  # the temperature that calibrates a classifier's probabilities
 REFIT_FILE = "refit.json"  # a refit on train + val: the run it refits, that run's validation score, the epochs
 WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")  # a weights file inside a run folder
 
@@ -135,6 +137,19 @@ class RunFolder:
         path = self.path / PROBE_FILE
         return json.loads(path.read_text()) if path.is_file() else None
 
+    def calibration(self) -> dict | None:
+        """``calibration.json`` (the temperature and its before/after scores); None for a run without one:
+        regression, too few validation images, or trained before honed calibrated."""
+        path = self.path / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise HonedError(f"{path} is damaged ({error}): delete it to predict uncalibrated") from None
+        check_temperature(raw, str(path))
+        return raw
+
     def refit_facts(self) -> dict | None:
         """What a refit on train + val records (``REFIT_FILE``); None for a run selected on validation."""
         path = self.path / REFIT_FILE
@@ -147,6 +162,14 @@ class RunFolder:
         if facts is not None and not facts.get("weights_written", True):
             raise HonedError(f"run {self.name!r} cannot be {action}: {facts.get('note', '')}; "
                              "train it again (this honed keeps what a gbm head needs to predict)")
+
+
+def check_temperature(raw: object, where: str) -> float:
+    """The temperature of a calibration record (run folder or bundle), which must be a positive finite number."""
+    value = raw.get("temperature") if isinstance(raw, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise HonedError(f"{where}: 'temperature' must be a positive number, not {value!r}")
+    return float(value)
 
 
 def claim_run_dir(workspace: Path, config: RunConfig, *, resume: bool, is_main: bool = True) -> Path:

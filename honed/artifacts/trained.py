@@ -43,6 +43,12 @@ class TrainedModel:
     labels: Labels
     source: Path  # the run folder or bundle it came from
     bundle_meta: dict[str, Any] | None = None  # a bundle's validated bundle.json; None for a run folder
+    calibration: dict[str, Any] | None = None  # calibration.json / bundle.json "calibration"; None: uncalibrated
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature its probabilities are divided by (in log space); None: not calibrated."""
+        return None if self.calibration is None else float(self.calibration["temperature"])
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -82,7 +88,8 @@ def _from_run(run: RunFolder, weights: str, gbm_head: bool) -> TrainedModel:
     load_weights(run.file(weights), network)
     model = with_gbm_head(network, run.path) if gbm_head else network  # a gbm probe: its trees on its features
     head = "gbm" if model is not network else "linear"
-    return TrainedModel(model.eval(), head, config, labels, run.path)
+    calibration = run.calibration() if weights == BEST_WEIGHTS else None  # fitted on the best weights' outputs
+    return TrainedModel(model.eval(), head, config, labels, run.path, calibration=calibration)
 
 
 def from_bundle_files(files: BundleFiles, raw: Any, *, backend: str = "torch") -> TrainedModel:
@@ -96,7 +103,8 @@ def from_bundle_files(files: BundleFiles, raw: Any, *, backend: str = "torch") -
         gbm = GbmHead.from_bytes(checked_file(files, meta, GBM_FILE), where=f"{GBM_FILE} in {files.path}")
         model = GbmProbeModel(model, gbm)
     labels = Labels(meta["task"], list(meta["classes"]), list(meta["target_columns"]))
-    return TrainedModel(model, head, config, labels, files.path, bundle_meta=meta)
+    return TrainedModel(model, head, config, labels, files.path, bundle_meta=meta,
+                        calibration=meta.get("calibration"))
 
 
 def _bundle_config(meta: dict[str, Any]) -> RunConfig:

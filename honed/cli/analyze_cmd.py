@@ -70,6 +70,11 @@ def analyze(
     else:
         console.print("no significant weakness found")
     _print_regularization_checks(console, analysis)
+    from honed.analyze.calibration_report import summary_rows
+
+    for row in summary_rows(analysis.calibration):  # ECE and NLL before -> after the run's temperature
+        console.print(f"calibration ({analysis.calibration['status']}, T {analysis.calibration['temperature']:.3f}) "
+                      f"on {row[0]}, {row[1]} images: ECE {row[2]}, NLL {row[3]}", highlight=False)
     console.print(f"saved to {analysis.folder}" + (f"; ledger row {analysis.ledger_name}" if analysis.ledger_name
                                                     else ""))
 

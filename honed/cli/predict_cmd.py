@@ -24,6 +24,8 @@ def predict(
     backend: str = typer.Option("torch", help="torch, or onnx to run a bundle's model.onnx in ONNX Runtime."),
     tta: str = typer.Option("", help="Test-time augmentation views, e.g. flip or flip,crops; 'none' turns a "
                             "bundle's own setting off."),
+    no_calibration: bool = typer.Option(False, "--no-calibration", help="Raw probabilities: leave out the "
+                                        "temperature fitted on the validation split."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder to look the run up in."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     json_out: bool = json_option("where the predictions went and how many failed (the predictions stay in --out)"),
@@ -42,9 +44,12 @@ def predict(
     console = out_console(stderr=True)
     if is_distributed_launch():  # under torchrun: each rank predicts a slice, rank 0 merges (predict_sharded)
         _predict_sharded(model_path, paths, out, console, quiet=quiet, top_k=top_k, batch_size=batch_size,
-                         device=device, backend=backend, tta=tta or None)
+                         device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
         return
-    predictor = load(model_path, device=device, backend=backend, tta=tta or None)
+    predictor = load(model_path, device=device, backend=backend, tta=tta or None, calibrate=not no_calibration)
+    if predictor.task_type.is_classification and not no_calibration and not predictor.calibrated:
+        console.print("note: this model has no fitted temperature (trained before honed calibrated, or too few "
+                      "validation images): its probabilities are uncalibrated (temperature 1)", highlight=False)
     members = len(getattr(predictor, "members", ()))
     label = f"predicting {len(paths)} images" + (f" with {members} members" if members else "")
     with Phase(RichReporter(console, quiet=quiet), label, len(paths)) as phase:

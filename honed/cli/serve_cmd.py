@@ -33,6 +33,8 @@ def serve(
     backend: str = typer.Option("torch", help="torch, or onnx to run the bundle's model.onnx in ONNX Runtime."),
     tta: str = typer.Option("", help="Test-time augmentation views, e.g. flip; 'none' turns the bundle's own "
                             "setting off; empty keeps it."),
+    no_calibration: bool = typer.Option(False, "--no-calibration", help="Serve raw probabilities: leave out the "
+                                        "temperature fitted on the validation split."),
     workers: int = typer.Option(1, min=1, help="Server processes, each with its own model and batcher."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
@@ -54,15 +56,16 @@ def serve(
                       f"port can call /predict. Set --token-file or ${ENV_TOKEN}, or bind 127.0.0.1.")
     if workers == 1:
         app = app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None,
-                              tokens=tokens)
+                              tokens=tokens, calibrate=not no_calibration)
         console.print(f"serving {app.state.model.name} at http://{host}:{port} (page at /, docs at /docs"
                       f"{'; /predict and /metadata need the bearer token' if tokens else ''})")
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
-    app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None)  # fail here, once
+    app_from_bundle(bundle, settings=settings, device=device, backend=backend, tta=tta or None,
+                    calibrate=not no_calibration)  # fail here, once
     os.environ[ENV_CONFIG] = json.dumps({"bundle": bundle, "settings": settings.to_dict(), "device": device,
                                          "backend": backend, "tta": tta or None,  # never a token: a path
-                                         "token_file": token_file or None})
+                                         "token_file": token_file or None, "calibrate": not no_calibration})
     console.print(f"serving {bundle} at http://{host}:{port} with {workers} worker processes")
     uvicorn.run("honed.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)

@@ -26,7 +26,8 @@ def workflow(
     name: str = typer.Option("workflow", help="Workflow name: its folder, and the prefix of its runs."),
     resume: str = typer.Option("", help="Continue the interrupted workflow with this name, with its own settings."),
     workspace: Path = typer.Option(Path("honed-runs"), help="Workspace folder holding the runs and the ledger."),
-    model: str = typer.Option("tf_efficientnet_lite0", help="Any timm model name, or a torchvision one."),
+    model: str = typer.Option("tf_efficientnet_lite0", help="Any timm model name, or a torchvision one; auto: "
+                              "the pip-shipped pretrained backbone whose features fit best for their cost."),
     pretrained: bool = typer.Option(True, help="Start from ImageNet weights (pip-shipped or timm's hub)."),
     strategy: str = typer.Option("auto", help="Transfer strategy, or auto: the advisor picks from the data."),
     lr: float = typer.Option(0.0, help="Learning rate; 0: found with an LR range test."),

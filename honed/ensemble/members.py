@@ -42,10 +42,11 @@ class Member:
         return self.folder.config()
 
     def load(self, *, device: str = "auto"):
-        """This member as a Predictor with its own preprocessing."""
+        """This member as a Predictor with its own preprocessing, predicting raw probabilities: an ensemble
+        combines its members' raw outputs, as saved in their predictions, and calibrates the combination."""
         from honed.predict import load
 
-        return load(self.run_dir, device=device, weights=self.weights)
+        return load(self.run_dir, device=device, weights=self.weights, calibrate=False)
 
     def val_table(self) -> pd.DataFrame:
         path = self.folder.file(self.val_predictions)

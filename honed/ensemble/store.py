@@ -27,6 +27,7 @@ import pandas as pd
 
 from honed.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from honed.data.manifest import Manifest
+from honed.combine.calibration import CALIBRATED_METHODS, calibrate_run
 from honed.combine.rules import TIE_RULE, CombinationRule
 from honed.ensemble.diversity import DiversityReport, save_report
 from honed.ensemble.members import Member
@@ -118,6 +119,8 @@ def save_ensemble(run_dir: Path, *, kind: str, members: Sequence[Member], rule: 
         save_table(run_dir / file_name, table)
     if diversity is not None:
         save_report(diversity, run_dir)
+    if rule.method in CALIBRATED_METHODS:  # soft votes: a temperature on the combined validation log-probabilities
+        calibrate_run(run_dir)
     write_json(run_dir / ENSEMBLE_FILE, _finite(definition))  # last: it makes the folder loadable as an ensemble
     with Ledger(run_dir.parent) as ledger:
         ledger.upsert(RunRecord(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from honed.combine.calibration import calibration_words
 from honed.config import RunConfig
 from honed.errors import HonedError
 from honed.tracking.ledger import Ledger, RunRecord, has_ledger
@@ -174,6 +175,8 @@ def model_card(facts: RunFacts, meta: dict[str, Any]) -> str:
         _training_section(facts.config),
         _steps_section(facts),
         _scores_section(facts),
+        *([f"## Calibration\n{calibration_words(meta.get('calibration'))}"] if facts.task_type.is_classification
+          else []),
         _export_section(meta),
     ]
     return "\n\n".join(sections) + "\n"

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
+from honed.combine.calibration import calibration_words
 from honed.combine.rules import TIE_RULE
 from honed.artifacts.run_folder import RunFolder
 from honed.predict.ensembles import MAX_MEMBERS, member_folders, read_definition
@@ -54,6 +55,7 @@ def export_ensemble_bundle(run_dir: str | os.PathLike[str], out_dir: str | os.Pa
             entries.append({"name": name, "folder": folder,
                             "bundle_sha256": sha256((stage / folder / BUNDLE_FILE).read_bytes())})
         meta = _meta(definition, entries)
+        meta["calibration"] = RunFolder(run_dir).calibration()  # soft votes: the combination's temperature
         write_text(stage / CARD_FILE, _card(meta))
         write_json(stage / BUNDLE_FILE, meta)
         files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
@@ -92,6 +94,7 @@ def _card(meta: dict[str, Any]) -> str:
         f"# Ensemble `{meta['name']}`", "",
         f"{len(meta['members'])} members combined by **{rule['method']}** voting{ties}.", scores + ".", "",
         f"| member | folder | weight | validation {metric} |", "|---|---|---|---|", *rows, "",
+        "## Calibration", calibration_words(meta.get("calibration")), "",
         "Each member folder is a complete bundle with its own model card, preprocessing and parity checks.", ""])
 
 

@@ -2,7 +2,7 @@
 
 Layout::
 
-    bundle.json            format version, model name, task, labels, preprocessing, TTA, metrics,
+    bundle.json            format version, model name, task, labels, preprocessing, TTA, calibration, metrics,
                            data fingerprint, honed version, created time, file hashes, parity reports
     model.safetensors      the run's best weights, unfused: the architecture is rebuilt from its name
     model_card.md          data, model and strategy, augmentations, settings, steps, scores
@@ -113,6 +113,8 @@ def export_run_bundle(
         _refuse_failed(reports, described)
         meta = _bundle_meta(facts, stage, reports, fused_pairs=fused_pairs, inputs=described)
         meta["tta"] = "none" if setting is None else setting.to_dict()
+        if weights != BEST_WEIGHTS:  # the temperature was fitted on the best weights' outputs, not a snapshot's
+            meta["calibration"] = None
         write_text(stage / CARD_FILE, model_card(facts, meta))
         write_json(stage / BUNDLE_FILE, meta)
         files = tuple(sorted(p.name for p in stage.iterdir()))
@@ -249,6 +251,7 @@ def _bundle_meta(facts: RunFacts, stage: Path, reports: dict[str, ParityReport],
         "preprocessing": {"image_size": pre.image_size, "resize": RESIZE_POLICY, "interpolation": "bilinear",
                           "mean": list(pre.mean), "std": list(pre.std)},
         "tta": "none",
+        "calibration": RunFolder(facts.run_dir).calibration(),  # the temperature; None: predicts uncalibrated
         "metric": facts.metric,
         "score": facts.score,
         "metrics": facts.metrics,

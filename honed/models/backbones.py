@@ -15,6 +15,8 @@ from honed.errors import HonedError
 from honed.models.pip_weights import PIP_WEIGHTS, pretrained_state_dict
 from honed.models.state_dicts import IMAGENET_MEAN, IMAGENET_STD, head_prefix, load_into, read_state_dict
 
+HUB_PREFIX = "hf-hub:"  # timm reads such a model's config (and weights) from the Hugging Face Hub: a network
+
 
 def create_backbone_with_pretrained(
     model_name: str,
@@ -57,9 +59,13 @@ def _build(family: str, name: str, num_outputs: int, drop_rate: float, *, hub: b
             return timm.create_model(name, pretrained=hub, num_classes=num_outputs, **extra)
         return _build_torchvision(name, num_outputs, drop_rate, hub=hub)
     except (OSError, RuntimeError, ValueError) as exc:
+        cause = (str(exc).strip().splitlines() or [""])[0][:160]
+        if name.startswith(HUB_PREFIX):  # even its architecture comes from the hub
+            raise HonedError(f"model {name!r} comes from the Hugging Face Hub, which needs a network (none reached: "
+                             f"{type(exc).__name__}: {cause}): connect and retry, or use a model with pip-shipped "
+                             f"weights: {', '.join(sorted(PIP_WEIGHTS))}") from exc
         if not hub:
             raise
-        cause = (str(exc).strip().splitlines() or [""])[0][:160]
         raise HonedError(
             f"could not download pretrained weights for {name} (no network?): pass --weights FILE, or use a "
             f"model with pip-shipped weights: {', '.join(sorted(PIP_WEIGHTS))} [{type(exc).__name__}: {cause}]"
@@ -94,8 +100,9 @@ def _replace_last_layer(model: nn.Module, prefix: str, num_outputs: int) -> None
 
 
 def model_family(model_name: str) -> str:
-    """'timm' or 'torchvision' for a known name; unknown names raise with the closest known names."""
-    if timm.is_model(model_name):
+    """'timm' or 'torchvision' for a known name; unknown names raise with the closest known names. ``hf-hub:``
+    names are timm's, passed through unchecked: only the hub knows them."""
+    if model_name.startswith(HUB_PREFIX) or timm.is_model(model_name):
         return "timm"
     if model_name in _torchvision_names():
         return "torchvision"

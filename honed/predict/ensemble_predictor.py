@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from honed.combine.calibration import CALIBRATED_METHODS
 from honed.combine.rules import CombinationRule, get_method
 from honed.errors import HonedError
 from honed.predict.predictor import Predictor
@@ -22,7 +23,8 @@ from honed.predict.predictor import Predictor
 class EnsemblePredictor(Predictor):
     """Members (Predictors, each with its own preprocessing) combined by ``rule``."""
 
-    def __init__(self, members: Sequence[Predictor], rule: CombinationRule, *, name: str = "ensemble"):
+    def __init__(self, members: Sequence[Predictor], rule: CombinationRule, *, name: str = "ensemble",
+                 temperature: float | None = None):
         # No Predictor.__init__: an ensemble has no single model; it sets what Predictor's methods read.
         if not members:
             raise HonedError("an ensemble needs at least one member")
@@ -44,6 +46,9 @@ class EnsemblePredictor(Predictor):
         self.target_columns = list(first.target_columns)
         self.device = first.device
         self.model = nn.ModuleList([m.model for m in members])
+        # the ensemble's own temperature, fitted on its combined validation log-probabilities (soft votes only:
+        # a hard vote's output is vote shares)
+        self.temperature = temperature if rule.method in CALIBRATED_METHODS else None
 
     @property
     def tta(self) -> None:
@@ -71,7 +76,7 @@ class EnsemblePredictor(Predictor):
                 batch = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
                                       align_corners=False).round().clamp(0, 255).to(torch.uint8)
             outputs.append(member.predict_batch(batch))
-        return self.rule.combine(np.stack(outputs)).astype(np.float32)
+        return self.calibrate(self.rule.combine(np.stack(outputs)).astype(np.float32))
 
     def predict_outputs(self, images, *, batch_size: int = 64, workers: int = -1,
                         progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -85,7 +90,7 @@ class EnsemblePredictor(Predictor):
                                                            progress=shown.advance)
             outputs.append(values)
             errors = [mine or theirs for mine, theirs in zip(errors, member_errors)]
-        return self.rule.combine(np.stack(outputs)).astype(np.float32), errors
+        return self.calibrate(self.rule.combine(np.stack(outputs)).astype(np.float32)), errors
 
 
 class _SharedProgress:

@@ -15,7 +15,8 @@ from typing import Any
 
 from honed.artifacts.bundle_files import BUNDLE_FILE, BundleFiles, read_meta, sha256
 from honed.artifacts.bundle_meta import FORMAT_NAME as BUNDLE_FORMAT, FORMAT_VERSION as BUNDLE_VERSION
-from honed.artifacts.run_folder import CONFIG_FILE, ENSEMBLE_FILE, WEIGHTS_NAME
+from honed.artifacts.bundle_meta import validate_calibration
+from honed.artifacts.run_folder import CONFIG_FILE, ENSEMBLE_FILE, WEIGHTS_NAME, RunFolder
 from honed.artifacts.trained import from_bundle_files
 from honed.predict.ensemble_predictor import EnsemblePredictor
 from honed.combine.rules import CombinationRule, get_method
@@ -71,19 +72,26 @@ def member_folders(run_dir: Path, definition: dict[str, Any]) -> list[tuple[str,
     return members
 
 
-def load_ensemble(run_dir: Path, *, device: str = "auto", backend: str = "torch") -> EnsemblePredictor:
-    """An EnsemblePredictor from an ensemble run folder (each member from its own run folder)."""
+def load_ensemble(run_dir: Path, *, device: str = "auto", backend: str = "torch",
+                  calibrate: bool = True) -> EnsemblePredictor:
+    """An EnsemblePredictor from an ensemble run folder (each member from its own run folder). Members predict
+    raw, as they were combined when the ensemble was built; the ensemble's own temperature (soft votes)
+    calibrates the combination."""
     from honed.predict.loading import load  # a member is any run: the same loader
 
     definition = read_definition(run_dir)
     if backend != "torch":
         raise HonedError(f"backend {backend!r} needs a bundle: export the ensemble with `honed export "
                          f"{Path(run_dir).name} --format {backend}` and load the bundle")
-    predictors = [load(folder, device=device, weights=weights) for _, folder, weights in member_folders(run_dir, definition)]
-    return EnsemblePredictor(predictors, definition["rule"], name=definition["name"])
+    predictors = [load(folder, device=device, weights=weights, calibrate=False)
+                  for _, folder, weights in member_folders(run_dir, definition)]
+    calibration = RunFolder(Path(run_dir)).calibration() if calibrate else None
+    return EnsemblePredictor(predictors, definition["rule"], name=definition["name"],
+                             temperature=None if calibration is None else float(calibration["temperature"]))
 
 
-def load_ensemble_bundle(files: BundleFiles, raw: Any, *, device: str = "auto", backend: str = "torch") -> EnsemblePredictor:
+def load_ensemble_bundle(files: BundleFiles, raw: Any, *, device: str = "auto", backend: str = "torch",
+                         calibrate: bool = True) -> EnsemblePredictor:
     """An EnsemblePredictor from an ensemble bundle's files (see the module docstring)."""
     meta = validate_ensemble_meta(raw)
     predictors = []
@@ -97,8 +105,11 @@ def load_ensemble_bundle(files: BundleFiles, raw: Any, *, device: str = "auto", 
             raise HonedError(f"{entry['folder']} in {files.path} is itself an ensemble: nested ensembles are "
                              "not loaded")
         trained = from_bundle_files(member, member_meta, backend=backend)
-        predictors.append(Predictor.from_trained(trained, device=device, tta=bundle_tta(trained.bundle_meta)))
-    return EnsemblePredictor(predictors, meta["rule"], name=meta["name"])
+        predictors.append(Predictor.from_trained(trained, device=device, tta=bundle_tta(trained.bundle_meta),
+                                                 calibrate=False))  # raw, as combined when it was built
+    calibration = meta.get("calibration") if calibrate else None
+    return EnsemblePredictor(predictors, meta["rule"], name=meta["name"],
+                             temperature=None if calibration is None else float(calibration["temperature"]))
 
 
 def validate_ensemble_meta(meta: Any) -> dict[str, Any]:
@@ -130,4 +141,5 @@ def validate_ensemble_meta(meta: Any) -> dict[str, Any]:
         raise HonedError(f"{where} names a member folder twice")
     rule = CombinationRule.from_dict(meta.get("rule"), len(members), where=where)
     get_method(rule.method, meta["task"])
+    validate_calibration(meta)
     return {**meta, "rule": rule}

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from honed.artifacts.onnx_runtime import OnnxModel
+from honed.combine.calibration import apply_temperature
 from honed.artifacts.trained import TrainedModel
 from honed.config import RunConfig
 from honed.data.loader import default_workers
@@ -29,12 +30,16 @@ class Predictor:
     """A trained model with its own preprocessing and label names; predicts files, folders or images.
 
     ``tta`` (a ``honed.tta.TTASetting``, or None) applies test-time augmentation to every batch it predicts.
+    ``temperature`` (a classifier's fitted one, or None) calibrates its probabilities, after any TTA: the
+    predicted class stays the same (``honed.combine.calibration``).
     """
 
     def __init__(self, model: torch.nn.Module, config: RunConfig, *, task: str, classes: Sequence[str],
-                 target_columns: Sequence[str], device: str = "auto", tta: TTASetting | None = None):
+                 target_columns: Sequence[str], device: str = "auto", tta: TTASetting | None = None,
+                 temperature: float | None = None):
         self.config = config
         self.tta = tta
+        self.temperature = temperature
         self.task = task
         self.classes = list(classes)
         self.target_columns = list(target_columns)
@@ -47,12 +52,24 @@ class Predictor:
         return get_task(self.task)
 
     @classmethod
-    def from_trained(cls, trained: TrainedModel, *, device: str = "auto", tta: TTASetting | None = None) -> "Predictor":
-        """A Predictor around a loaded model (``honed.artifacts.load_trained``). An ONNX graph runs on the CPU:
-        moving inputs to a GPU would only add copies."""
+    def from_trained(cls, trained: TrainedModel, *, device: str = "auto", tta: TTASetting | None = None,
+                     calibrate: bool = True) -> "Predictor":
+        """A Predictor around a loaded model (``honed.artifacts.load_trained``), with its temperature unless
+        ``calibrate=False`` (raw probabilities). An ONNX graph runs on the CPU: moving inputs to a GPU would
+        only add copies."""
         device = "cpu" if isinstance(trained.network, OnnxModel) else device
         return cls(trained.network, trained.config, task=trained.labels.task, classes=trained.labels.classes,
-                   target_columns=trained.labels.target_columns, device=device, tta=tta)
+                   target_columns=trained.labels.target_columns, device=device, tta=tta,
+                   temperature=trained.temperature if calibrate else None)
+
+    @property
+    def calibrated(self) -> bool:
+        """True when its probabilities are temperature-scaled (a calibrated classifier, calibration on)."""
+        return self.temperature is not None and self.task_type.is_classification
+
+    def calibrate(self, outputs: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, C]`` -> calibrated ones with this predictor's temperature (values pass through)."""
+        return apply_temperature(outputs, self.temperature) if self.calibrated else outputs
 
     @property
     def image_size(self) -> int:
@@ -63,9 +80,9 @@ class Predictor:
         """uint8 [B,3,S,S] -> probabilities [B,C] (classify) or values [B,T] (regress), with TTA if set."""
         x = to_unit_float(images.to(self.device))
         if self.tta is not None:
-            return self.tta.apply(x, self.logits, self.task).cpu().numpy()
+            return self.calibrate(self.tta.apply(x, self.logits, self.task).cpu().numpy())
         out = self.logits(x)
-        return self.task_type.outputs(out).cpu().numpy()
+        return self.calibrate(self.task_type.outputs(out).cpu().numpy())
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,7 @@ def merge_parts(out: Path, world_size: int) -> Path:
 
 def predict_sharded(model_path: Path, paths: Sequence[str], out: Path, *, top_k: int = 1, batch_size: int = 64,
                     device: str = "auto", backend: str = "torch", tta: str | None = None, workers: int = -1,
-                    progress: Callable[[int], None] | None = None) -> ShardedPrediction:
+                    progress: Callable[[int], None] | None = None, calibrate: bool = True) -> ShardedPrediction:
     """Predict this rank's slice of ``paths`` and, on rank 0, merge every rank's rows into ``out``.
 
     Every rank must be given the same ``paths`` (checked): each lists the inputs itself, so no rank ships
@@ -114,7 +114,7 @@ def predict_sharded(model_path: Path, paths: Sequence[str], out: Path, *, top_k:
         start, stop = shard_bounds(len(paths), runtime.rank, runtime.world_size)
         problem, failed = "", 0
         try:
-            predictor = load(model_path, device=str(runtime.device), backend=backend, tta=tta)
+            predictor = load(model_path, device=str(runtime.device), backend=backend, tta=tta, calibrate=calibrate)
             frame = predictor.predict(list(paths[start:stop]), top_k=top_k, batch_size=batch_size, workers=workers,
                                       progress=progress)
             failed = int((frame["error"] != "").sum())

@@ -4,8 +4,9 @@
     ensemble.predict_proba(paths); ensemble.predict(paths); ensemble.score(test_paths, test_labels)
 
 The members are already trained (scikit-learn's "prefit"); ``fit`` only fits the rule's weights (for
-``weighted``) on the images given, with their cross-fitted score in ``cv_score_``. The constructor stores its
-arguments unchanged, so ``sklearn.base.clone`` works. ``create_ensemble`` is the workspace-level version:
+``weighted``) on the images given, with their cross-fitted score in ``cv_score_``, and for soft votes a
+temperature on the combined probabilities (``temperature_``, used by ``predict_proba``; argmax unchanged).
+The constructor stores its arguments unchanged, so ``sklearn.base.clone`` works. ``create_ensemble`` is the workspace-level version:
 it uses the predictions the member runs saved, and records the ensemble as a run.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from honed.combine.calibration import CALIBRATED_METHODS, apply_temperature, fit_calibration
 from honed.combine.rules import CombinationRule, default_method, get_method
 from honed.combine.scoring import encode_targets, score
 from honed.predict.ensemble_predictor import EnsemblePredictor
@@ -48,11 +50,15 @@ class VotingEnsemble(BaseEstimator):
         self.rule_ = rule
         self.classes_ = np.asarray(self.members[0].classes)
         self.cv_score_ = score(combined, targets, self._task)
+        calibration = None
+        if self._task_type.is_classification and rule.method in CALIBRATED_METHODS:
+            calibration = fit_calibration(rule.combine(outputs), targets)  # on the combined log-probabilities
+        self.temperature_ = None if calibration is None else calibration.temperature
         return self
 
     def to_predictor(self) -> EnsemblePredictor:
         """The ensemble as a Predictor (a table per prediction, usable wherever ``honed.load`` is)."""
-        return EnsemblePredictor(list(self.members), self._rule())
+        return EnsemblePredictor(list(self.members), self._rule(), temperature=getattr(self, "temperature_", None))
 
     def member_outputs(self, images) -> np.ndarray:
         """``[M, N, C]``: every member's probabilities (values) for every input, at its own preprocessing."""
@@ -65,7 +71,7 @@ class VotingEnsemble(BaseEstimator):
     def predict_proba(self, images) -> np.ndarray:
         if not self._task_type.is_classification:
             raise HonedError("predict_proba is for classification members: use predict")
-        return self._rule().combine(self.member_outputs(images))
+        return apply_temperature(self._rule().combine(self.member_outputs(images)), getattr(self, "temperature_", None))
 
     def predict(self, images) -> np.ndarray:
         """Class names (classification, the tie rule included) or values ``[N, T]`` (regression)."""

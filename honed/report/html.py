@@ -13,6 +13,7 @@ from pathlib import Path
 from string import Template
 from typing import Callable, Sequence
 
+from honed.report.calibration_section import calibration_html
 from honed.report import figures
 from honed.report.data import ReportData, StepRow
 from honed.tasks import get_task
@@ -75,8 +76,8 @@ footer { text-align: center; color: #6b7380; font-size: 0.8rem; padding: 1rem; }
 
 SECTIONS = (("steps", "Steps"), ("curves", "Learning curves"), ("confusion", "Confusion matrix"),
             ("worst", "Worst predictions"), ("labels", "Doubtful labels and image quality"),
-            ("sensitivity", "Sensitivity"),
-            ("recommendations", "Recommendations"), ("ensemble", "Ensemble diversity"), ("card", "Model card"))
+            ("sensitivity", "Sensitivity"), ("recommendations", "Recommendations"), ("ensemble", "Ensemble diversity"),
+            ("calibration", "Calibration"), ("card", "Model card"))
 
 
 def esc(value: object) -> str:
@@ -92,7 +93,8 @@ def render(data: ReportData) -> str:
         "steps": steps_section, "curves": curves_section, "confusion": confusion_section, "worst": worst_section,
         "labels": data_quality_section,
         "sensitivity": sensitivity_section, "recommendations": recommendations_section,
-        "ensemble": ensemble_section, "card": card_section}
+        "ensemble": ensemble_section, "card": card_section,
+        "calibration": lambda d: calibration_html(d.run_dir, esc=esc, table=table, image=image, missing=missing)}
     sections = "\n".join(f'<section id="{key}"><h2>{esc(title)}</h2>\n{builders[key](data)}\n</section>'
                          for key, title in SECTIONS)
     meta = (f"run <b>{esc(data.focus)}</b> &middot; {esc(data.task)} &middot; main metric {esc(data.metric)} "

@@ -125,9 +125,12 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None, *, tok
 
 
 def app_from_bundle(bundle: str, *, settings: ServeSettings | None = None, device: str = "auto",
-                    backend: str = "torch", tta: str | None = None, tokens: Sequence[str] = ()) -> FastAPI:
-    """Load a local bundle and serve it (``tokens``: see ``create_app``)."""
-    return create_app(load_served(bundle, device=device, backend=backend, tta=tta), settings, tokens=tokens)
+                    backend: str = "torch", tta: str | None = None, tokens: Sequence[str] = (),
+                    calibrate: bool = True) -> FastAPI:
+    """Load a local bundle and serve it (``tokens``: see ``create_app``; ``calibrate=False``: raw
+    probabilities, no temperature)."""
+    return create_app(load_served(bundle, device=device, backend=backend, tta=tta, calibrate=calibrate), settings,
+                      tokens=tokens)
 
 
 def app_from_env() -> FastAPI:
@@ -136,7 +139,8 @@ def app_from_env() -> FastAPI:
     else $HONED_SERVE_TOKEN (the JSON never holds a token)."""
     config = json.loads(os.environ[ENV_CONFIG])
     return app_from_bundle(config["bundle"], settings=ServeSettings(**config["settings"]), device=config["device"],
-                           backend=config["backend"], tta=config["tta"], tokens=read_tokens(config.get("token_file")))
+                           backend=config["backend"], tta=config["tta"], tokens=read_tokens(config.get("token_file")),
+                           calibrate=config.get("calibrate", True))
 
 
 # ---------------------------------------------------------------------------------------------- helpers

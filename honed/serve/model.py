@@ -39,12 +39,14 @@ class ServedModel:
         out.setdefault("preprocessing", {"image_size": p.image_size, "mean": list(p.config.preprocess.mean),
                                          "std": list(p.config.preprocess.std)})
         out["tta"] = "none" if p.tta is None else p.tta.to_dict()  # what is applied now (--tta may override)
+        out["calibration"] = {"temperature": p.temperature, "applied": p.calibrated}  # --no-calibration: raw
         return out
 
 
 def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "torch",
-                tta: str | None = None) -> ServedModel:
-    """Load a local bundle (folder or .zip) for serving; HonedError for URLs, run folders and broken bundles."""
+                tta: str | None = None, calibrate: bool = True) -> ServedModel:
+    """Load a local bundle (folder or .zip) for serving; HonedError for URLs, run folders and broken bundles.
+    ``calibrate=False`` serves raw probabilities instead of temperature-scaled ones."""
     from honed.artifacts.bundle_meta import CARD_FILE
     from honed.artifacts.trained import is_bundle
     from honed.artifacts.bundle_files import BUNDLE_FILE, BundleFiles, read_meta
@@ -60,7 +62,7 @@ def load_served(bundle: str | Path, *, device: str = "auto", backend: str = "tor
     if not is_bundle(path):
         raise HonedError(f"{path} is not a bundle (no {BUNDLE_FILE}): export the run first with "
                          f"`honed export {path.name}` and serve the bundle")
-    predictor = load(path, device=device, backend=backend, tta=tta)
+    predictor = load(path, device=device, backend=backend, tta=tta, calibrate=calibrate)
     files = BundleFiles(path)  # zip or folder, size-checked, nothing extracted
     raw = read_meta(files)
     try:

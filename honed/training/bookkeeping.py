@@ -1,5 +1,5 @@
-"""The run's own records as training callbacks: its folder and ledger row (``honed.artifacts.run_folder``)
-and the ``--log`` loggers (``honed.tracking.loggers``)."""
+"""The run's own records as training callbacks: its folder, its temperature (``honed.combine.calibration``)
+and ledger row (``honed.artifacts.run_folder``), and the ``--log`` loggers (``honed.tracking.loggers``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 from honed.artifacts import run_folder as runs
 from honed.artifacts.run_folder import BEST_WEIGHTS, VAL_PREDICTIONS
 from honed.artifacts.weights import save_weights
+from honed.combine.calibration import calibrate_run
 from honed.training.callbacks import Callback, EpochEnd, RunInfo
 from honed.tracking.loggers import create_loggers
 
@@ -29,6 +30,7 @@ class RunRecords(Callback):
         self._record(run, end.best_row, "running")
 
     def on_run_end(self, run: RunInfo, metrics: dict) -> None:
+        calibrate_run(run.run_dir)  # the final predictions_val (best epoch or SWA average) are written by now
         self._record(run, metrics, "done")
 
     def on_failure(self, run: RunInfo, status: str) -> None:

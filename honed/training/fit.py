@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from honed.artifacts import run_folder as runs
+from honed.combine.calibration import calibrate_run
 from honed.config import RunConfig
 from honed.data.dataset import split_dataset
 from honed.data.loader import start_epoch
@@ -98,6 +99,8 @@ def _train(config: RunConfig, manifest: Manifest | None, reporter: Reporter, run
             watching.on_run_start(run)
             result = train_probe(config, model, data, run_dir=run_dir, runtime=runtime, reporter=reporter,
                                  resume=resume)
+            if runtime.is_main:
+                calibrate_run(run_dir)  # a temperature on the probe's validation predictions
             watching.on_run_end(run, result.metrics)
         return replace(result, config=config)
     return _fit(run, strategy, swa, runtime, reporter, callbacks)

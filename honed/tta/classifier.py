@@ -5,7 +5,8 @@
 
 The constructor only stores its arguments; ``fit`` is needed only for ``aggregate="learned"`` (one weight
 per view, fitted on the images given, e.g. the validation split), and learned state ends in ``_``. It serves
-regression runs too (``predict`` then returns values). ``to_setting()`` is what a bundle stores.
+regression runs too (``predict`` then returns values). ``to_setting()`` is what a bundle stores. A calibrated
+predictor's temperature scales the aggregated probabilities, as ``Predictor.predict_batch`` does with TTA.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from honed.combine.calibration import apply_temperature
 from honed.data.preprocess import to_unit_float
 from honed.errors import HonedError
 from honed.tta.setting import TTASetting, aggregate_outputs
@@ -110,7 +112,11 @@ class TTAClassifier(BaseEstimator):
     def _predict(self, images) -> np.ndarray:
         setting = self.to_setting()
         raw = torch.from_numpy(self.view_outputs(images, names=setting.views))
-        return aggregate_outputs(raw, self._task.name, setting.aggregate, setting.weights).numpy()
+        outputs = aggregate_outputs(raw, self._task.name, setting.aggregate, setting.weights).numpy()
+        if not self._task.is_classification:
+            return outputs
+        # the predictor's temperature (None: uncalibrated), applied to the aggregate as Predictor does
+        return apply_temperature(outputs, getattr(self.predictor, "temperature", None))
 
     def _outputs(self, raw: np.ndarray) -> np.ndarray:
         """Per-view probabilities (classification) or values, the form weights are fitted on."""

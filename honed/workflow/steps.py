@@ -38,6 +38,13 @@ def setup(ctx: Context) -> None:
                "classes": len(manifest.classes) if manifest.task_type.is_classification else 0}
     for warning in data.warnings:
         ctx.reporter.message(f"data warning: {warning} (see `honed data check`)")
+    if base.model.name == "auto":  # the pip-shipped backbone whose features fit best for their cost
+        from honed.advise.compare import auto_models, compare_backbones
+
+        comparison = compare_backbones(manifest, auto_models(), image_size=base.preprocess.image_size,
+                                       seed=base.train.seed, reporter=ctx.reporter)
+        base.model.name, base.model.pretrained, details["model"] = comparison.choice, True, comparison.summary()
+        ctx.reporter.message(f"model auto -> {comparison.summary()}")
     largest = base.preprocess.image_size
     if not largest:  # small images: upscaled only as far as it pays (honed.advise.image_size)
         largest, details["image_size"] = default_image_size(manifest, base.model.name)

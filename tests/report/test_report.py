@@ -74,7 +74,8 @@ def test_run_report_has_every_section_and_escapes_user_strings(workspace, tmp_pa
     delta = rows["child"].score - rows["base"].score
     assert f"{delta:+.4f}" in page  # the child's delta from its parent, in the tree and in "what they bought"
     images = [attrs for tag, attrs in tags.tags if tag == "img"]
-    assert sum(a.get("class") == "figure" for a in images) == 4  # curves, confusion, sensitivity, diversity
+    assert sum(a.get("class") == "figure" for a in images) == 5  # curves, confusion, sensitivity, diversity,
+    # and the reliability diagram of the calibration section
     assert sum(a.get("class") == "thumb" for a in images) >= 1
     assert "From the bundle" in page and "## " not in page  # the card's markdown is rendered, not raw
 
