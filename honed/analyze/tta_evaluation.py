@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,8 +49,10 @@ class _SplitRun:
 
 def evaluate_tta(run: str | Path, *, views: str | Sequence[str] = "flip", aggregate: str = "mean",
                  splits: Sequence[str] = ("val", "test"), batch_size: int = 64, workers: int = -1,
-                 device: str = "auto", folds: int = 5, seed: int = 0) -> TTAEvaluation:
-    """Score the run at ``run`` on its own splits plainly and with ``views`` aggregated by ``aggregate``."""
+                 device: str = "auto", folds: int = 5, seed: int = 0,
+                 progress: Callable[[int], None] | None = None) -> TTAEvaluation:
+    """Score the run at ``run`` on its own splits plainly and with ``views`` aggregated by ``aggregate``;
+    ``progress`` gets the images done, batch by batch."""
     from honed.combine.simplex import cross_fit, fit_simplex_weights
     from honed.predict import load
 
@@ -61,8 +63,8 @@ def evaluate_tta(run: str | Path, *, views: str | Sequence[str] = "flip", aggreg
     frame, manifest = _split_frames(run_dir, predictor)
     metric = _metric(run_dir)
     names = TTASetting.parse(views).views
-    results = {s: _predict_split(predictor, frame[frame["split"] == s], manifest, names, batch_size, workers)
-               for s in splits if (frame["split"] == s).any()}
+    results = {s: _predict_split(predictor, frame[frame["split"] == s], manifest, names, batch_size, workers,
+                                 progress) for s in splits if (frame["split"] == s).any()}
     if "val" not in results:
         raise HonedError(f"run {run_dir.name} has no validation images to evaluate")
     weights = None
@@ -106,7 +108,7 @@ def _metric(run_dir: Path) -> str:
 
 
 def _predict_split(predictor, frame: pd.DataFrame, manifest: Manifest, names: tuple[str, ...], batch_size: int,
-                   workers: int) -> _SplitRun:
+                   workers: int, progress: Callable[[int], None] | None = None) -> _SplitRun:
     setting = TTASetting(names)
     plain, views, plain_s, views_s = [], [], 0.0, 0.0
     with torch.no_grad():
@@ -118,6 +120,8 @@ def _predict_split(predictor, frame: pd.DataFrame, manifest: Manifest, names: tu
             middle = time.perf_counter()
             views.append(setting.view_outputs(x, predictor.logits).cpu().numpy())
             plain_s, views_s = plain_s + middle - start, views_s + time.perf_counter() - middle
+            if progress is not None:
+                progress(len(batch))
     return _SplitRun(manifest.targets(frame.reset_index(drop=True)), np.concatenate(plain),
                      np.concatenate(views, axis=1), plain_s, views_s)
 

@@ -31,11 +31,19 @@ def evaluate(
     json_out: bool = json_option("the scores"),
 ) -> None:
     """A run's scores with and without test-time augmentation, and the cost per image of each."""
-    from honed.artifacts.run_folder import find_run
-    from honed.analyze.tta_evaluation import evaluate_tta
+    import pandas as pd
 
-    result = evaluate_tta(find_run(workspace, run), views=tta, aggregate=aggregate, splits=split,
-                          batch_size=batch_size, workers=workers, device=device, folds=folds)
+    from honed.artifacts.run_folder import MANIFEST_FILE, find_run
+    from honed.analyze.tta_evaluation import evaluate_tta
+    from honed.progress import Phase
+
+    run_dir = find_run(workspace, run)
+    saved = run_dir / MANIFEST_FILE  # its absence is evaluate_tta's error to give
+    total = int(pd.read_parquet(saved, columns=["split"])["split"].isin(split).sum()) if saved.is_file() else 0
+    reporter = RichReporter(out_console(), quiet=json_out)
+    with Phase(reporter, f"scoring {total} images with and without TTA", total) as phase:
+        result = evaluate_tta(run_dir, views=tta, aggregate=aggregate, splits=split, batch_size=batch_size,
+                              workers=workers, device=device, folds=folds, progress=phase)
     frame = result.table()
     if json_out:
         print_json({"run": result.run, "tta": result.setting.describe(), "rows": frame.to_dict(orient="records")})

@@ -132,6 +132,13 @@ def test_evaluate_from_the_command_line(run_dir):
                                             "--workspace", str(run_dir.parent)])
     assert result.exit_code == 0, result.output
     assert "ms/image" in result.output and "TTA: mean probability of 7 views" in result.output
+    assert "scoring" in result.output and "images with and without TTA" in result.output  # progress, as a line
+
+
+def test_evaluate_tta_reports_every_image_it_scores(run_dir):
+    done = []
+    result = evaluate_tta(run_dir, views="flip", workers=0, progress=done.append)
+    assert sum(done) == sum(row["images"] for row in result.rows if row["tta"] == "none")
 
 
 def test_training_never_applies_tta(run_dir, tmp_path, monkeypatch):
