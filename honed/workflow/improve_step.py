@@ -48,7 +48,7 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
         ctx.skip(key, f"the analysis of {ctx.state.best} found no significant weakness to fix")
         return None
     parent = RunConfig.from_yaml(parent_dir / CONFIG_FILE)
-    augments = any(c.policy for c in found) or parent.train.augment
+    augments = any(c.augment for c in found) or parent.train.augment
     priced = priced_as(parent.model.strategy, augments)  # an augmented head has no feature cache
     fitting = pace.epochs_for(ctx, pace.time_left(ctx), priced)
     if fitting < 1:

@@ -26,6 +26,7 @@ MIXERS = ["cutmix", "mixup"]
 IMAGE_OPS = [n for n in list_augmentations() if n not in MIXERS]
 FIXED_OPS = ["grayscale", "hflip", "vflip"]  # no random parameters: per-sample randomness is only whether
 RANDOM_OPS = [n for n in IMAGE_OPS if n not in FIXED_OPS]
+SQUARE_ONLY = {"quarter_turn"}  # a turned non-square batch would change shape: those are left as they are
 
 
 def _scene(batch: int = 4, height: int = 24, width: int = 32, seed: int = 0) -> torch.Tensor:
@@ -123,7 +124,8 @@ def test_p_zero_is_identity(name):
 
 @pytest.mark.parametrize("name", RANDOM_OPS)
 def test_parameters_are_drawn_per_sample(name):
-    x = _scene(batch=1).expand(6, -1, -1, -1).contiguous()
+    square = name in SQUARE_ONLY
+    x = _scene(batch=1, width=24 if square else 32).expand(6, -1, -1, -1).contiguous()
     out = create_augmentation(name, p=1.0)(x, _gen(2))
     assert not torch.allclose(out[0], x[0], atol=1e-3), "p=1 should change the image"
     assert any(not torch.allclose(out[0], out[i], atol=1e-4) for i in range(1, 6)), "all samples got the same draw"
@@ -353,3 +355,14 @@ def test_policy_round_trips_through_yaml():
     yaml = pytest.importorskip("yaml")
     policy = parse_policy("hflip,rotate:15,color:0.3@0.5,mixup:0.2")
     assert Policy.from_list(yaml.safe_load(yaml.safe_dump(policy.to_list()))) == policy
+
+
+def test_quarter_turns_turn_square_images_and_leave_others_alone():
+    square = _scene(batch=8, width=24)
+    out = create_augmentation("quarter_turn", p=1.0)(square, _gen(4))
+    turned = [min(range(1, 4), key=lambda k: float((torch.rot90(square[i], k, dims=(-2, -1)) - out[i]).abs().max()))
+              for i in range(8)]
+    for i, k in enumerate(turned):
+        assert torch.equal(out[i], torch.rot90(square[i], k, dims=(-2, -1)))  # exactly 1, 2 or 3 quarters
+    wide = _scene(batch=2)
+    assert torch.equal(create_augmentation("quarter_turn", p=1.0)(wide, _gen(4)), wide)

@@ -73,14 +73,18 @@ class _InterruptAtBatch:
     step's checkpoint); records how many batches the run trained on."""
 
     def __init__(self, stop: int | None = None):
-        self.stop, self.batches = stop, 0
+        self.stop, self.batches, self.training = stop, 0, False
 
     def message(self, text): ...
-    def phase_started(self, label, total): ...
     def phase_finished(self): ...
     def epoch_finished(self, row): ...
 
+    def phase_started(self, label, total):
+        self.training = label.startswith("epoch ")  # not the file scan or the cache build before them
+
     def advance(self, steps=1):
+        if not self.training:
+            return
         self.batches += steps
         if self.batches == self.stop:
             raise KeyboardInterrupt

@@ -73,9 +73,9 @@ def test_gbm_probe_run_reloads_to_its_saved_probabilities(colors, tmp_path, no_p
     saved = _saved(run)
     expected = saved[PROBS].to_numpy()
     assert len(np.unique(np.round(expected[:, 0], 6))) > 1 and expected.max() > 0.9  # the trees really split
-    probs = honed.load(run).predict_proba(saved["path"].tolist(), workers=0)
+    probs = honed.load(run, calibrate=False).predict_proba(saved["path"].tolist(), workers=0)
     np.testing.assert_allclose(probs, expected, rtol=0, atol=1e-6)
-    table = honed.load(run).predict(saved["path"].tolist()[:3], workers=0)
+    table = honed.load(run, calibrate=False).predict(saved["path"].tolist()[:3], workers=0)
     assert list(table["prediction"]) == [PROBS[i][2:] for i in expected[:3].argmax(axis=1)]
 
 
@@ -86,10 +86,10 @@ def test_gbm_probe_bundle_predicts_the_same_and_refuses_tampering(colors, tmp_pa
     assert HEAD_FILE in report.files and OLD_FEATURES_FILE not in report.files
     meta = json.loads((report.path / BUNDLE_FILE).read_text())
     assert len(meta["files"][HEAD_FILE]["sha256"]) == 64
-    bundled = honed.load(report.path).predict_proba(saved["path"].tolist(), workers=0)
+    bundled = honed.load(report.path, calibrate=False).predict_proba(saved["path"].tolist(), workers=0)
     np.testing.assert_allclose(bundled, saved[PROBS].to_numpy(), rtol=0, atol=1e-6)
     zipped = export_bundle(run, tmp_path / "zipped", archive=True)
-    np.testing.assert_allclose(honed.load(zipped.path).predict_proba(saved["path"].tolist()[:4], workers=0),
+    np.testing.assert_allclose(honed.load(zipped.path, calibrate=False).predict_proba(saved["path"].tolist()[:4], workers=0),
                                saved[PROBS].to_numpy()[:4], rtol=0, atol=1e-6)
 
     with pytest.raises(HonedError, match="model.onnx"):  # a plain bundle has no graph for ONNX Runtime
@@ -159,10 +159,10 @@ def test_gbm_probe_joins_an_ensemble_and_its_bundle(colors, tmp_path, no_pickle)
     paths = _saved(gbm)["path"].tolist()
     members = [_saved(run).set_index("path").loc[paths, PROBS].to_numpy() for run in (gbm, linear)]
     expected = (members[0] + members[1]) / 2
-    np.testing.assert_allclose(honed.load(result.run_dir).predict_proba(paths, workers=0), expected, atol=1e-5)
+    np.testing.assert_allclose(honed.load(result.run_dir, calibrate=False).predict_proba(paths, workers=0), expected, atol=1e-5)
     bundle = export_bundle(result.run_dir, tmp_path / "mix-bundle").path
     assert (bundle / "members" / "00" / HEAD_FILE).is_file()
-    np.testing.assert_allclose(honed.load(bundle).predict_proba(paths, workers=0), expected, atol=1e-5)
+    np.testing.assert_allclose(honed.load(bundle, calibrate=False).predict_proba(paths, workers=0), expected, atol=1e-5)
 
 
 def test_no_gbm_file_nor_bundle_carries_training_features_or_targets(colors, tmp_path):
