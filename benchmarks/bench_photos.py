@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="JSON file of finished cells, kept between runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workflow-args", default="", help="extra `honed workflow` options, space separated")
+    parser.add_argument("--label", default="workflow",
+                        help="the workflow cells' name in --save (a new label measures new code beside old cells)")
+    parser.add_argument("--skip-workflow", action="store_true", help="only the hand-written pipelines")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_photos.md")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -177,8 +180,10 @@ def main() -> None:
                     results[recipe].append(cell(saved, f"{name}|{recipe}|{seed}",
                                                 lambda: handwritten(folder, recipe, seed, args.threads)))
                     print(name, recipe, seed, results[recipe][-1], flush=True)
+                if args.skip_workflow:
+                    continue
                 budget = (f"{results['head'][-1]['seconds']:.0f}s" if args.budget == "head" else args.budget)
-                flow = cell(saved, f"{name}|workflow|{seed}|{args.budget}", lambda: honed_workflow(
+                flow = cell(saved, f"{name}|{args.label}|{seed}|{args.budget}", lambda: honed_workflow(
                     folder, seed, budget, Path(tmp) / "ws", args.workflow_args.split()))
                 flow["budget"] = budget
                 results["honed workflow"].append(flow)
@@ -187,6 +192,8 @@ def main() -> None:
                                + "; ".join(f"{k} {s if s is None else round(s, 3)} ({t} s)" for k, _, s, t in flow["steps"]))
                 print(name, "workflow", seed, flow["test_accuracy"], round(flow["seconds"]), flush=True)
             for pipeline, runs in results.items():
+                if not runs:
+                    continue
                 label = f"hand-written {pipeline}" if pipeline in RECIPES else pipeline
                 lines.append(f"| {name} | {counts[0]} / {counts[1]} | {label} | "
                              f"{summary([r['test_accuracy'] for r in runs])} | "

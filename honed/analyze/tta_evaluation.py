@@ -32,7 +32,10 @@ class TTAEvaluation:
     run: str
     metric: str
     setting: TTASetting  # for "learned": the weights fitted on all validation rows
+    task: str = "classify"
     rows: list[dict] = field(default_factory=list)  # split, tta ("none" | described), metrics, ms_per_image
+    outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)  # split ->
+    # (targets, plain outputs, TTA outputs) per image: what a paired comparison of the two needs
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
@@ -72,13 +75,14 @@ def evaluate_tta(run: str | Path, *, views: str | Sequence[str] = "flip", aggreg
         probs = {s: _probabilities(r.views, predictor.task) for s, r in results.items()}
         weights = tuple(float(w) for w in fit_simplex_weights(probs["val"], results["val"].targets, predictor.task))
     setting = TTASetting(names, aggregate, weights)
-    evaluation = TTAEvaluation(run_dir.name, metric, setting)
+    evaluation = TTAEvaluation(run_dir.name, metric, setting, predictor.task)
     for split, result in results.items():
         if aggregate == "learned" and split == "val":
             tta_out = cross_fit(probs["val"], result.targets, predictor.task, folds=folds, seed=seed).outputs
         else:
             tta_out = aggregate_outputs(torch.from_numpy(result.views), predictor.task, aggregate, weights).numpy()
         n = len(result.targets)
+        evaluation.outputs[split] = (result.targets, result.plain, tta_out)
         for label, outputs, seconds in (("none", result.plain, result.plain_s),
                                         (setting.describe(), tta_out, result.views_s)):
             scores = score(outputs, result.targets, predictor.task)

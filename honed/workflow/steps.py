@@ -208,6 +208,7 @@ def tta(ctx: Context) -> None:
         ctx.skip("tta", why)
         return
     from honed.analyze.tta_evaluation import evaluate_tta
+    from honed.workflow.noise import paired_gain
 
     run = _best_training_run(ctx)
     started = time.perf_counter()
@@ -218,17 +219,21 @@ def tta(ctx: Context) -> None:
     metrics = {k: v for k, v in with_tta.items() if isinstance(v, float)}
     if ("test", False) in rows:
         metrics.update({f"test_{k}": v for k, v in rows[("test", False)].items() if isinstance(v, float)})
-    pays = _better_by(ctx, with_tta[ctx.metric], plain[ctx.metric])
+    targets, plain_out, tta_out = evaluation.outputs["val"]
+    gain = paired_gain(plain_out, tta_out, targets, task=evaluation.task, metric=ctx.metric, seed=ctx.spec.base.train.seed)
+    pays = _better_by(ctx, with_tta[ctx.metric], plain[ctx.metric]) and gain.beyond_noise
     name = ctx.run_name("tta")
     change = (f"TTA {evaluation.setting.describe()}: {ctx.metric} {plain[ctx.metric]:.4f} -> {with_tta[ctx.metric]:.4f}, "
               f"{with_tta['ms_per_image'] / max(plain['ms_per_image'], 1e-9):.1f}x the cost per image; "
-              + ("kept for the export" if pays else "not worth it"))
+              + ("kept for the export" if pays else "not worth it" if gain.gain <= 0 else
+                 f"within noise ({gain.describe()}), not worth the cost"))
     seconds = time.perf_counter() - started
     ctx.record_row(name, kind="tta", parent=run, change=change, score=float(with_tta[ctx.metric]), metrics=metrics,
                    duration_s=seconds)
     step = Step("tta", "done", run=name, parent=run, change=change, score=float(with_tta[ctx.metric]),
                 delta=float(with_tta[ctx.metric] - plain[ctx.metric]), seconds=seconds,
-                details={"pays": pays, "views": ctx.spec.tta, "applies_to": run})
+                details={"pays": pays, "views": ctx.spec.tta, "applies_to": run, "gain": gain.gain,
+                         "gain_se": gain.se})
     ctx.finish_step(step)
 
 

@@ -48,6 +48,9 @@ def test_workflow_records_every_step_and_exports_a_bundle_that_predicts(cifar_mi
     assert result.best_score == max(s.score for s in done if s.score is not None and s.key != "tta")
     setup = result.state.step("setup")
     assert setup.details["strategy"] and "LR range test" in setup.details["lr"]
+    tta = result.state.step("tta")  # TTA doubles the cost of a prediction: kept only beyond the noise
+    if tta.status == "done":
+        assert tta.details["pays"] == (tta.details["gain"] > max(tta.details["gain_se"], 0.0) and tta.delta > 0)
     assert (result.folder / "advice.json").exists()
 
     predictor = honed.load(result.bundle)
