@@ -91,8 +91,9 @@ def plant(clean: Path, root: Path, shift: str, strength: float, size: int) -> Pa
 
 def config(data: Path, workspace: Path, args) -> RunConfig:
     return RunConfig(name="baseline", workspace=str(workspace), data=DataConfig(source=str(data)),
-                     model=ModelConfig(name=args.model), preprocess=PreprocessConfig(image_size=args.size),
-                     train=TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, workers=0, seed=0))
+                     model=ModelConfig(name=args.model, pretrained=args.pretrained, strategy=args.strategy),
+                     preprocess=PreprocessConfig(image_size=args.size),
+                     train=TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr, workers=0, seed=0))
 
 
 def accuracy_on(run_dir: Path, folder: Path) -> float:
@@ -187,6 +188,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--model", default="test_resnet")
+    parser.add_argument("--pretrained", action="store_true", help="ImageNet weights (the photo set's backbone)")
+    parser.add_argument("--strategy", default="full", help="transfer strategy of the baseline (partial, head, ...)")
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--skip-improve", action="store_true")
     parser.add_argument("--improve-shifts", default="rot90,small,dark,blur", help="shifts improve is run on")
     args = parser.parse_args()
@@ -206,7 +210,8 @@ def main() -> None:
                 rows.append(one_case(dataset, clean, args.root, shift, strength, args))
                 print(json.dumps(rows[-1]), flush=True)
     cpu = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    header = (f"## planted shifts ({args.model}, {args.size} px, {args.epochs} epochs; "
+    header = (f"## planted shifts ({args.model}{' pretrained, ' + args.strategy if args.pretrained else ''}, "
+              f"{args.size} px, {args.epochs} epochs, lr {args.lr:g}; "
               f"{time.perf_counter() - started:.0f} s wall; load average at start {load:.1f}, at end: {cpu})")
     args.out.write_text(markdown(rows, header) + "\n```json\n" + json.dumps(rows, indent=1) + "\n```\n")
 

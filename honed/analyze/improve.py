@@ -90,7 +90,7 @@ def _improve_checked(run_dir: Path, parent: RunConfig, *, epochs: int | None, na
     if not checked:
         raise HonedError(f"every fix the analysis of {run_dir.name} recommends is already in the run: give the "
                          "changes by hand with --augment, --dropout or --weight-decay")
-    winner = best_candidate(checked, parent_score=parent_score, metric=metric)
+    winner = best_candidate(checked, parent_score=parent_score, metric=metric, workspace=run_dir.parent)
     record = {"candidates": [c.to_dict() for c in checked], "check_epochs": short, "parent_score": parent_score}
     if winner is None:  # nothing helped: no full run; the best check is what there is to compare
         sign = 1 if GREATER_IS_BETTER[metric] else -1

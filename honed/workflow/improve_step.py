@@ -58,7 +58,8 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
     short = max(1, round(0.25 * parent.train.epochs))
     if len(found) > 1 and fitting >= len(found) * short + parent.train.epochs:  # the checks and the final run fit
         checked = _check(ctx, key, parent_dir, found, short)
-        winner = best_candidate(checked, parent_score=ctx.state.best_score, metric=ctx.state.metric)
+        winner = best_candidate(checked, parent_score=ctx.state.best_score, metric=ctx.state.metric,
+                                workspace=ctx.workspace)
         if winner is None:
             ctx.skip(key, f"none of the {len(checked)} fixes checked beat {ctx.state.best}")
             return None

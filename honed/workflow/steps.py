@@ -208,7 +208,7 @@ def tta(ctx: Context) -> None:
         ctx.skip("tta", why)
         return
     from honed.analyze.tta_evaluation import evaluate_tta
-    from honed.workflow.noise import paired_gain
+    from honed.combine.noise import paired_gain
 
     run = _best_training_run(ctx)
     started = time.perf_counter()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 from honed.analyze.candidates import Candidate, best_candidate, continued_epochs, from_analysis
@@ -118,3 +120,31 @@ def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_
         row = rows[check["check_run"]]
         assert row.parent == "base" and row.change.startswith(f"check {check['group']}:")
         assert row.score == pytest.approx(check["check_score"])
+
+
+def _check_run(folder, correct):
+    """A check run folder with only its validation predictions: two classes, ``correct`` images right."""
+    import pandas as pd
+
+    targets = np.arange(len(correct)) % 2
+    p_b = np.where(correct, targets, 1 - targets) * 0.8 + 0.1
+    folder.mkdir()
+    pd.DataFrame({"path": [f"{i}.png" for i in range(len(correct))], "target": np.array(["a", "b"])[targets],
+                  "p:a": 1 - p_b, "p:b": p_b}).to_parquet(folder / "predictions_val.parquet")
+
+
+def test_the_analysis_ranking_stands_unless_a_check_beats_it_beyond_noise(tmp_path):
+    right = np.arange(200) >= 80  # 120 of 200
+    _check_run(tmp_path / "scale", right)
+    one_more = right.copy()
+    one_more[0] = True
+    _check_run(tmp_path / "regularize", one_more)
+    many_more = right | (np.arange(200) < 60)
+    _check_run(tmp_path / "colour", many_more)
+    ranked = Candidate("scale", "", 0.7, check_score=0.600, check_run="scale")
+    close = Candidate("overfitting", "", 0.3, check_score=0.605, check_run="regularize")
+    clear = Candidate("colour", "", 0.2, check_score=0.900, check_run="colour")
+    assert best_candidate([ranked, close], parent_score=0.5, metric="accuracy", workspace=tmp_path) is ranked
+    assert best_candidate([ranked, close], parent_score=0.5, metric="accuracy") is close  # no outputs: scores
+    assert best_candidate([ranked, close, clear], parent_score=0.5, metric="accuracy", workspace=tmp_path) is clear
+    assert best_candidate([ranked, close], parent_score=0.602, metric="accuracy", workspace=tmp_path) is close

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from honed.workflow.noise import paired_gain
+from honed.combine.noise import paired_gain
 
 
 def _outputs(correct: np.ndarray, targets: np.ndarray, classes: int = 2) -> np.ndarray:
