@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import numpy as np
 from typing import Callable
 
 from honed.config import RunConfig
@@ -119,25 +117,7 @@ def best_candidate(candidates: list[Candidate], *, parent_score: float, metric: 
 
 
 def _beyond_noise(workspace: Path, old: Candidate, new: Candidate, metric: str) -> bool:
-    from honed.combine.noise import paired_gain
+    from honed.combine.noise import runs_gain
 
-    try:
-        (targets, old_out, task), (_, new_out, _) = (_val_outputs(workspace / c.check_run) for c in (old, new))
-    except (OSError, KeyError, ValueError):  # a check run without its predictions: the scores decide
-        return True
-    return paired_gain(old_out, new_out, targets, task=task, metric=metric).beyond_noise
-
-
-def _val_outputs(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """(targets, outputs, task) of a run's validation predictions, in the table's order."""
-    import pandas as pd
-
-    table = pd.read_parquet(run_dir / "predictions_val.parquet")
-    probabilities = [c for c in table.columns if c.startswith("p:")]
-    if probabilities:
-        classes = [c[2:] for c in probabilities]
-        targets = table["target"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
-        return targets, table[probabilities].to_numpy(np.float64), "classify"
-    values = sorted(c for c in table.columns if c.startswith("target:"))
-    predicted = ["prediction:" + c.split(":", 1)[1] for c in values]
-    return table[values].to_numpy(np.float64), table[predicted].to_numpy(np.float64), "regress"
+    gain = runs_gain(workspace / old.check_run, workspace / new.check_run, metric=metric)
+    return gain is None or gain.beyond_noise  # without predictions to pair, the scores decide

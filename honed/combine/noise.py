@@ -11,6 +11,7 @@ the seed that did not keep it scored 94.1%.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -45,3 +46,16 @@ def paired_gain(old: np.ndarray, new: np.ndarray, targets: np.ndarray, *, task: 
     rng = np.random.default_rng(seed)
     draws = [gain(rng.integers(0, len(targets), len(targets))) for _ in range(RESAMPLES)]
     return PairedGain(float(gain(slice(None))), float(np.std(draws)))
+
+
+def runs_gain(old_run: Path, new_run: Path, *, metric: str, seed: int = 0) -> PairedGain | None:
+    """``paired_gain`` of two runs' saved validation predictions, matched by image; None when either run has
+    none to compare (a run without its predictions, or splits that differ)."""
+    from honed.artifacts.predictions import validation_outputs
+
+    try:
+        old = validation_outputs(old_run)
+        new = validation_outputs(new_run).aligned_to(old.paths)
+    except (OSError, KeyError, ValueError):
+        return None
+    return paired_gain(old.outputs, new.outputs, old.targets, task=old.task, metric=metric, seed=seed)

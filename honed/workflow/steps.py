@@ -253,10 +253,20 @@ def ensemble(ctx: Context) -> None:
     from honed.ensemble import create_ensemble
 
     started = time.perf_counter()
+    from honed.combine.noise import runs_gain
+
     result = create_ensemble(members, name=ctx.run_name("ensemble"), workspace=ctx.workspace)
     step = Step("ensemble", "done", run=result.name, parent=members[0], score=float(result.score),
                 change=f"soft vote of {', '.join(members)}", seconds=time.perf_counter() - started,
                 details={"members": members, "member_scores": result.member_scores})
+    gain = runs_gain(ctx.workspace / ctx.state.best, ctx.workspace / result.name, metric=ctx.metric)
+    if gain is not None:  # an ensemble predicts len(members) times: it must win beyond noise
+        step.details.update(gain=gain.gain, gain_se=gain.se)
+        if ctx.improves(step.score) and not gain.beyond_noise:
+            step.change += f"; within noise of {ctx.state.best} ({gain.describe()}), not worth the cost"
+            step.delta, step.kept = ctx.delta(step.score, ctx.state.best_score), False
+            ctx.finish_step(step)
+            return
     ctx.finish_against_best(step)
 
 

@@ -51,6 +51,9 @@ def test_workflow_records_every_step_and_exports_a_bundle_that_predicts(cifar_mi
     tta = result.state.step("tta")  # TTA doubles the cost of a prediction: kept only beyond the noise
     if tta.status == "done":
         assert tta.details["pays"] == (tta.details["gain"] > max(tta.details["gain_se"], 0.0) and tta.delta > 0)
+    ensemble = result.state.step("ensemble")  # so does an ensemble: it predicts once per member
+    if ensemble.status == "done" and ensemble.kept:
+        assert ensemble.details["gain"] > ensemble.details["gain_se"]
     assert (result.folder / "advice.json").exists()
 
     predictor = honed.load(result.bundle)
