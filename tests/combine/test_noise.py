@@ -43,3 +43,27 @@ def test_a_loss_metric_counts_lower_as_better():
     gain = paired_gain(blurred, sharp, targets, task="classify", metric="log_loss")
     assert gain.gain > 0 and gain.beyond_noise
     assert gain.se == 0.0 or gain.se < gain.gain
+
+
+def _run_folder(folder, order, correct):
+    """A run folder holding only predictions_val.parquet: rows in ``order``, ``correct`` images right."""
+    import pandas as pd
+
+    targets = np.arange(len(correct)) % 2
+    p_b = np.where(correct, targets, 1 - targets) * 0.8 + 0.1
+    folder.mkdir()
+    pd.DataFrame({"path": [f"{i}.png" for i in order], "target": np.array(["a", "b"])[targets[order]],
+                  "p:a": 1 - p_b[order], "p:b": p_b[order]}).to_parquet(folder / "predictions_val.parquet")
+
+
+def test_two_runs_are_paired_by_image_whatever_the_order_of_their_tables(tmp_path):
+    from honed.combine.noise import runs_gain
+
+    n = 300
+    right = np.arange(n) >= 120
+    better = right | (np.arange(n) < 60)  # 60 more right, none lost
+    _run_folder(tmp_path / "best", np.arange(n), right)
+    _run_folder(tmp_path / "ensemble", np.random.default_rng(0).permutation(n), better)
+    gain = runs_gain(tmp_path / "best", tmp_path / "ensemble", metric="accuracy")
+    assert abs(gain.gain - 60 / n) < 1e-12 and gain.beyond_noise
+    assert runs_gain(tmp_path / "best", tmp_path / "missing", metric="accuracy") is None
