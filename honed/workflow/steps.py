@@ -220,7 +220,8 @@ def tta(ctx: Context) -> None:
     if ("test", False) in rows:
         metrics.update({f"test_{k}": v for k, v in rows[("test", False)].items() if isinstance(v, float)})
     targets, plain_out, tta_out = evaluation.outputs["val"]
-    gain = paired_gain(plain_out, tta_out, targets, task=evaluation.task, metric=ctx.metric, seed=ctx.spec.base.train.seed)
+    gain = paired_gain(plain_out, tta_out, targets, task=evaluation.task, metric=ctx.metric,
+                       seed=ctx.spec.base.train.seed)
     pays = _better_by(ctx, with_tta[ctx.metric], plain[ctx.metric]) and gain.beyond_noise
     name = ctx.run_name("tta")
     change = (f"TTA {evaluation.setting.describe()}: {ctx.metric} {plain[ctx.metric]:.4f} -> {with_tta[ctx.metric]:.4f}, "
@@ -238,7 +239,7 @@ def tta(ctx: Context) -> None:
 
 
 def ensemble(ctx: Context) -> None:
-    """Vote the best runs of the workflow together; kept when the ensemble beats the best single run."""
+    """Vote the best runs of the workflow together; kept when the ensemble beats the best single run beyond noise."""
     if ctx.state.done("ensemble"):
         return
     size = ctx.spec.ensemble_size
@@ -250,24 +251,22 @@ def ensemble(ctx: Context) -> None:
     if why:
         ctx.skip("ensemble", why)
         return
+    from honed.combine.noise import runs_gain
     from honed.ensemble import create_ensemble
 
     started = time.perf_counter()
-    from honed.combine.noise import runs_gain
-
     result = create_ensemble(members, name=ctx.run_name("ensemble"), workspace=ctx.workspace)
     step = Step("ensemble", "done", run=result.name, parent=members[0], score=float(result.score),
                 change=f"soft vote of {', '.join(members)}", seconds=time.perf_counter() - started,
                 details={"members": members, "member_scores": result.member_scores})
     gain = runs_gain(ctx.workspace / ctx.state.best, ctx.workspace / result.name, metric=ctx.metric)
-    if gain is not None:  # an ensemble predicts len(members) times: it must win beyond noise
+    step.delta, step.kept = ctx.delta(step.score, ctx.state.best_score), ctx.improves(step.score)
+    if gain is not None:  # an ensemble predicts once per member: it must win beyond noise
         step.details.update(gain=gain.gain, gain_se=gain.se)
-        if ctx.improves(step.score) and not gain.beyond_noise:
+        if step.kept and not gain.beyond_noise:
             step.change += f"; within noise of {ctx.state.best} ({gain.describe()}), not worth the cost"
-            step.delta, step.kept = ctx.delta(step.score, ctx.state.best_score), False
-            ctx.finish_step(step)
-            return
-    ctx.finish_against_best(step)
+            step.kept = False
+    ctx.finish_step(step)
 
 
 def export(ctx: Context) -> None:
