@@ -162,6 +162,19 @@ def _colour_policy(amount: float) -> str:
     return f"color:{_num(_clip(COVER * amount, 0.3, 1.0))}@0.8"
 
 
+def brightness_policy(ratio: float) -> str:
+    """Brightness alone, reaching a little beyond ``ratio`` (validation / training brightness) either way.
+    Colour jitter would have to move contrast, saturation and hue as far to reach a strong darkening: on CIFAR
+    validation images darkened 4x, colour jitter (0.94) won back 61% of the loss and brightness (4x) 71%."""
+    reach = max(ratio, 1 / max(ratio, 1e-3))
+    return f"brightness:{_num(_clip(COVER * reach, 1.25, 16.0))}@0.5"
+
+
+def _brightness_policy(amount: float) -> str:
+    """Images darker by ``amount`` of their range: a brightness ratio of 1 - amount."""
+    return brightness_policy(max(1 - amount, 1 / 16))
+
+
 def _hue_policy(degrees: float) -> str:
     return _colour_policy(4 * degrees / 360)
 
@@ -187,7 +200,7 @@ FACTORS: tuple[Factor, ...] = (
     Factor("saturation", "colour", "washed-out colours", "share removed", 0.0, (0.33, 0.67, 1.0), desaturate,
            measures.saturation, -1, _colour_policy),
     Factor("brightness", "colour", "dark or bright images", "share of the range", 0.0, (0.2, 0.4, 0.6),
-           change_brightness, measures.brightness, 0, _colour_policy),
+           change_brightness, measures.brightness, 0, _brightness_policy),
     Factor("contrast", "colour", "low-contrast images", "share removed", 0.0, (0.3, 0.5, 0.7), reduce_contrast,
            measures.contrast, -1, _colour_policy),
     Factor("blur", "blur", "blurry images", "sigma, pixels", 0.0, (0.6, 1.2, 2.0), blur, measures.sharpness, -1,

@@ -180,7 +180,7 @@ def candidates(stats: dict) -> list[Candidate]:
     if abs(1 - brightness) >= MIN_STAT_CHANGE:
         word = "darker" if brightness < 1 else "brighter"
         out.append(Candidate(f"{word} ({brightness:.2f}x brightness)", "brightness", "colour", _gain(brightness),
-                             _gain(1 / brightness), ops._colour_policy(abs(1 - brightness))))
+                             _gain(1 / brightness), ops.brightness_policy(brightness)))
     contrast = _ratio(stats, "contrast")
     if contrast < 1 - MIN_STAT_CHANGE:
         out.append(Candidate(f"lower contrast ({contrast:.2f}x)", "contrast", "colour", _contrast(contrast),

@@ -1,6 +1,9 @@
-"""The photo recipe's augmentations: random resized crops and torchvision v2's RandAugment / TrivialAugmentWide."""
+"""The photo recipe's augmentations (random resized crops, torchvision v2's RandAugment / TrivialAugmentWide) and the
+brightness-only op that covers a measured brightness shift."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -124,3 +127,16 @@ def test_policies_keep_the_device(name):
     out = create_augmentation(name, p=1.0)(x, g)
     assert out.device == x.device
     assert torch.equal(out, create_augmentation(name, p=1.0)(x, torch.Generator(device="cuda").manual_seed(0)))
+
+
+def test_brightness_scales_intensities_log_uniformly_within_its_reach_and_nothing_else():
+    images = torch.rand(2000, 3, 4, 4) * 0.1 + 0.05  # dark enough that no factor up to 4 clips
+    out = parse_policy("brightness:4@1").build()(images, torch.Generator().manual_seed(0))
+    factor = out / images
+    per_image = factor.flatten(1)
+    assert torch.allclose(per_image, per_image[:, :1].expand_as(per_image), rtol=1e-4)  # one factor per image
+    logs = per_image[:, 0].log()
+    assert logs.min() >= math.log(0.25) - 1e-4 and logs.max() <= math.log(4) + 1e-4
+    assert abs(float((logs < 0).float().mean()) - 0.5) < 0.05  # as likely to darken as to brighten
+    with pytest.raises(HonedError):
+        parse_policy("brightness:0.5").build()

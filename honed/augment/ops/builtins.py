@@ -7,7 +7,9 @@ from honed.augment.ops.geometric import (
     Crop, Elastic, HFlip, Perspective, QuarterTurn, ResizedCrop, Rotate, Scale, Shear, Translate, VFlip,
 )
 from honed.augment.ops.mixing import CutMix, Mixup
-from honed.augment.ops.photometric import Blur, ChannelShift, ColorJitter, Erase, Grayscale, Jpeg, Noise
+from honed.augment.ops.photometric import (
+    Blur, Brightness, ChannelShift, ColorJitter, Erase, Grayscale, Jpeg, Noise,
+)
 from honed.augment.ops.policies import MAGNITUDE_BINS, RandAugment, TrivialAugment
 from honed.augment.ops.tensors import require_strength
 from honed.augment.registry import register_augmentation
@@ -96,6 +98,16 @@ def elastic(strength: float, p: float) -> BatchAugmentation:
 def color(strength: float, p: float) -> BatchAugmentation:
     require_strength(0 <= strength <= 2, "color", "use a jitter amount in [0, 2] (0.3 is moderate)", strength)
     return ColorJitter(strength=strength, p=p)
+
+
+@register_augmentation(
+    "brightness", default_strength=2.0, default_p=0.5,
+    help="brightness only, a factor log-uniform in [1/strength, strength]; strength >= 1 (2: halve to double)"
+)
+def brightness(strength: float, p: float) -> BatchAugmentation:
+    require_strength(1 <= strength <= 16, "brightness", "use a largest factor in [1, 16] (2 halves to doubles)",
+                     strength)
+    return Brightness(strength=strength, p=p)
 
 
 @register_augmentation(

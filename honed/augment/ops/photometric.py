@@ -47,6 +47,17 @@ def _hue_matrix(turns: Tensor) -> Tensor:
     return torch.linalg.inv(yiq) @ rot @ yiq
 
 
+class Brightness(BatchAugmentation):
+    """Scale intensities by a per-sample factor drawn log-uniformly in [1/strength, strength] (strength >= 1):
+    as likely to halve brightness as to double it. What covers a measured brightness shift between splits,
+    where colour jitter would have to move contrast, saturation and hue as far to reach it."""
+
+    def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+        span = math.log(self.strength)
+        factor = uniform(x.shape[0], -span, span, g, x.device).exp().view(-1, 1, 1, 1)
+        return (x * factor.to(x.dtype)).clamp_(0, 1)
+
+
 class ChannelShift(BatchAugmentation):
     """Add an offset in [-strength, strength] to each colour channel of each sample (a colour cast)."""
 
