@@ -85,9 +85,11 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
     budget = {"epochs": float(AUGMENTED_EPOCHS * epochs)} if epochs else {}
     for shift in _best_shifts(shifts):
         score = max([shift.score] + [f.score for f in factors if f.shift == shift.name])  # the factor it names
-        if shift.group in by_group and by_group[shift.group].score >= score:  # the measured shift's policy: the
-            by_group[shift.group].evidence["shift"] = shift.to_dict()  # factor may be a side effect (a darkening
-            by_group[shift.group].policy = shift.policy  # lowers contrast too; jitter will not reach a 4x darkening)
+        if shift.group in by_group and by_group[shift.group].score >= score:
+            # the group's score stands, the measured shift's policy replaces the sensitivity's: the factor may be
+            # a side effect (a darkening lowers contrast too, and contrast jitter does not reach a 4x darkening)
+            by_group[shift.group].evidence["shift"] = shift.to_dict()
+            by_group[shift.group].policy = shift.policy
             continue
         by_group[shift.group] = Recommendation(
             shift.group, TITLES[shift.group], score, shift.policy,

@@ -77,6 +77,19 @@ def test_a_shift_that_explains_the_gap_comes_first_and_shrinks_the_unexplained_p
     assert "orientation" not in [r.group for r in weak]
 
 
+def test_a_measured_shift_sets_its_groups_policy_when_a_sensitivity_in_the_group_scores_higher():
+    """CIFAR darkened 4x: contrast sensitivity (a side effect of darkening) outscored the measured darkening;
+    the group keeps the higher score, the augmentation is the one that covers the measured shift."""
+    darker = ShiftScore(name="darker (0.25x brightness)", factor="brightness", group="colour",
+                        policy="brightness:5@0.5", score=0.41, share_of_gap=0.7, recovered=0.3, ci=[0.1, 0.4],
+                        val_failure=0.56, back_failure=0.3, train_failure=0.2, simulated_failure=0.5,
+                        significant=True)
+    recs = recommend([_factor("contrast", "colour", 0.95, "color:0.875@0.8")], gap={"relative_gap": 0.7,
+                     "train_failure": 0.2}, drop_rate=0.0, weight_decay=0.0, shifts=[darker], epochs=8)
+    assert recs[0].group == "colour" and recs[0].score == pytest.approx(0.95)
+    assert recs[0].policy == "brightness:5@0.5" and recs[0].evidence["shift"]["name"].startswith("darker")
+
+
 def test_a_measured_shift_outranks_a_higher_sensitivity_that_shows_no_shift():
     """Quarter-turned CIFAR validation images: turning them back won 47% of the gap (under "most"), while the
     model's sensitivity to small rotations scored higher, though less than twice as high: the measured shift
