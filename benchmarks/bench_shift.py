@@ -45,6 +45,7 @@ SHIFTS = {  # name -> (group the analysis must name first, the change applied to
 }
 STRENGTHS = {"rot90": (1.0, 0.5), "small": (0.6, 0.4), "dark": (0.5, 0.25), "blur": (0.8, 1.6)}  # blur: sigma
 # in pixels of a 32 px image (scaled with the image); photos' validation images are written at twice the run's size
+MIN_LOSS = 0.02  # a shift that costs less than this has no loss to recover
 BY_HAND = {"rot90": "quarter_turn@0.5", "small": "scale:0.5@0.5", "dark": "color:0.4@0.8", "blur": "blur:2@0.5"}
 
 
@@ -89,11 +90,11 @@ def plant(clean: Path, root: Path, shift: str, strength: float, size: int) -> Pa
     return out
 
 
-def config(data: Path, workspace: Path, args) -> RunConfig:
+def config(data: Path, workspace: Path, args, seed: int = 0) -> RunConfig:
     return RunConfig(name="baseline", workspace=str(workspace), data=DataConfig(source=str(data)),
                      model=ModelConfig(name=args.model, pretrained=args.pretrained, strategy=args.strategy),
                      preprocess=PreprocessConfig(image_size=args.size),
-                     train=TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr, workers=0, seed=0))
+                     train=TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr, workers=0, seed=seed))
 
 
 def accuracy_on(run_dir: Path, folder: Path) -> float:
@@ -117,31 +118,33 @@ def by_hand(run_dir: Path, shift: str) -> float:
     return float(train(child).metrics["accuracy"])
 
 
-def one_case(dataset: str, clean: Path, root: Path, shift: str, strength: float, args) -> dict:
+def one_case(dataset: str, clean: Path, root: Path, shift: str, strength: float, args, seed: int = 0) -> dict:
     started = time.perf_counter()
     data = plant(clean, root / dataset, shift, strength, args.size if dataset == "cifar4" else 2 * args.size)
-    workspace = root / "ws" / f"{dataset}-{shift}-{strength:g}"
+    workspace = root / "ws" / f"{dataset}-{shift}-{strength:g}-seed{seed}"
     shutil.rmtree(workspace, ignore_errors=True)
     from honed.training.fit import train
 
-    base = train(config(data, workspace, args))
+    base = train(config(data, workspace, args, seed))
     clean_acc = accuracy_on(base.run_dir, clean / "val")
     shifted = float(base.metrics["accuracy"])
     analysis = analyze_run(base.run_dir, workers=0, max_images=args.val_images, reference_images=256)
     group = SHIFTS[shift][0]
     groups = [r.group for r in analysis.recommendations]
     top_shift = next((c for c in analysis.shifts["candidates"] if c["significant"]), None)
-    row = {"dataset": dataset, "shift": shift, "strength": strength, "clean": clean_acc, "shifted": shifted,
+    row = {"dataset": dataset, "shift": shift, "strength": strength, "seed": seed, "clean": clean_acc,
+           "shifted": shifted,
            "lost": clean_acc - shifted, "first": groups[0] if groups else "", "named_first": groups[:1] == [group],
            "rank": groups.index(group) + 1 if group in groups else 0,
            "top_shift": top_shift["name"] if top_shift else "", "fit": analysis.fit.get("verdict", ""),
            "analysis_s": analysis.settings["seconds"]}
     if not args.skip_improve and shift in args.improve_shifts.split(","):
         result, comparison = improve_run(base.run_dir, check=3)
-        row.update(improved=float(result.metrics["accuracy"]), kept=comparison.get("kept", ""),
+        kept = comparison.get("kept", "")  # nothing kept: no fix is applied and the baseline stands
+        row.update(improved=float(result.metrics["accuracy"]) if kept else shifted, kept=kept,
                    candidates={c["group"]: round(c["check_score"], 4) for c in comparison["candidates"]})
         row["hand"] = by_hand(base.run_dir, shift)
-        lost = max(row["lost"], 1e-9)
+        lost = row["lost"] if row["lost"] >= MIN_LOSS else float("nan")  # no loss: no share of it to recover
         row["recovered"] = (row["improved"] - shifted) / lost
         row["hand_recovered"] = (row["hand"] - shifted) / lost
     row["seconds"] = time.perf_counter() - started
@@ -150,12 +153,13 @@ def one_case(dataset: str, clean: Path, root: Path, shift: str, strength: float,
 
 def markdown(rows: list[dict], header: str) -> str:
     lines = [header, "",
-             "| data | shift | strength | clean | shifted | lost | first recommendation | planted named first "
+             "| data | shift | strength | seed | clean | shifted | lost | first recommendation | planted named first "
              "| improve (kept) | recovered | by hand | recovered by hand | s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         improved = (f"{r['improved']:.3f} ({r['kept'] or 'none'})" if "improved" in r else "-")
-        lines.append(f"| {r['dataset']} | {r['shift']} | {r['strength']:g} | {r['clean']:.3f} | {r['shifted']:.3f} "
+        lines.append(f"| {r['dataset']} | {r['shift']} | {r['strength']:g} | {r.get('seed', 0)} | {r['clean']:.3f} "
+                     f"| {r['shifted']:.3f} "
                      f"| {r['lost']:+.3f} | {r['first']} | {'yes' if r['named_first'] else 'NO'} (rank "
                      f"{r['rank'] or '-'}) | {improved} | {r.get('recovered', float('nan')):.0%} | "
                      f"{r.get('hand', float('nan')):.3f} | {r.get('hand_recovered', float('nan')):.0%} "
@@ -171,6 +175,17 @@ def markdown(rows: list[dict], header: str) -> str:
             hit = sum(r["recovered"] >= 0.75 for r in with_improve)
             lines.append(f"Mean share of the loss recovered: improve {mean:.0%}, by hand {hand:.0%}; improve "
                          f">= 75% on {hit} of {len(with_improve)}.")
+    if len({r.get("seed", 0) for r in rows}) > 1:
+        lines += ["", "Per case over the seeds (recovery: the seeds where the shift cost more than 10 points):", "",
+                  "| data | shift | strength | lost (mean) | named first | improve recovered | by hand recovered |",
+                  "|---|---|---|---|---|---|---|"]
+        for key in dict.fromkeys((r["dataset"], r["shift"], r["strength"]) for r in rows):
+            case = [r for r in rows if (r["dataset"], r["shift"], r["strength"]) == key]
+            paid = [r for r in case if r["lost"] > 0.10 and "recovered" in r]
+            mean = lambda name: f"{np.mean([r[name] for r in paid]):.0%}" if paid else "-"  # noqa: E731
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]:g} | {np.mean([r['lost'] for r in case]):+.3f} | "
+                         f"{sum(r['named_first'] for r in case)} of {len(case)} | {mean('recovered')} "
+                         f"({len(paid)} seeds) | {mean('hand_recovered')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +206,7 @@ def main() -> None:
     parser.add_argument("--pretrained", action="store_true", help="ImageNet weights (the photo set's backbone)")
     parser.add_argument("--strategy", default="full", help="transfer strategy of the baseline (partial, head, ...)")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: each case once per seed")
     parser.add_argument("--skip-improve", action="store_true")
     parser.add_argument("--improve-shifts", default="rot90,small,dark,blur", help="shifts improve is run on")
     args = parser.parse_args()
@@ -207,8 +223,9 @@ def main() -> None:
         for shift in args.shifts.split(","):
             strengths = STRENGTHS[shift] if args.strengths == "all" else STRENGTHS[shift][:1]
             for strength in strengths:
-                rows.append(one_case(dataset, clean, args.root, shift, strength, args))
-                print(json.dumps(rows[-1]), flush=True)
+                for seed in map(int, args.seeds.split(",")):
+                    rows.append(one_case(dataset, clean, args.root, shift, strength, args, seed))
+                    print(json.dumps(rows[-1]), flush=True)
     cpu = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     header = (f"## planted shifts ({args.model}{' pretrained, ' + args.strategy if args.pretrained else ''}, "
               f"{args.size} px, {args.epochs} epochs, lr {args.lr:g}; "

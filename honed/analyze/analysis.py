@@ -109,7 +109,7 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
     ranked = rank_factors(factors, evidence)
     gap = train_val_gap(float(ref_run.clean.mean()), float(val_run.clean.mean()), headroom=headroom,
                         task=source.task, history=source.history, metric=source.config.main_metric())
-    reporter.message("testing shifts between the splits: validation images transformed back")
+    reporter.message("testing shifts between the splits: validation images transformed back, training images made so")
     with torch.inference_mode():
         shifts, statistics = detect_shifts(
             model, train_images=ref.images, train_targets=ref.targets, val_images=val.images,

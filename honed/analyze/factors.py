@@ -61,12 +61,13 @@ def _on_background(x: Tensor, warp: Callable[[Tensor], Tensor]) -> Tensor:
 
 def rotate(x: Tensor, degrees: float, g: torch.Generator) -> Tensor:
     angles = degrees * _signs(x.shape[0], g, x.device)
-    return _on_background(x, lambda z: Rotate(strength=0.0, p=1.0).warp(z, angles.to(z.dtype)))
+    return _on_background(x, lambda z: Rotate(strength=0.0, p=1.0).warp(z, angles.to(z.dtype), clamp=False))
 
 
 def shrink(x: Tensor, factor: float, g: torch.Generator) -> Tensor:
+    """The scale augmentation's own zoom-out at a fixed factor (it surrounds the image with its border colour)."""
     factors = torch.full((x.shape[0],), factor, dtype=x.dtype, device=x.device)
-    return _on_background(x, lambda z: Scale(strength=factor, p=1.0).warp(z, factors))
+    return Scale(strength=factor, p=1.0).warp(x, factors)
 
 
 def translate(x: Tensor, fraction: float, g: torch.Generator) -> Tensor:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from honed.augment.ops.tensors import border_colour
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as honed.augment
 HIST_BINS = 36  # 10 degrees per bin (orientation and hue), refined between bins when turning histograms
 SYMMETRY_TIE_BREAK = 0.02  # symmetric shapes match at several turns (a square every 90 degrees): take the least
@@ -41,12 +43,6 @@ def measure_images(measure, images: Tensor, *, chunk: int = 256) -> Tensor:
 def luma(x: Tensor) -> Tensor:
     """``[N, H, W]`` luma of an RGB batch."""
     return LUMA[0] * x[:, 0] + LUMA[1] * x[:, 1] + LUMA[2] * x[:, 2]
-
-
-def border_colour(x: Tensor) -> Tensor:
-    """``[N, 3]`` median colour of the one-pixel frame: the background estimate of object-centric images."""
-    frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
-    return frame.median(dim=-1).values
 
 
 def object_mask(x: Tensor) -> Tensor:

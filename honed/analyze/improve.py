@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.analyze.candidates import (
+    CONTROL,
     MAX_CANDIDATES,
     best_candidate,
     candidate_config,
@@ -87,14 +88,14 @@ def _improve_checked(run_dir: Path, parent: RunConfig, *, epochs: int | None, na
     short = check_epochs(parent)
     checked = check_candidates(run_dir, found, epochs=short, train=run,
                                name=lambda c: _free_name(run_dir.parent, f"{run_dir.name}-check-{c.group}"))
-    if not checked:
+    if not any(c.group != CONTROL for c in checked):
         raise HonedError(f"every fix the analysis of {run_dir.name} recommends is already in the run: give the "
                          "changes by hand with --augment, --dropout or --weight-decay")
     winner = best_candidate(checked, parent_score=parent_score, metric=metric, workspace=run_dir.parent)
     record = {"candidates": [c.to_dict() for c in checked], "check_epochs": short, "parent_score": parent_score}
     if winner is None:  # nothing helped: no full run; the best check is what there is to compare
         sign = 1 if GREATER_IS_BETTER[metric] else -1
-        best = max(checked, key=lambda c: sign * c.check_score)
+        best = max((c for c in checked if c.group != CONTROL), key=lambda c: sign * c.check_score)
         result = results[best.check_run]
         return result, {**compare(run_dir, result, result.config.change), **record, "kept": ""}
     config = candidate_config(parent, run_dir, winner, epochs=epochs or continued_epochs(parent, winner),

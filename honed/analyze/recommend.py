@@ -91,11 +91,9 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
             by_group[shift.group].evidence["shift"] = shift.to_dict()
             by_group[shift.group].policy = shift.policy
             continue
-        by_group[shift.group] = Recommendation(
-            shift.group, TITLES[shift.group], score, shift.policy,
-            f"validation images look {shift.name}: transforming them back wins {shift.share_of_gap:.0%} of the "
-            f"train/validation gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)",
-            evidence={"shift": shift.to_dict()}, training=dict(budget))
+        by_group[shift.group] = Recommendation(shift.group, TITLES[shift.group], score, shift.policy,
+                                               shift_reason(shift), evidence={"shift": shift.to_dict()},
+                                               training=dict(budget))
     for rec in by_group.values():  # every added augmentation needs the epochs to pay for it
         if rec.policy and not rec.training:
             rec.training = dict(budget)
@@ -118,6 +116,17 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
         blur.training = dict(budget)
         out.append(blur)
     return sorted(out, key=_rank)
+
+
+def shift_reason(shift) -> str:
+    """How the shift was measured, in words, with its figures."""
+    if shift.measured_by == "transformed back":
+        return (f"shift between the splits, {shift.name}: transforming the validation images back wins {shift.share_of_gap:.0%} of the "
+                f"train/validation gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)")
+    return (f"shift between the splits, {shift.name}: training images made so match {shift.statistics_explained:.0%} of "
+            f"the difference in image statistics and fail as the validation ones do ({shift.train_failure:.3f} -> "
+            f"{shift.simulated_failure:.3f} failure, validation {shift.val_failure:.3f}); transforming the "
+            f"validation images back cannot restore the lost detail ({shift.back_failure:.3f})")
 
 
 def _rank(rec: Recommendation) -> tuple[bool, float]:

@@ -209,14 +209,17 @@ def _slice_table(slices: list[dict]) -> Table:
 
 
 def _shift_table(shifts: dict) -> Table:
-    table = Table(title="shifts between training and validation images: validation transformed back")
-    for column in ("shift", "failure", "back", "share of gap", "95% CI", "training made so"):
-        table.add_column(column, justify="left" if column == "shift" else "right")
+    table = Table(title="shifts between training and validation images: validation transformed back, training "
+                        "made so")
+    for column in ("shift", "failure", "back", "training made so", "statistics matched", "share of gap", "95% CI",
+                   "measured by"):
+        table.add_column(column, justify="left" if column in ("shift", "measured by") else "right")
     for row in shifts.get("candidates", [])[:6]:
         mark = "[bold]" if row["significant"] else ""
         table.add_row(f"{mark}{escape(row['name'])}", f"{row['val_failure']:.3f}", f"{row['back_failure']:.3f}",
+                      f"{row['simulated_failure']:.3f}", f"{row.get('statistics_explained', 0.0):.0%}",
                       f"{row['share_of_gap']:.0%}", f"{row['ci'][0]:+.3f} .. {row['ci'][1]:+.3f}",
-                      f"{row['simulated_failure']:.3f}")
+                      row.get("measured_by", "transformed back") if row["significant"] else "")
     return table
 
 

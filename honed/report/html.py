@@ -319,14 +319,19 @@ def _shift_part(analysis) -> str:
     """Shifts between training and validation images (validation transformed back) and their evidence;
     the checks `honed improve` ran appear below, as runs whose change starts with "check"."""
     rows = [[("<b>%s</b>" % esc(c["name"])) if c.get("significant") else esc(c["name"]), number(c.get("val_failure"), 3),
-             number(c.get("back_failure"), 3), f"{100 * (c.get('share_of_gap') or 0):.0f}%", esc(c.get("policy", ""))]
+             number(c.get("back_failure"), 3), number(c.get("simulated_failure"), 3),
+             f"{100 * (c.get('statistics_explained') or 0):.0f}%", f"{100 * (c.get('share_of_gap') or 0):.0f}%",
+             esc(c.get("measured_by", "transformed back")) if c.get("significant") else "", esc(c.get("policy", ""))]
             for c in (analysis.shifts.get("candidates") or [])[:5]]
     if not rows:
         return ""
     out = ["<h3>Shift between training and validation images</h3>",
-           "<p>Each candidate shift undone on the validation images: the failure before and after, and the share "
-           "of the train/validation gap that comes back (bold: significant).</p>",
-           table(["shift", "failure", "transformed back", "share of gap", "augmentation"], rows, numeric=(1, 2, 3))]
+           "<p>Each candidate shift undone on the validation images (the failure before and after), and made on "
+           "training images (their failure, and the share of the difference in image statistics between the "
+           "splits it matches); the share of the train/validation gap it explains, measured by whichever shows it "
+           "(bold: significant).</p>",
+           table(["shift", "failure", "transformed back", "training made so", "statistics matched", "share of gap",
+                  "measured by", "augmentation"], rows, numeric=(1, 2, 3, 4, 5))]
     if analysis.shift_png:
         out.append(image(analysis.shift_png, "worst validation images and the same transformed back"))
     return "\n".join(out)

@@ -56,14 +56,16 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
         return None
     winner = found[0]
     short = max(1, round(0.25 * parent.train.epochs))
-    if len(found) > 1 and fitting >= len(found) * short + parent.train.epochs:  # the checks and the final run fit
+    checks = len(found) + 1  # and the control: the same short fine-tune with nothing changed
+    if len(found) > 1 and fitting >= checks * short + parent.train.epochs:  # the checks and the final run fit
         checked = _check(ctx, key, parent_dir, found, short)
         winner = best_candidate(checked, parent_score=ctx.state.best_score, metric=ctx.state.metric,
                                 workspace=ctx.workspace)
         if winner is None:
-            ctx.skip(key, f"none of the {len(checked)} fixes checked beat {ctx.state.best}")
+            ctx.skip(key, f"none of the {len(checked) - 1} fixes checked beat the same short fine-tune of "
+                          f"{ctx.state.best} without them")
             return None
-        fitting -= len(found) * short
+        fitting -= checks * short
     config = candidate_config(parent, parent_dir, winner, epochs=min(continued_epochs(parent, winner), fitting),
                               name=ctx.run_name(key))
     return _train_step(ctx, key, config)

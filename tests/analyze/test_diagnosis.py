@@ -9,7 +9,7 @@ import numpy as np
 
 import pytest
 
-from honed.analyze.candidates import Candidate, best_candidate, continued_epochs, from_analysis
+from honed.analyze.candidates import CONTROL, Candidate, best_candidate, continued_epochs, from_analysis
 from honed.analyze.ranking import FactorScore
 from honed.analyze.recommend import recommend, to_apply
 from honed.analyze.shift import ShiftScore
@@ -126,6 +126,16 @@ def test_candidates_come_from_the_recommendations_and_the_best_check_that_helps_
     assert best_candidate([a, b], parent_score=0.65, metric="mae") is a  # lower is better
 
 
+def test_a_fix_is_judged_against_the_same_short_fine_tune_without_it():
+    """A short check restarts the learning-rate schedule, which can cost more than any fix gains: against the
+    parent nothing would help; against the control (the unchanged short fine-tune) the fix that helps is found."""
+    control = Candidate(CONTROL, "", 0.0, check_score=0.30)
+    colour, scale = Candidate("colour", "", 0.6, check_score=0.36), Candidate("scale", "", 0.5, check_score=0.26)
+    assert best_candidate([colour, scale], parent_score=0.445, metric="accuracy") is None  # against the parent
+    assert best_candidate([control, colour, scale], parent_score=0.445, metric="accuracy") is colour
+    assert best_candidate([control, scale], parent_score=0.2, metric="accuracy") is None  # below the control
+
+
 @pytest.mark.slow
 def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_path):
     """A quarter-turned validation split: the checks are ledger runs, and the kept fix recovers accuracy."""
@@ -138,16 +148,17 @@ def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_
     base = trained(tmp_path, lambda a: np.rot90(a, k=-1))
     result, comparison = improve_run(base.run_dir, analyze_options={"workers": 0, "reference_images": 60,
                                                                     "probes": ["rotation", "size"]}, check=2)
-    checks = comparison["candidates"]
+    control, *checks = comparison["candidates"]
+    assert control["group"] == "control" and control["check_run"]  # the same short fine-tune, nothing changed
     assert checks and checks[0]["group"] == "orientation" and comparison["kept"] == "orientation"
-    assert checks[0]["check_score"] > comparison["parent_score"]
+    assert checks[0]["check_score"] > control["check_score"]
     assert result.metrics["accuracy"] > base.metrics["accuracy"] + 0.2
     config = RunConfig.from_yaml(result.run_dir / "config.yaml")
     assert "quarter_turn" in config.train.augment and config.model.weights.endswith("best.safetensors")
     assert config.train.epochs == 4  # continues from the parent: 4 + 4 epochs
     with Ledger(base.run_dir.parent) as ledger:
-        rows = {c["check_run"]: ledger.get(c["check_run"]) for c in checks}
-    for check in checks:
+        rows = {c["check_run"]: ledger.get(c["check_run"]) for c in [control, *checks]}
+    for check in [control, *checks]:  # each a ledger run from the parent
         row = rows[check["check_run"]]
         assert row.parent == "base" and row.change.startswith(f"check {check['group']}:")
         assert row.score == pytest.approx(check["check_score"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from honed.analyze import analyze_run
@@ -111,3 +112,63 @@ def test_the_report_shows_the_shift_and_its_evidence(turned, tmp_path):
     assert "Shift between training and validation images" in html
     assert "<b>turned a quarter clockwise</b>" in html  # significant: in bold
     assert 'alt="worst validation images and the same transformed back"' in html
+
+
+def textured_image(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A patch of its class on a plain noisy background: a one-pixel checkerboard, one-pixel stripes, or a
+    solid colour. Shrunk to half, the fine patterns average out to a solid colour: zooming back in cannot
+    bring them back, as it cannot bring back a shrunk photo's detail."""
+    image = np.full((SIZE, SIZE, 3), rng.integers(20, 60, 3), dtype=np.float64) + rng.normal(0, 3, (SIZE, SIZE, 3))
+    colour = rng.integers(150, 256, 3).astype(np.float64)
+    rows, cols = np.mgrid[:10, :10]
+    pattern = {"checks": (rows + cols) % 2, "lines": rows % 2, "solid": np.full((10, 10), 0.5)}[kind]
+    image[3:13, 3:13] = colour * (0.25 + 1.5 * pattern[..., None]) / 1.75 + 40
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_smaller_objects_whose_detail_is_lost_are_named_by_simulating_them_on_training_images(tmp_path):
+    from honed.analyze.factors import shrink
+
+    def half_size(a: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
+        return (shrink(x, 0.5, torch.Generator())[0].permute(1, 2, 0) * 255).round().byte().numpy()
+
+    for split, n, seed, change in (("train", 40, 0, lambda a: a), ("val", 20, 1, half_size)):
+        rng = np.random.default_rng(seed)
+        for kind in ("checks", "lines", "solid"):
+            (tmp_path / "data" / split / kind).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(change(textured_image(kind, rng))).save(tmp_path / "data" / split / kind / f"{i}.png")
+    config = RunConfig(name="base", workspace=str(tmp_path / "ws"), data=DataConfig(source=str(tmp_path / "data")),
+                       model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=SIZE),
+                       train=TrainConfig(epochs=4, batch_size=16, lr=1e-2, workers=0, seed=0))
+    result = train(config)
+    analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["size", "blur"], save=False)
+    assert analysis.summary["train_accuracy"] - analysis.summary["val_accuracy"] > 0.3, analysis.summary
+    top = analysis.shifts["candidates"][0]
+    assert top["group"] == "scale" and top["significant"], analysis.shifts["candidates"][:3]
+    assert top["measured_by"] == "simulated on training images" and top["statistics_explained"] >= 0.5
+    assert top["back_failure"] > top["val_failure"] - 0.1  # zooming back in did not restore the detail
+    assert analysis.recommendations[0].group == "scale"
+    assert "training images made so" in analysis.recommendations[0].reason
+
+
+def test_split_statistics_tell_which_change_makes_training_images_look_like_validation_ones():
+    from honed.analyze import shift
+    from honed.analyze.factors import shrink
+
+    rng = np.random.default_rng(0)
+    images = np.stack([textured_image(("checks", "lines", "solid")[i % 3], rng) for i in range(120)])
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    train, val = batch[:60], batch[60:]
+    same = shift.split_statistics(train, val)
+    assert not shift.splits_differ(same)  # two samples of one distribution: nothing to explain
+    smaller = (shrink(val.float() / 255, 0.5, torch.Generator()) * 255).round().to(torch.uint8)
+    stats = shift.split_statistics(train, smaller)
+    assert shift.splits_differ(stats)
+    named = {c.name: shift.statistics_explained(shift._transformed(train, c.forward), stats)
+             for c in shift.candidates(stats)}
+    assert named["objects 0.5x smaller"] > 0.8, named
+    others = max(v for k, v in named.items() if "smaller" not in k)  # darker, flatter, blurred: side effects
+    assert others < named["objects 0.5x smaller"] - shift.STAT_MARGIN, named
+    assert max(v for k, v in named.items() if "turned" in k or "mirrored" in k) < 0.05, named

@@ -174,13 +174,17 @@ def test_random_rotation_tilts_a_bar():
     assert spread(out) > 10 * (spread(x) + 1)
 
 
-def test_scale_below_one_shrinks_the_object_and_pads_the_border():
+def test_scale_below_one_shrinks_the_object_and_surrounds_it_with_the_background():
     x = _object()
     half = Scale(strength=0.5, p=1.0).warp(x, torch.tensor([0.5]))
     assert 0.2 < half.sum() / x.sum() < 0.3  # area goes with the square of the scale
-    full = torch.ones(8, 3, 32, 32)
-    out = create_augmentation("scale", 0.6, 1.0)(full, _gen())
-    assert (out[:, :, 0, :] < 0.5).all() and (out.sum((1, 2, 3)) < full.sum((1, 2, 3))).all()
+    scene = torch.full((8, 3, 32, 32), 0.6)  # a grey background ...
+    scene[:, :, 8:24, 8:24] = torch.rand(8, 3, 16, 16, generator=_gen())  # ... around an object, darker and lighter
+    out = create_augmentation("scale", 0.5, 1.0)(scene, _gen())
+    assert torch.allclose(out[:, :, 0, :], torch.tensor(0.6), atol=1e-5)  # the frame is background, not black
+    object_pixels = lambda t: ((t - 0.6).abs().sum(1) > 1e-3).float().sum((1, 2))  # noqa: E731
+    assert (object_pixels(out) < object_pixels(scene)).all()  # smaller ...
+    assert out.min() < 0.05 and out.max() > 0.95  # ... with pixels darker than the background kept (no clamp)
 
 
 def test_resized_crop_zooms_in():

@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from honed.augment.ops.base import BatchAugmentation
-from honed.augment.ops.tensors import identity_grid, linear_theta, rand, sample_grid, uniform, warp_affine
+from honed.augment.ops.tensors import (
+    border_colour,
+    identity_grid,
+    linear_theta,
+    rand,
+    sample_grid,
+    uniform,
+    warp_affine,
+)
 
 
 class HFlip(BatchAugmentation):
@@ -101,16 +109,23 @@ class Rotate(BatchAugmentation):
     def apply(self, x: Tensor, g: torch.Generator | None) -> Tensor:
         return self.warp(x, uniform(x.shape[0], -self.strength, self.strength, g, x.device))
 
-    def warp(self, x: Tensor, degrees: Tensor) -> Tensor:
+    def warp(self, x: Tensor, degrees: Tensor, clamp: bool = True) -> Tensor:
         """Rotate sample i by ``degrees[i]`` (counter-clockwise on screen)."""
         angle = torch.deg2rad(degrees)
         cos, sin = angle.cos(), angle.sin()
         m = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-        return warp_affine(x, linear_theta(m, x.shape[2], x.shape[3]), self.padding_mode)
+        return warp_affine(x, linear_theta(m, x.shape[2], x.shape[3]), self.padding_mode, clamp)
 
 
 class Scale(BatchAugmentation):
-    """Zoom out: shrink the content by a factor in [strength, 1] about the centre, padding with black."""
+    """Zoom out: shrink the content by a factor in [strength, 1] about the centre, surrounded by each image's
+    border colour.
+
+    A smaller object in a real photo has more background around it, not a black frame; a black frame would be
+    a cue of its own that smaller objects in the data never carry. Measured on CIFAR validation objects shrunk
+    to 0.4x inside their background (``benchmarks/results_shift.md``): ``scale:0.4@0.8`` for 16 epochs won back
+    80% of the lost accuracy with this fill, 29% with black.
+    """
 
     padding_mode = "zeros"
 
@@ -121,7 +136,9 @@ class Scale(BatchAugmentation):
         """Shrink sample i by ``factors[i]`` (0.5: half the width and height) about the centre."""
         inv = 1.0 / factors
         m = torch.diag_embed(torch.stack([inv, inv], 1))
-        return warp_affine(x, torch.cat([m, torch.zeros_like(m[..., :1])], 2), self.padding_mode)
+        background = border_colour(x)[:, :, None, None] if x.shape[1] == 3 else x.new_zeros(1)
+        theta = torch.cat([m, torch.zeros_like(m[..., :1])], 2)
+        return (warp_affine(x - background, theta, self.padding_mode, clamp=False) + background).clamp_(0.0, 1.0)
 
 
 class Shear(BatchAugmentation):

@@ -81,14 +81,21 @@ def linear_theta(m: Tensor, height: int, width: int, shift: Tensor | None = None
     return torch.cat([lin, shift], dim=2)
 
 
-def warp_affine(x: Tensor, theta: Tensor, padding_mode: str) -> Tensor:
+def border_colour(x: Tensor) -> Tensor:
+    """``[N, 3]`` median colour of the one-pixel frame: the background estimate of object-centric images."""
+    frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    return frame.median(dim=-1).values
+
+
+def warp_affine(x: Tensor, theta: Tensor, padding_mode: str, clamp: bool = True) -> Tensor:
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return sample_grid(x, grid, padding_mode)
+    return sample_grid(x, grid, padding_mode, clamp)
 
 
-def sample_grid(x: Tensor, grid: Tensor, padding_mode: str) -> Tensor:
+def sample_grid(x: Tensor, grid: Tensor, padding_mode: str, clamp: bool = True) -> Tensor:
+    """Bilinear resampling; ``clamp=False`` for images offset from [0, 1] (minus a background colour)."""
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=False)
-    return out.clamp_(0.0, 1.0)
+    return out.clamp_(0.0, 1.0) if clamp else out
 
 
 def identity_grid(x: Tensor) -> Tensor:
