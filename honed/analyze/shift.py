@@ -277,11 +277,17 @@ def detect_shifts(model: BatchPredictor, *, train_images: Tensor, train_targets:
             train_failure=float(train_fail.mean()), simulated_failure=float(simulated.mean()),
             significant=bool(low > 0 and share >= MIN_SHARE), examples=[int(i) for i in worst],
             statistics_explained=explained[index])
-        if not score.significant and _simulated_route(score, train_fail, simulated, gap=gap, headroom=headroom,
-                                                      closest=closest, seed=seed + index):
+        scores.append((score, simulated))
+    undone = {score.factor for score, _ in scores if score.significant}
+    for index, (score, simulated) in enumerate(scores):
+        # where transforming back names a shift of this factor, that direct evidence stands: statistics cannot
+        # tell a quarter turn clockwise from one anticlockwise, turning back can
+        if score.factor not in undone and _simulated_route(score, train_fail, simulated, gap=gap,
+                                                           headroom=headroom, closest=closest, seed=seed + index):
             score.examples = score.examples or [int(i) for i in worst_failing]
-        scores.append(score)
-    return sorted(scores, key=lambda s: (-s.score, -s.statistics_explained)), stats  # ties: the closer look-alike
+    ranked = [score for score, _ in scores]
+    # ties: the closer look-alike, then the one that transforming back helps more (the direction of a turn)
+    return sorted(ranked, key=lambda s: (-s.score, -s.statistics_explained, -s.recovered)), stats
 
 
 def _transformed(images: Tensor, transform: Batch, chunk: int = 256) -> Tensor:
