@@ -13,9 +13,9 @@ objects, darker / brighter / flatter / greyer images, blur, noise) is tested two
   passes two tests: it moves the training images' statistics most of the way to the validation ones
   (:func:`statistics_explained`; specific, since a quarter turn or a contrast change leaves object size
   alone), and it makes training images fail as validation ones do (the model's failure on them rises by a
-  share of the gap, with a paired bootstrap interval). Seen on CIFAR objects shrunk to 0.6x: zooming back in
-  won 3% of the gap, the simulated shrink explained 86% of the statistical distance (lower contrast: 39%) and
-  reproduced the whole gap.
+  share of the gap, with a paired bootstrap interval). Seen on CIFAR objects shrunk to 0.6x and 0.4x: zooming
+  back in won 3% of the gap, the simulated shrink closed 68-81% of the statistical distance (lower contrast,
+  a side effect: 39%) and reproduced the whole gap.
 
 Photometric strengths are not guessed: they come from image statistics compared between the splits
 (:func:`split_statistics`: brightness, contrast, saturation, sharpness as Laplacian variance, noise, object

@@ -136,6 +136,24 @@ def test_a_fix_is_judged_against_the_same_short_fine_tune_without_it():
     assert best_candidate([control, scale], parent_score=0.2, metric="accuracy") is None  # below the control
 
 
+def test_a_measured_shifts_fix_is_not_vetoed_by_a_short_check():
+    """An added augmentation pays late: the fix for a shift that explains most of the gap stays when its short
+    check falls under the control; another fix that beats it (without outputs to pair: by score) replaces it."""
+    control = Candidate(CONTROL, "", 0.0, check_score=0.667)
+    blur = Candidate("blur", "", 0.6, "blur:2@0.5", shift_share=0.8, check_score=0.614)
+    other = Candidate("underfitting", "", 0.3, check_score=0.621)
+    assert blur.proven and not other.proven
+    assert best_candidate([control, blur, other], parent_score=0.66, metric="accuracy") is blur
+    better = Candidate("colour", "", 0.3, check_score=0.70)
+    assert best_candidate([control, blur, better], parent_score=0.66, metric="accuracy") is better
+    unproven = Candidate("blur", "", 0.6, "blur:2@0.5", shift_share=0.3, check_score=0.614)
+    assert best_candidate([control, unproven, other], parent_score=0.66, metric="accuracy") is None
+    saved = {"recommendations": [{"group": "blur", "title": "t", "score": 0.6, "policy": "blur:2@0.5",
+                                  "regularization": {}, "training": {"epochs": 10.0},
+                                  "evidence": {"shift": {"share_of_gap": 0.8}}}]}
+    assert from_analysis(saved)[0].proven
+
+
 @pytest.mark.slow
 def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_path):
     """A quarter-turned validation split: the checks are ledger runs, and the kept fix recovers accuracy."""
