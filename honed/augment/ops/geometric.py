@@ -136,7 +136,7 @@ class Scale(BatchAugmentation):
         """Shrink sample i by ``factors[i]`` (0.5: half the width and height) about the centre."""
         inv = 1.0 / factors
         m = torch.diag_embed(torch.stack([inv, inv], 1))
-        background = border_colour(x)[:, :, None, None] if x.shape[1] == 3 else x.new_zeros(1)
+        background = border_colour(x)[:, :, None, None]
         theta = torch.cat([m, torch.zeros_like(m[..., :1])], 2)
         return (warp_affine(x - background, theta, self.padding_mode, clamp=False) + background).clamp_(0.0, 1.0)
 

@@ -82,7 +82,7 @@ def linear_theta(m: Tensor, height: int, width: int, shift: Tensor | None = None
 
 
 def border_colour(x: Tensor) -> Tensor:
-    """``[N, 3]`` median colour of the one-pixel frame: the background estimate of object-centric images."""
+    """``[N, C]`` median colour of the one-pixel frame: the background estimate of object-centric images."""
     frame = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
     return frame.median(dim=-1).values
 
