@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from honed.analyze.ranking import NAMES_SHIFT
+from honed.analyze.recommend import APPLY_SHARE
 from honed.config import RunConfig
 from honed.metrics import GREATER_IS_BETTER
 from honed.artifacts.run_folder import BEST_WEIGHTS
@@ -132,7 +133,11 @@ def best_candidate(candidates: list[Candidate], *, parent_score: float, metric: 
     blurred by sigma 11 px: the 1-epoch blur check scored 0.614 against the control's 0.667, nothing was applied,
     and the same blur augmentation for the full run by hand won back 74% of the 18 points lost. Seen on planted
     small objects: a 1-epoch check put regularization (0.44) a few images above scale augmentation, and the
-    improvement kept it and recovered a fifth of the loss where scale augmentation recovers half."""
+    improvement kept it and recovered a fifth of the loss where scale augmentation recovers half. And so a fix
+    the analysis scores under APPLY_SHARE of the first's (the share below which improve would not apply it
+    at all) cannot overrule it: on those shapes, regularization (analysis score 0.1) beat scale (0.98) by 10
+    of 200 images on a 1-epoch check, and kept, recovered a quarter of the loss; scale augmentation recovers
+    97%."""
     sign = 1 if GREATER_IS_BETTER[metric] else -1
     control = next((c.check_score for c in candidates if c.group == CONTROL), None)
     bar = parent_score if control is None else control
@@ -142,7 +147,9 @@ def best_candidate(candidates: list[Candidate], *, parent_score: float, metric: 
         helping.insert(0, fixes[0])  # a measured shift's fix is not vetoed by a short check: see below
     if not helping:
         return None
-    best, first = max(helping, key=lambda c: sign * c.check_score), helping[0]
+    first = helping[0]
+    rivals = [c for c in helping if c.analysis_score >= APPLY_SHARE * first.analysis_score]  # the prior's weight
+    best = max(rivals, key=lambda c: sign * c.check_score)
     if best is first or workspace is None:
         return best
     return best if _beyond_noise(workspace, first, best, metric) else first

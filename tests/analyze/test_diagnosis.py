@@ -202,9 +202,12 @@ def test_the_analysis_ranking_stands_unless_a_check_beats_it_beyond_noise(tmp_pa
     many_more = right | (np.arange(200) < 60)
     _check_run(tmp_path / "colour", many_more)
     ranked = Candidate("scale", "", 0.7, check_score=0.600, check_run="scale")
-    close = Candidate("overfitting", "", 0.3, check_score=0.605, check_run="regularize")
-    clear = Candidate("colour", "", 0.2, check_score=0.900, check_run="colour")
+    close = Candidate("overfitting", "", 0.4, check_score=0.605, check_run="regularize")
+    clear = Candidate("colour", "", 0.4, check_score=0.900, check_run="colour")
     assert best_candidate([ranked, close], parent_score=0.5, metric="accuracy", workspace=tmp_path) is ranked
     assert best_candidate([ranked, close], parent_score=0.5, metric="accuracy") is close  # no outputs: scores
     assert best_candidate([ranked, close, clear], parent_score=0.5, metric="accuracy", workspace=tmp_path) is clear
     assert best_candidate([ranked, close], parent_score=0.602, metric="accuracy", workspace=tmp_path) is close
+    weak = Candidate("overfitting", "", 0.1, check_score=0.900, check_run="colour")  # clearly better, weak prior
+    assert best_candidate([ranked, weak], parent_score=0.5, metric="accuracy", workspace=tmp_path) is ranked
+    assert best_candidate([ranked, weak], parent_score=0.65, metric="accuracy", workspace=tmp_path) is weak  # alone
