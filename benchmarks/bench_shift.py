@@ -189,6 +189,13 @@ def markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers joined by commas (e.g. 0,1,2), got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cifar", type=Path, help="cifar10-jpg.tar.gz")
@@ -206,7 +213,7 @@ def main() -> None:
     parser.add_argument("--pretrained", action="store_true", help="ImageNet weights (the photo set's backbone)")
     parser.add_argument("--strategy", default="full", help="transfer strategy of the baseline (partial, head, ...)")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2: each case once per seed")
+    parser.add_argument("--seeds", type=_seeds, default="0", help="training seeds, e.g. 0,1,2: each case once per seed")
     parser.add_argument("--skip-improve", action="store_true")
     parser.add_argument("--improve-shifts", default="rot90,small,dark,blur", help="shifts improve is run on")
     args = parser.parse_args()
@@ -223,7 +230,7 @@ def main() -> None:
         for shift in args.shifts.split(","):
             strengths = STRENGTHS[shift] if args.strengths == "all" else STRENGTHS[shift][:1]
             for strength in strengths:
-                for seed in map(int, args.seeds.split(",")):
+                for seed in args.seeds:
                     rows.append(one_case(dataset, clean, args.root, shift, strength, args, seed))
                     print(json.dumps(rows[-1]), flush=True)
     cpu = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -120,11 +120,12 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
 
 def shift_reason(shift) -> str:
     """How the shift was measured, in words, with its figures."""
+    head = f"shift between the splits, {shift.name}: "
     if shift.measured_by == "transformed back":
-        return (f"shift between the splits, {shift.name}: transforming the validation images back wins {shift.share_of_gap:.0%} of the "
-                f"train/validation gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)")
-    return (f"shift between the splits, {shift.name}: training images made so match {shift.statistics_explained:.0%} of "
-            f"the difference in image statistics and fail as the validation ones do ({shift.train_failure:.3f} -> "
+        return (f"{head}transforming the validation images back wins {shift.share_of_gap:.0%} of the train/validation "
+                f"gap ({shift.val_failure:.3f} -> {shift.back_failure:.3f} failure)")
+    return (f"{head}training images made so match {shift.statistics_explained:.0%} of the difference in image "
+            f"statistics and fail as the validation ones do ({shift.train_failure:.3f} -> "
             f"{shift.simulated_failure:.3f} failure, validation {shift.val_failure:.3f}); transforming the "
             f"validation images back cannot restore the lost detail ({shift.back_failure:.3f})")
 

@@ -179,21 +179,24 @@ def statistics_distance(medians: dict[str, float], stats: dict) -> float:
                      for name, value in medians.items()))
 
 
+def _apart(stats: dict) -> float:
+    """How far the training statistics lie from the validation ones."""
+    return statistics_distance({name: row["train_median"] for name, row in stats.items()}, stats)
+
+
 def splits_differ(stats: dict) -> bool:
     """The validation statistics lie NULL_RATIO times farther from the training ones than two halves of the
     training images lie from each other."""
-    apart = statistics_distance({n: row["train_median"] for n, row in stats.items()}, stats)
     null = sum(abs(row["halves"][0] - row["halves"][1]) / max(row["train_iqr"], 1e-6) for row in stats.values())
-    return apart > NULL_RATIO * max(null, 1e-6)
+    return _apart(stats) > NULL_RATIO * max(null, 1e-6)
 
 
 def statistics_explained(transformed: Tensor, stats: dict) -> float:
     """Share of the statistical distance between the splits that transforming the training images closes
     (1: they now look like the validation images; 0 or less: no closer)."""
-    apart = statistics_distance({n: row["train_median"] for n, row in stats.items()}, stats)
     medians = {name: float(measures.measure_images(measure, transformed).double().median())
                for name, measure in STATISTICS.items()}
-    return 1.0 - statistics_distance(medians, stats) / max(apart, 1e-6)
+    return 1.0 - statistics_distance(medians, stats) / max(_apart(stats), 1e-6)
 
 
 def _ratio(stats: dict, name: str) -> float:
