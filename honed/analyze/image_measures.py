@@ -8,6 +8,8 @@ histogram per image for orientation and hue). They are proxies chosen to be stab
   background estimate), so shrinking an object by ``s`` multiplies it by about ``s``;
 - sharpness: mean |Laplacian| over mean |gradient| of the luma. The variance of the Laplacian is the usual
   blur measure, but it also falls with contrast and with the amount of edges; this ratio does not;
+- fineness: mean |gradient| over the standard deviation of the luma, which keeps falling as the blur grows
+  (the Laplacian ratio levels off at uint8 precision beyond a blur of about 3 px), so it sets a blur's strength;
 - noise: Immerkaer's estimate, made robust with a median (sigma in 0..1 intensity units);
 - brightness and contrast: the mid-range and the spread of luma between its 1st and 99th percentiles (the
   image's mean and standard deviation would change with object size and blur);
@@ -75,6 +77,14 @@ def sharpness(x: Tensor) -> Tensor:
     gx, gy = _gradients(y)
     lap = F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]], y))
     return lap.abs().flatten(1).mean(1) / (gx.abs() + gy.abs()).flatten(1).mean(1).clamp(min=_EPS)
+
+
+def fineness(x: Tensor) -> Tensor:
+    """Mean |gradient| of the luma over its standard deviation: how fine the detail is for the contrast."""
+    y = luma(x)
+    gx = (y[..., :, 1:] - y[..., :, :-1]).abs().flatten(1).mean(1)
+    gy = (y[..., 1:, :] - y[..., :-1, :]).abs().flatten(1).mean(1)
+    return (gx + gy) / y.flatten(1).std(1).clamp(min=1e-3)
 
 
 def noise_level(x: Tensor) -> Tensor:

@@ -127,7 +127,7 @@ def shift_reason(shift) -> str:
     return (f"{head}training images made so match {shift.statistics_explained:.0%} of the difference in image "
             f"statistics and fail as the validation ones do ({shift.train_failure:.3f} -> "
             f"{shift.simulated_failure:.3f} failure, validation {shift.val_failure:.3f}); transforming the "
-            f"validation images back cannot restore the lost detail ({shift.back_failure:.3f})")
+            f"validation images back restores little of the lost detail ({shift.back_failure:.3f})")
 
 
 def _rank(rec: Recommendation) -> tuple[bool, float]:

@@ -172,3 +172,31 @@ def test_split_statistics_tell_which_change_makes_training_images_look_like_vali
     others = max(v for k, v in named.items() if "smaller" not in k)  # darker, flatter, blurred: side effects
     assert others < named["objects 0.5x smaller"] - shift.STAT_MARGIN, named
     assert max(v for k, v in named.items() if "turned" in k or "mirrored" in k) < 0.05, named
+
+
+def photo_crops(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """``n`` uint8 crops of scikit-learn's two sample photographs (a temple, a flower), at half resolution."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1)[:, ::2, ::2] for p in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(n):
+        photo = photos[i % 2]
+        top, left = (int(rng.integers(0, photo.shape[k] - size)) for k in (1, 2))
+        crops.append(photo[:, top:top + size, left:left + size])
+    return torch.stack(crops).contiguous()
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.5, 5.0])
+def test_the_blur_of_the_validation_images_is_measured_not_guessed(sigma):
+    from honed.analyze import shift
+    from honed.analyze.factors import blur
+
+    train, val = photo_crops(64, seed=0), photo_crops(64, seed=1)
+    blurred = (blur(val.float() / 255, sigma, torch.Generator()) * 255).round().to(torch.uint8)
+    stats = shift.split_statistics(train, blurred)
+    assert abs(np.log(stats["sharpness"]["matched_sigma"] / sigma)) < np.log(1.4), stats["sharpness"]
+    candidate = next(c for c in shift.candidates(stats) if c.factor == "blur")
+    assert f"blur:{min(1.25 * stats['sharpness']['matched_sigma'], 8):.3g}@0.5" in candidate.policy
+    assert "matched_sigma" not in shift.split_statistics(train, val)["sharpness"]  # as sharp: nothing to match
