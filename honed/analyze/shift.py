@@ -192,12 +192,11 @@ def matched_blur(train_images: Tensor, val_images: Tensor) -> float:
         levels.append(float(measures.measure_images(measures.fineness, _transformed(sample, _blur(sigma))).median()))
         if levels[-1] <= target:
             break
-    sigmas = [0.0, *BLUR_SIGMAS][:len(levels)]
-    if levels[-1] > target or len(levels) < 2:  # blurrier than the search reaches, or no sharper than training
-        return sigmas[-1] if levels[-1] > target else BLUR_SIGMAS[0]
-    (s0, s1), (f0, f1) = sigmas[-2:], levels[-2:]
-    if s0 == 0.0:
+    if levels[-1] > target:  # blurrier than the search reaches
+        return BLUR_SIGMAS[-1]
+    if len(levels) == 2:  # less blurred than the first step
         return BLUR_SIGMAS[0]
+    (s0, s1), (f0, f1) = BLUR_SIGMAS[len(levels) - 3:len(levels) - 1], levels[-2:]  # levels[i]: BLUR_SIGMAS[i-1]
     t = (np.log(f0) - np.log(target)) / max(np.log(f0) - np.log(f1), 1e-9)
     return float(np.exp(np.log(s0) + t * (np.log(s1) - np.log(s0))))
 
