@@ -183,7 +183,7 @@ def _hue_policy(degrees: float) -> str:
 def blur_policy(sigma: float) -> str:
     """Blur alone, for a blur measured between the splits: blurring smooths noise away, so noise augmentation
     moves the training images away from such validation images (ants and bees photos blurred by 5.6 px:
-    `blur:6@0.5` won back 71% of the loss, with `noise:0.03@0.3` added 41%)."""
+    `blur:6@0.5` won back 70% of the loss, with `noise:0.03@0.3` added 41%)."""
     return f"blur:{_num(_clip(COVER * sigma, 0.5, 8.0))}@0.5"
 
 
