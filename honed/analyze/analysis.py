@@ -127,7 +127,7 @@ def analyze_run(run_dir: str | Path, *, tta: Any = None, probes: Sequence[str] |
     recommendations = recommend(ranked, gap=gap, drop_rate=source.config.model.drop_rate,
                                 weight_decay=source.config.train.weight_decay, sizes=sizes, shifts=shifts, fit=fit,
                                 epochs=source.config.train.epochs, lr=source.config.train.lr, chance=chance,
-                                quality=quality)
+                                quality=quality, input_size=_resizable_input(model, val.images))
     applied = to_apply(recommendations)
     analysis = Analysis(
         run=source.name, run_dir=Path(run_dir), task=source.task, metric=source.config.main_metric(),
@@ -190,6 +190,27 @@ def _probe_both(model: BatchPredictor, source: RunSource, factors: Sequence[Fact
                              progress=reporter.advance)
         reporter.phase_finished()
     return ref_run, val_run
+
+
+def _resizable_input(model: BatchPredictor, images: torch.Tensor) -> int:
+    """The side the model sees when its network also takes inputs twice as large (a convnet pools globally; a
+    ViT's position embeddings are fixed), else 0: a fix may then train at a larger size from the run's weights."""
+    network = getattr(model, "model", None)
+    side = int(images.shape[-1])
+    if not isinstance(network, torch.nn.Module):
+        return 0
+    parameter = next(network.parameters(), None)
+    probe = torch.zeros(1, images.shape[1], 2 * side, 2 * side,
+                        device=parameter.device if parameter is not None else "cpu")
+    was_training = network.training
+    try:
+        with torch.inference_mode():
+            network.eval()(probe)
+    except Exception:  # noqa: BLE001 - any failure means the network is tied to its input size
+        return 0
+    finally:
+        network.train(was_training)
+    return side
 
 
 def _fit(source: RunSource) -> dict:

@@ -37,6 +37,7 @@ class Candidate:
     weight_decay: float | None = None
     epochs: int | None = None  # total epochs the fix asks for (the parent's count and the continuation)
     lr: float | None = None
+    image_size: int | None = None  # input side the fix trains at (a fix for small objects in large photos)
     shift_share: float = 0.0  # share of the gap a measured shift between the splits explains (its evidence)
     check_score: float | None = None  # validation score of its short fine-tune
     check_run: str = ""
@@ -61,6 +62,7 @@ def from_analysis(saved: dict, *, limit: int = MAX_CANDIDATES) -> list[Candidate
         out.append(Candidate(rec["group"], rec["title"], float(rec["score"]), rec.get("policy") or None,
                              regularization.get("drop_rate"), regularization.get("weight_decay"),
                              int(training["epochs"]) if training.get("epochs") else None, training.get("lr"),
+                             int(training["image_size"]) if training.get("image_size") else None,
                              float(rec.get("evidence", {}).get("shift", {}).get("share_of_gap", 0.0))))
     return out[:limit]
 
@@ -83,10 +85,17 @@ def candidate_config(parent: RunConfig, run_dir: Path, candidate: Candidate, *, 
 
     config, _ = child_config(parent, run_dir, augment=candidate.augment, dropout=candidate.dropout,
                              weight_decay=candidate.weight_decay, epochs=epochs, lr=candidate.lr,
-                             weights=str(run_dir / BEST_WEIGHTS), name=name)
+                             image_size=candidate.image_size, weights=str(run_dir / BEST_WEIGHTS), name=name)
     if prefix:
         config.change = f"{prefix}{config.change}"
     return config
+
+
+def compute_ratio(parent: RunConfig, candidate: Candidate) -> float:
+    """The candidate's compute per epoch against the parent's: a convnet's cost grows with the input's pixels."""
+    if not candidate.image_size or not parent.preprocess.image_size:
+        return 1.0
+    return (candidate.image_size / parent.preprocess.image_size) ** 2
 
 
 CONTROL = "control"  # the group of the unchanged short fine-tune

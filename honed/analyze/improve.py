@@ -37,12 +37,12 @@ COMPARED = ("accuracy", "macro_f1", "log_loss", "mae", "rmse", "val_loss", "trai
 def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: float | None = None,
                 weight_decay: float | None = None, epochs: int | None = None, name: str = "",
                 reporter: Reporter | None = None, analyze_options: dict[str, Any] | None = None,
-                check: int = MAX_CANDIDATES) -> tuple[TrainResult, dict]:
+                check: int = MAX_CANDIDATES, image_size: int | None = None) -> tuple[TrainResult, dict]:
     """Train a child of ``run_dir`` with the recommended fix, or with the given changes when any is given.
 
     ``augment`` is added to the parent's policy (an augmentation already there takes the new strength);
-    ``dropout`` and ``weight_decay`` replace the parent's; ``epochs`` defaults to the parent's. With none of
-    augment/dropout/weight_decay, the fix comes from ``RUN/analysis/analysis.json``, running the analysis
+    ``dropout``, ``weight_decay`` and ``image_size`` (the input side) replace the parent's; ``epochs`` defaults
+    to the parent's. With none of augment/dropout/weight_decay/image_size, the fix comes from ``RUN/analysis/analysis.json``, running the analysis
     first (with ``analyze_options``) when there is none: its top ``check`` recommendations are checked by short
     fine-tunes and the best that beats the parent is applied, continuing from the parent's weights (``epochs``
     then overrides the continuation's length). Returns the child's result and a comparison dict (with the
@@ -55,11 +55,11 @@ def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: flo
         raise HonedError(f"{run_dir} is not a honed run (no {CONFIG_FILE}): give a run name or folder, "
                          "see `honed runs`")
     parent = RunConfig.from_yaml(run_dir / CONFIG_FILE)
-    if augment is None and dropout is None and weight_decay is None:
+    if augment is None and dropout is None and weight_decay is None and image_size is None:
         return _improve_checked(run_dir, parent, epochs=epochs, name=name, reporter=reporter,
                                 analyze_options=analyze_options or {}, check=check)
     config, change = child_config(parent, run_dir, augment=augment, dropout=dropout, weight_decay=weight_decay,
-                                  epochs=epochs, name=name)
+                                  epochs=epochs, name=name, image_size=image_size)
     if reporter is not None:
         reporter.message(f"{config.name}: {change}")
     result = train(config, reporter=reporter)
@@ -106,7 +106,7 @@ def _improve_checked(run_dir: Path, parent: RunConfig, *, epochs: int | None, na
 
 def child_config(parent: RunConfig, run_dir: Path, *, augment: str | None, dropout: float | None,
                  weight_decay: float | None, epochs: int | None, name: str, lr: float | None = None,
-                 weights: str = "") -> tuple[RunConfig, str]:
+                 image_size: int | None = None, weights: str = "") -> tuple[RunConfig, str]:
     """The parent's config with the changes applied, validated, named, and the change in words."""
     raw = parent.to_dict()
     changes = []
@@ -117,7 +117,8 @@ def child_config(parent: RunConfig, run_dir: Path, *, augment: str | None, dropo
                        else f"augment: +{merged}")
     for section, key, value, label in (("model", "drop_rate", dropout, "dropout"),
                                        ("train", "weight_decay", weight_decay, "weight_decay"),
-                                       ("train", "epochs", epochs, "epochs"), ("train", "lr", lr, "lr")):
+                                       ("train", "epochs", epochs, "epochs"), ("train", "lr", lr, "lr"),
+                                       ("preprocess", "image_size", image_size, "image size")):
         if value is not None and value != raw[section][key]:
             changes.append(f"{label} {raw[section][key]:g} -> {value:g}")
             raw[section][key] = value

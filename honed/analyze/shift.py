@@ -61,6 +61,7 @@ class Candidate:
     forward: Batch
     inverse: Batch
     policy: str  # the augmentation that covers it
+    strength: float = 0.0  # the shift in its factor's unit (0.5: objects half as large; a blur's sigma), 0: none
 
 
 @dataclass
@@ -82,6 +83,7 @@ class ShiftScore:
     significant: bool
     statistics_explained: float = 0.0  # share of the splits' statistical distance the simulation closes
     measured_by: str = "transformed back"  # or "simulated on training images": how share_of_gap was measured
+    strength: float = 0.0  # the candidate's strength in its factor's unit (0: not a graded shift)
     examples: list[int] = field(default_factory=list)  # validation indices: worst that the inverse fixes
 
     def to_dict(self) -> dict:
@@ -244,7 +246,7 @@ def candidates(stats: dict) -> list[Candidate]:
            Candidate("mirrored left to right", "flip", "flip", lambda x: x.flip(-1), lambda x: x.flip(-1), "hflip")]
     for factor in (0.75, 0.5):
         out.append(Candidate(f"objects {factor:g}x smaller", "size", "scale", _shrink(factor), _zoom_in(factor),
-                             ops._scale_policy(factor)))
+                             ops._scale_policy(factor), factor))
     brightness = _ratio(stats, "brightness")
     if abs(1 - brightness) >= MIN_STAT_CHANGE:
         word = "darker" if brightness < 1 else "brighter"
@@ -263,7 +265,7 @@ def candidates(stats: dict) -> list[Candidate]:
     if sharpness < 1 - MIN_STAT_CHANGE:
         sigma = stats["sharpness"].get("matched_sigma", 2.0 if sharpness < 0.3 else 1.0)  # older analyses: a guess
         out.append(Candidate(f"blurred (sharpness {sharpness:.2f}x, about sigma {sigma:.2g} px)", "blur", "blur",
-                             _blur(sigma), _sharpen(sigma), ops.blur_policy(sigma)))
+                             _blur(sigma), _sharpen(sigma), ops.blur_policy(sigma), sigma))
     noise = stats["noise"]["val_median"] - stats["noise"]["train_median"]
     if noise > 0.01:
         out.append(Candidate(f"noisier (+{noise:.3f} noise level)", "noise", "noise", _noise(noise), _blur(0.8),
@@ -307,7 +309,7 @@ def detect_shifts(model: BatchPredictor, *, train_images: Tensor, train_targets:
             ci=[float(low), float(high)], val_failure=float(val_fail.mean()), back_failure=float(back_fail.mean()),
             train_failure=float(train_fail.mean()), simulated_failure=float(simulated.mean()),
             significant=bool(low > 0 and share >= MIN_SHARE), examples=[int(i) for i in worst],
-            statistics_explained=explained[index])
+            statistics_explained=explained[index], strength=candidate.strength)
         scores.append((score, simulated))
     undone = {score.factor for score, _ in scores if score.significant}
     for index, (score, simulated) in enumerate(scores):

@@ -96,6 +96,8 @@ def improve(
                                             "the run's)."),
     weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default: recommended or the run's)."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs (default: the run's)."),
+    image_size: Optional[int] = typer.Option(None, min=16, max=1024, help="Input side in pixels (default: "
+                                             "recommended or the run's)."),
     name: str = typer.Option("", help="Name of the new run (default: RUN-improved, made unique)."),
     check: int = typer.Option(3, min=1, max=6, help="Recommendations checked by short fine-tunes before one is "
                               "applied (recommended fixes only)."),
@@ -113,7 +115,7 @@ def improve(
     reporter = RichReporter(console, quiet=quiet or json_out)
     result, comparison = improve_run(find_run(workspace, run), augment=augment or None, dropout=dropout,
                                      weight_decay=weight_decay, epochs=epochs, name=name, reporter=reporter,
-                                     check=check)
+                                     check=check, image_size=image_size)
     mirror(log, result.run_dir.parent, [result.name])
     if json_out:
         print_json({"run_dir": str(result.run_dir), **comparison})

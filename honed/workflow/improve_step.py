@@ -4,6 +4,7 @@ when the budget allows, and continue from it with the one that helped; repeated 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from honed.artifacts.run_folder import CONFIG_FILE
@@ -37,7 +38,7 @@ def improve(ctx: Context) -> None:
 def _improve_round(ctx: Context, key: str) -> Step | None:
     """Check the analysis's top fixes by short fine-tunes from the best run when the budget allows, then continue
     from the best run with the one that helped (issue 18: check before you apply)."""
-    from honed.analyze.candidates import best_candidate, candidate_config, continued_epochs, from_analysis
+    from honed.analyze.candidates import best_candidate, candidate_config, compute_ratio, from_analysis
 
     prior = ctx.state.step(key)
     if prior is not None and prior.status == "running":
@@ -56,8 +57,10 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
         return None
     winner = found[0]
     short = max(1, round(0.25 * parent.train.epochs))
-    checks = len(found) + 1  # and the control: the same short fine-tune with nothing changed
-    if len(found) > 1 and fitting >= checks * short + parent.train.epochs:  # the checks and the final run fit
+    # in epochs at the parent's input size: a fix at a larger input costs its pixels more (compute_ratio)
+    checks = short * (1 + sum(compute_ratio(parent, c) for c in found))  # and the control, nothing changed
+    final = parent.train.epochs * max(compute_ratio(parent, c) for c in found)
+    if len(found) > 1 and fitting >= checks + final:  # the checks and the final run fit
         checked = _check(ctx, key, parent_dir, found, short)
         winner = best_candidate(checked, parent_score=ctx.state.best_score, metric=ctx.state.metric,
                                 workspace=ctx.workspace)
@@ -65,10 +68,26 @@ def _improve_round(ctx: Context, key: str) -> Step | None:
             ctx.skip(key, f"none of the {len(checked) - 1} fixes checked beat the same short fine-tune of "
                           f"{ctx.state.best} without them")
             return None
-        fitting -= checks * short
-    config = candidate_config(parent, parent_dir, winner, epochs=min(continued_epochs(parent, winner), fitting),
-                              name=ctx.run_name(key))
+        fitting -= round(checks)
+    winner, epochs, note = sized_to_fit(parent, winner, fitting)
+    if note:
+        ctx.reporter.message(f"{key}: {note}")
+    config = candidate_config(parent, parent_dir, winner, epochs=epochs, name=ctx.run_name(key))
     return _train_step(ctx, key, config)
+
+
+def sized_to_fit(parent: RunConfig, winner, fitting: float) -> tuple[object, int, str]:
+    """The fix and its epochs within ``fitting`` epochs' time at the parent's input size: at the fix's larger
+    input when the epochs it asks for fit there, else at the parent's; and why, when the size was given up."""
+    from honed.analyze.candidates import compute_ratio, continued_epochs
+
+    wanted = continued_epochs(parent, winner)
+    note = ""
+    if winner.image_size and fitting / compute_ratio(parent, winner) < wanted:
+        note = (f"{winner.group} at {winner.image_size} px does not fit the budget ({wanted} epochs at "
+                f"{compute_ratio(parent, winner):.1f}x the compute): trained at {parent.preprocess.image_size} px")
+        winner = replace(winner, image_size=None)
+    return winner, min(wanted, int(fitting / compute_ratio(parent, winner))), note
 
 
 def _check(ctx: Context, key: str, parent_dir: Path, found: list, epochs: int) -> list:

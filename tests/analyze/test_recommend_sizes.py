@@ -12,6 +12,7 @@ from honed.analyze.ranking import FactorScore
 from honed.analyze.recommend import (
     PHOTO_AUGMENTATION,
     SMALL_IMAGE_AUGMENTATION,
+    input_size_for_small_objects,
     merge_policy,
     recommend,
     to_apply,
@@ -118,3 +119,69 @@ def test_an_analysis_measures_the_run_images(tmp_path, one_thread):
     assert measured["median_side"] == 240 and measured["median_width"] == 320 and measured["small"] is False
     sizes = ImageSizes(**{k: v for k, v in measured.items() if k != "small"})
     assert _regularization(sizes).policy == PHOTO_AUGMENTATION
+
+
+def _size_factor(matched: float) -> FactorScore:
+    nan = float("nan")
+    return FactorScore("size", "scale", "small objects", 0.6, 0.6, 0.0, [0.5], [0.5], matched, 0.8, 0, 1, nan, nan,
+                       [nan, nan], 0, True, "scale:0.4@0.8")
+
+
+@pytest.mark.parametrize("objects, input_size, side, expected", [
+    (0.5, 112, 375, 224),  # objects half as large: twice the side
+    (0.4, 112, 375, 224),  # ... and no more than twice (4x the compute)
+    (0.3, 112, 200, 192),  # ... nor beyond what the originals hold
+    (0.8, 112, 375, 0),  # 140 px: under 1.25x, floored to 128: not worth the cost
+    (0.5, 32, 32, 0),  # small images: upscaling adds no detail
+    (0.5, 0, 375, 0),  # a network tied to its input size
+    (1.0, 112, 375, 0),  # objects as large as in training
+])
+def test_the_input_size_for_small_objects(objects, input_size, side, expected):
+    sizes = ImageSizes(median_side=side, median_width=side, median_height=side, images=10)
+    assert input_size_for_small_objects(objects, input_size, sizes) == expected
+
+
+def test_a_scale_fix_by_sensitivity_uses_the_matched_size_of_the_validation_objects():
+    photos = ImageSizes(median_side=375, median_width=500, median_height=375, images=10)
+    (rec,) = recommend([_size_factor(0.5)], gap={"relative_gap": 0.5}, drop_rate=0, weight_decay=0, sizes=photos,
+                       epochs=5, input_size=112)
+    assert rec.group == "scale" and rec.training == {"epochs": 10.0, "image_size": 224.0}
+    assert rec.reason.startswith("objects about 0.5x as large") and "median side 375 px" in rec.reason
+    same = recommend([_size_factor(1.0)], gap={"relative_gap": 0.5}, drop_rate=0, weight_decay=0, sizes=photos,
+                     epochs=5, input_size=112)
+    assert same[0].training == {"epochs": 10.0} and same[0].reason == ""
+
+
+def test_a_candidate_at_a_larger_input_trains_there_and_is_priced_by_its_pixels(tmp_path):
+    from honed.analyze.candidates import candidate_config, compute_ratio, from_analysis
+    from honed.config import DataConfig, PreprocessConfig, RunConfig, TrainConfig
+
+    saved = {"recommendations": [{"group": "scale", "title": "t", "score": 0.6, "policy": "scale:0.4@0.8",
+                                  "regularization": {}, "training": {"epochs": 10.0, "image_size": 224.0}}]}
+    (found,) = from_analysis(saved)
+    assert found.image_size == 224 and found.epochs == 10
+    parent = RunConfig(name="base", data=DataConfig(source="x"), preprocess=PreprocessConfig(image_size=112),
+                       train=TrainConfig(epochs=5))
+    assert compute_ratio(parent, found) == 4.0
+    config = candidate_config(parent, tmp_path / "base", found, epochs=5, name="child")
+    assert config.preprocess.image_size == 224 and config.train.augment == "scale:0.4@0.8"
+    assert "image size 112 -> 224" in config.change and config.model.weights.endswith("best.safetensors")
+
+
+def test_only_a_network_that_takes_larger_inputs_may_be_trained_at_one():
+    """A convnet that pools globally takes twice the side; a head on flattened pixels (as a ViT's fixed position
+    embeddings) does not, and the analysis then offers no larger input."""
+    import types
+
+    import torch
+
+    from honed.analyze.analysis import _resizable_input
+
+    pooled = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                 torch.nn.Linear(4, 2))
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
+    images = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    assert _resizable_input(types.SimpleNamespace(model=pooled.train()), images) == 16
+    assert pooled.training  # left as it was found
+    assert _resizable_input(types.SimpleNamespace(model=flat), images) == 0
+    assert _resizable_input(object(), images) == 0  # no network to look into (a custom predictor)

@@ -126,23 +126,30 @@ def textured_image(kind: str, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def test_smaller_objects_whose_detail_is_lost_are_named_by_simulating_them_on_training_images(tmp_path):
+def _half_size(a: np.ndarray) -> np.ndarray:
     from honed.analyze.factors import shrink
 
-    def half_size(a: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
-        return (shrink(x, 0.5, torch.Generator())[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
+    return (shrink(x, 0.5, torch.Generator())[0].permute(1, 2, 0) * 255).round().byte().numpy()
 
-    for split, n, seed, change in (("train", 40, 0, lambda a: a), ("val", 20, 1, half_size)):
+
+def _small_objects_run(root, *, stored: int = 1):
+    """A run at SIZE px whose validation objects are half the size; the files are ``stored`` times SIZE."""
+    for split, n, seed, change in (("train", 40, 0, lambda a: a), ("val", 20, 1, _half_size)):
         rng = np.random.default_rng(seed)
         for kind in ("checks", "lines", "solid"):
-            (tmp_path / "data" / split / kind).mkdir(parents=True)
+            (root / "data" / split / kind).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(change(textured_image(kind, rng))).save(tmp_path / "data" / split / kind / f"{i}.png")
-    config = RunConfig(name="base", workspace=str(tmp_path / "ws"), data=DataConfig(source=str(tmp_path / "data")),
+                pixels = np.kron(change(textured_image(kind, rng)), np.ones((stored, stored, 1), np.uint8))
+                Image.fromarray(pixels).save(root / "data" / split / kind / f"{i}.png")
+    config = RunConfig(name="base", workspace=str(root / "ws"), data=DataConfig(source=str(root / "data")),
                        model=ModelConfig(name="test_resnet"), preprocess=PreprocessConfig(image_size=SIZE),
                        train=TrainConfig(epochs=4, batch_size=16, lr=1e-2, workers=0, seed=0))
-    result = train(config)
+    return train(config)
+
+
+def test_smaller_objects_whose_detail_is_lost_are_named_by_simulating_them_on_training_images(tmp_path):
+    result = _small_objects_run(tmp_path)
     analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["size", "blur"], save=False)
     assert analysis.summary["train_accuracy"] - analysis.summary["val_accuracy"] > 0.3, analysis.summary
     top = analysis.shifts["candidates"][0]
@@ -151,6 +158,18 @@ def test_smaller_objects_whose_detail_is_lost_are_named_by_simulating_them_on_tr
     assert top["back_failure"] > top["val_failure"] - 0.1  # zooming back in did not restore the detail
     assert analysis.recommendations[0].group == "scale"
     assert "training images made so" in analysis.recommendations[0].reason
+    assert "image_size" not in analysis.recommendations[0].training  # the files are no larger than the input
+
+
+def test_a_fix_for_small_objects_trains_at_a_larger_input_when_the_originals_hold_the_detail(tmp_path):
+    """The same run from files stored at 3x the model's input: the scale fix asks for twice the side, which
+    gives the half-size validation objects their training size in pixels again, and no more than 2x."""
+    result = _small_objects_run(tmp_path, stored=3)
+    analysis = analyze_run(result.run_dir, workers=0, reference_images=60, probes=["size", "blur"], save=False)
+    first = analysis.recommendations[0]
+    assert first.group == "scale" and first.evidence["shift"]["strength"] == 0.5, analysis.shifts["candidates"][:2]
+    assert first.training["image_size"] == 2 * SIZE and analysis.training["image_size"] == 2 * SIZE
+    assert f"train at {2 * SIZE} px (4.0x the compute)" in first.reason and "median side 48 px" in first.reason
 
 
 def test_split_statistics_tell_which_change_makes_training_images_look_like_validation_ones():

@@ -23,3 +23,19 @@ def test_budget_counts_time_spent_before_a_resume_and_runs():
     assert Budget(seconds=100, max_runs=3).allows(10, runs_done=2)
     assert not Budget(seconds=100, max_runs=3).allows(10, runs_done=3)
     assert Budget(seconds=100).runs_left(1000) > 1000
+
+
+def test_a_fix_at_a_larger_input_is_priced_by_its_pixels_and_given_up_when_it_does_not_fit():
+    from honed.analyze.candidates import Candidate
+    from honed.config import DataConfig, PreprocessConfig, RunConfig, TrainConfig
+    from honed.workflow.improve_step import sized_to_fit
+
+    parent = RunConfig(data=DataConfig(source="x"), preprocess=PreprocessConfig(image_size=112),
+                       train=TrainConfig(epochs=5))
+    scale = Candidate("scale", "t", 0.6, augment="scale:0.4@0.8", epochs=10, image_size=224)
+    kept, epochs, note = sized_to_fit(parent, scale, fitting=30)  # 5 more epochs at 4x: 20 of the 30
+    assert (kept.image_size, epochs, note) == (224, 5, "")
+    kept, epochs, note = sized_to_fit(parent, scale, fitting=12)  # 5 at 4x do not fit: at the parent's size
+    assert kept.image_size is None and epochs == 5 and "does not fit the budget" in note and "112 px" in note
+    assert scale.image_size == 224  # the analysis's candidate is left as it was
+    assert sized_to_fit(parent, scale, fitting=3)[1] == 3
