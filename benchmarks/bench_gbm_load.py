@@ -107,8 +107,8 @@ def main() -> None:
         new = new_side(arrays, args.repeats, Path(tmp))
         old = old_side(arrays, args.baseline, args.old_repeats, Path(tmp))
     print(f"gbm head, {args.rows} x {args.features}, {args.classes} classes, 100 rounds")
-    print(f"| side | stored file | bytes | load s (median of n) |")
-    print(f"|---|---|---:|---:|")
+    print("| side | stored file | bytes | load s (median of n) |")
+    print("|---|---|---:|---:|")
     print(f"| before ({args.baseline}: refit) | probe_features.safetensors | {old['bytes']:,} | "
           f"{old['load_s']:.2f} (n={old['loads']}) |")
     print(f"| now (ONNX trees) | gbm_head.onnx | {new['bytes']:,} | {new['load_s']:.3f} (n={new['loads']}) |")

@@ -203,7 +203,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/bench-shift"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_shift.md"))
     parser.add_argument("--shifts", default="rot90,small,dark,blur")
-    parser.add_argument("--strengths", default="all", help="'all' or 'first' (one strength per shift)")
+    parser.add_argument("--strengths", default="all", choices=("all", "first", "second"),
+                        help="every strength of each shift in STRENGTHS, or only its first or second")
     parser.add_argument("--per-class", type=int, default=300)
     parser.add_argument("--val-per-class", type=int, default=100)
     parser.add_argument("--val-images", type=int, default=400)
@@ -228,7 +229,8 @@ def main() -> None:
     started = time.perf_counter()
     for dataset, clean in sets:
         for shift in args.shifts.split(","):
-            strengths = STRENGTHS[shift] if args.strengths == "all" else STRENGTHS[shift][:1]
+            strengths = {"all": STRENGTHS[shift], "first": STRENGTHS[shift][:1],
+                         "second": STRENGTHS[shift][1:2]}[args.strengths]
             for strength in strengths:
                 for seed in args.seeds:
                     rows.append(one_case(dataset, clean, args.root, shift, strength, args, seed))

@@ -13,7 +13,7 @@ from honed.analyze.candidates import CONTROL, Candidate, best_candidate, continu
 from honed.analyze.ranking import FactorScore
 from honed.analyze.recommend import recommend, to_apply
 from honed.analyze.shift import ShiftScore
-from honed.config import DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from honed.config import DataConfig, RunConfig, TrainConfig
 
 NAN = math.nan
 UNDERFIT = {"verdict": "underfitting", "evidence": ["training loss still falling 12% per epoch over the last 2 "

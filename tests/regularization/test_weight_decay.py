@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from honed.config import ModelConfig, RunConfig
+from honed.config import ModelConfig
 from honed.models.factory import build_model
 from honed.models.strategies import create_strategy
 from honed.optim import build_optimizer
