@@ -42,11 +42,11 @@ def improve_run(run_dir: str | Path, *, augment: str | None = None, dropout: flo
 
     ``augment`` is added to the parent's policy (an augmentation already there takes the new strength);
     ``dropout``, ``weight_decay`` and ``image_size`` (the input side) replace the parent's; ``epochs`` defaults
-    to the parent's. With none of augment/dropout/weight_decay/image_size, the fix comes from ``RUN/analysis/analysis.json``, running the analysis
-    first (with ``analyze_options``) when there is none: its top ``check`` recommendations are checked by short
-    fine-tunes and the best that beats the parent is applied, continuing from the parent's weights (``epochs``
-    then overrides the continuation's length). Returns the child's result and a comparison dict (with the
-    checked ``candidates`` and the ``kept`` one).
+    to the parent's. With none of augment/dropout/weight_decay/image_size, the fix comes from
+    ``RUN/analysis/analysis.json``, running the analysis first (with ``analyze_options``) when there is none:
+    its top ``check`` recommendations are checked by short fine-tunes and the best that beats the parent is
+    applied, continuing from the parent's weights (``epochs`` then overrides the continuation's length).
+    Returns the child's result and a comparison dict (with the checked ``candidates`` and the ``kept`` one).
     """
     from honed.training.fit import train
 

@@ -77,10 +77,10 @@ def recommend(factors: Sequence[FactorScore], *, gap: dict, drop_rate: float, we
               input_size: int = 0) -> list[Recommendation]:
     """Significant weaknesses grouped by remedy, strongest first; ``sizes`` (the run's original images)
     chooses the augmentation of a regularization recommendation and, with ``input_size`` (the side the model
-    sees, 0 when it cannot take larger inputs), the input size of a fix for small objects. ``shifts`` (ShiftScore, best first) and the
-    fit report's dict ``fit`` join the same list; ``epochs`` and ``lr`` are the run's, which a fix scales;
-    ``quality`` (split -> flag -> share, from ``honed.data.quality.split_quality``) adds blur augmentation for
-    a blur-heavy validation set."""
+    sees, 0 when it cannot take larger inputs), the input size of a fix for small objects. ``shifts``
+    (ShiftScore, best first) and the fit report's dict ``fit`` join the same list; ``epochs`` and ``lr`` are
+    the run's, which a fix scales; ``quality`` (split -> flag -> share, from
+    ``honed.data.quality.split_quality``) adds blur augmentation for a blur-heavy validation set."""
     by_group: dict[str, Recommendation] = {}
     for group in dict.fromkeys(f.group for f in factors):
         members = [f for f in factors if f.group == group and f.significant and not f.shift]
