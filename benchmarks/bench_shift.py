@@ -7,7 +7,7 @@ smaller objects, darker, blurrier; two strengths each). Per shift:
              accuracy on the unshifted validation images is what the shift costs it ("clean")
   analysis   `analyze_run`: is the planted factor's group the first recommendation? (and the first shift)
   improve    `improve_run` with its checks (top 3 recommendations, short fine-tunes from the baseline, the best
-             one continued from the baseline for the baseline's epochs)
+             one continued from the baseline for twice the baseline's epochs, as an added augmentation is)
   by hand    the augmentation a practitioner would choose for the shift they see, trained the same way as
              improve's final run (from the baseline's weights, same epochs): it isolates the choice of fix
 
@@ -107,14 +107,17 @@ def accuracy_on(run_dir: Path, folder: Path) -> float:
 
 
 def by_hand(run_dir: Path, shift: str) -> float:
-    """The practitioner's augmentation, from the baseline's weights for the baseline's epochs."""
+    """The practitioner's augmentation, from the baseline's weights for as many epochs as improve continues an
+    added augmentation (twice the baseline's): the comparison is of the augmentation chosen."""
     from honed.analyze.improve import child_config
+    from honed.analyze.recommend import AUGMENTED_EPOCHS
     from honed.artifacts.run_folder import BEST_WEIGHTS, CONFIG_FILE
     from honed.training.fit import train
 
     parent = RunConfig.from_yaml(run_dir / CONFIG_FILE)
     child, _ = child_config(parent, run_dir, augment=BY_HAND[shift], dropout=None, weight_decay=None,
-                            epochs=parent.train.epochs, name="by-hand", weights=str(run_dir / BEST_WEIGHTS))
+                            epochs=AUGMENTED_EPOCHS * parent.train.epochs, name="by-hand",
+                            weights=str(run_dir / BEST_WEIGHTS))
     return float(train(child).metrics["accuracy"])
 
 

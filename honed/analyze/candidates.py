@@ -35,7 +35,7 @@ class Candidate:
     augment: str | None = None
     dropout: float | None = None
     weight_decay: float | None = None
-    epochs: int | None = None  # total epochs the fix asks for (the parent's count and the continuation)
+    epochs: int | None = None  # epochs the fix asks for, as if from scratch (continued_epochs: from the parent)
     lr: float | None = None
     image_size: int | None = None  # input side the fix trains at (a fix for small objects in large photos)
     shift_share: float = 0.0  # share of the gap a measured shift between the splits explains (its evidence)
@@ -72,9 +72,15 @@ def check_epochs(parent: RunConfig) -> int:
 
 
 def continued_epochs(parent: RunConfig, candidate: Candidate) -> int:
-    """Epochs of the run that continues from the parent: what the fix asks for beyond the parent's own epochs,
-    and at least the parent's count again (an added augmentation needs the training to pay for it)."""
+    """Epochs of the run that continues from the parent's weights, at least the parent's count again.
+
+    An added augmentation continues for all the epochs the fix asks for: continued for the parent's count, the
+    validation curve was still rising at its end on the planted shifts that fell short (issue 18: 8 -> 16 epochs
+    took a CIFAR quarter turn from 71% to 82% of the loss won back, smaller objects from 56% to 79%). Other fixes
+    continue for what they ask beyond the parent's own epochs (train longer: twice the epochs in all)."""
     asked = candidate.epochs or parent.train.epochs
+    if candidate.augment:
+        return max(parent.train.epochs, asked)
     return max(parent.train.epochs, asked - parent.train.epochs)
 
 

@@ -119,7 +119,8 @@ def test_candidates_come_from_the_recommendations_and_the_best_check_that_helps_
     assert [c.group for c in found] == ["orientation", "underfitting"]  # "flip" changes nothing
     assert found[1].dropout == 0.0 and found[1].lr == 0.02 and found[0].epochs == 16
     parent = RunConfig(data=DataConfig(source="x"), train=TrainConfig(epochs=8))
-    assert continued_epochs(parent, found[0]) == 8  # 8 more from the parent's weights: 16 in all
+    assert continued_epochs(parent, found[0]) == 16  # an added augmentation: all the 16 epochs it asks for
+    assert continued_epochs(parent, found[1]) == 8  # train longer: 8 more from the parent's weights, 16 in all
     a, b = Candidate("a", "", 0.5, check_score=0.60), Candidate("b", "", 0.4, check_score=0.70)
     assert best_candidate([a, b], parent_score=0.65, metric="accuracy") is b
     assert best_candidate([a, b], parent_score=0.75, metric="accuracy") is None  # nothing helps: nothing kept

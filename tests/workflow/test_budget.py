@@ -33,9 +33,9 @@ def test_a_fix_at_a_larger_input_is_priced_by_its_pixels_and_given_up_when_it_do
     parent = RunConfig(data=DataConfig(source="x"), preprocess=PreprocessConfig(image_size=112),
                        train=TrainConfig(epochs=5))
     scale = Candidate("scale", "t", 0.6, augment="scale:0.4@0.8", epochs=10, image_size=224)
-    kept, epochs, note = sized_to_fit(parent, scale, fitting=30)  # 5 more epochs at 4x: 20 of the 30
-    assert (kept.image_size, epochs, note) == (224, 5, "")
-    kept, epochs, note = sized_to_fit(parent, scale, fitting=12)  # 5 at 4x do not fit: at the parent's size
-    assert kept.image_size is None and epochs == 5 and "does not fit the budget" in note and "112 px" in note
+    kept, epochs, note = sized_to_fit(parent, scale, fitting=50)  # 10 epochs continued at 4x: 40 of the 50
+    assert (kept.image_size, epochs, note) == (224, 10, "")
+    kept, epochs, note = sized_to_fit(parent, scale, fitting=30)  # 10 at 4x do not fit: at the parent's size
+    assert kept.image_size is None and epochs == 10 and "does not fit the budget" in note and "112 px" in note
     assert scale.image_size == 224  # the analysis's candidate is left as it was
     assert sized_to_fit(parent, scale, fitting=3)[1] == 3
