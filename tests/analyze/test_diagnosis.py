@@ -174,7 +174,7 @@ def test_improve_checks_the_top_fixes_keeps_one_that_helps_and_records_them(tmp_
     assert result.metrics["accuracy"] > base.metrics["accuracy"] + 0.2
     config = RunConfig.from_yaml(result.run_dir / "config.yaml")
     assert "quarter_turn" in config.train.augment and config.model.weights.endswith("best.safetensors")
-    assert config.train.epochs == 4  # continues from the parent: 4 + 4 epochs
+    assert config.train.epochs == 8  # an added augmentation continues from the parent for twice its 4 epochs
     with Ledger(base.run_dir.parent) as ledger:
         rows = {c["check_run"]: ledger.get(c["check_run"]) for c in [control, *checks]}
     for check in [control, *checks]:  # each a ledger run from the parent
