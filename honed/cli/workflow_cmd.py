@@ -97,7 +97,16 @@ def steps_table(result) -> Table:
     for column in ("step", "run", "score", "delta", "kept", "seconds", "change"):
         table.add_column(column, justify="right" if column in ("score", "delta", "seconds") else "left")
     for s in result.state.steps:
-        table.add_row(s.key, s.run, "" if s.score is None else f"{s.score:.4f}",
-                      "" if s.delta is None else f"{s.delta:+.4f}", "yes" if s.kept else "", f"{s.seconds:.0f}",
-                      s.change)
+        table.add_row(s.key, s.run, score_cell(s), "" if s.delta is None else f"{s.delta:+.4f}",
+                      "yes" if s.kept else "", f"{s.seconds:.0f}", s.change)
+    if any((s.details or {}).get("check") for s in result.state.steps):
+        table.caption = "(score): a fix's short check, compared with the control check, not a candidate for best"
     return table
+
+
+def score_cell(step) -> str:
+    """A step's score; a check's, in parentheses: it is compared with the control check, not with the best run."""
+    if step.score is not None:
+        return f"{step.score:.4f}"
+    check = step.details or {}
+    return f"({check['score']:.4f})" if check.get("check") and check.get("score") is not None else ""
