@@ -53,10 +53,18 @@ def build_model(options: ModelConfig, num_outputs: int, *, for_inference: bool =
 
 
 def with_preprocess_defaults(preprocess: PreprocessConfig, model: nn.Module) -> PreprocessConfig:
-    """``preprocess`` with its empty fields (size, mean, std) filled from the model's pretrained config."""
+    """``preprocess`` with its empty fields (size, mean, std) filled from the model's pretrained config; a size
+    that a model tied to its input size (timm's ``fixed_input_size``: a ViT's position embeddings) cannot take
+    is refused in one line instead of failing in its first forward pass."""
     defaults = data_config_for(model)
+    side = int(defaults["input_size"][-1])
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if preprocess.image_size and preprocess.image_size != side and cfg.get("fixed_input_size"):
+        raise HonedError(f"{cfg.get('architecture', type(model).__name__)} takes {side}-px inputs only (its "
+                         f"input size is fixed): leave out the image size or give {side}, not "
+                         f"{preprocess.image_size}")
     return replace(preprocess,
-                   image_size=preprocess.image_size or int(defaults["input_size"][-1]),
+                   image_size=preprocess.image_size or side,
                    mean=list(preprocess.mean) or [float(v) for v in defaults["mean"]],
                    std=list(preprocess.std) or [float(v) for v in defaults["std"]])
 
