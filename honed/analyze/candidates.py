@@ -76,7 +76,7 @@ def continued_epochs(parent: RunConfig, candidate: Candidate) -> int:
 
     An added augmentation continues for all the epochs the fix asks for: continued for the parent's count, the
     validation curve was still rising at its end on the planted shifts that fell short (issue 18: 8 -> 16 epochs
-    took a CIFAR quarter turn from 71% to 82% of the loss won back, smaller objects from 56% to 79%). Other fixes
+    took a CIFAR quarter turn from 71% to 82% of the loss won back, smaller objects from 55% to 78%). Other fixes
     continue for what they ask beyond the parent's own epochs (train longer: twice the epochs in all)."""
     asked = candidate.epochs or parent.train.epochs
     if candidate.augment:
