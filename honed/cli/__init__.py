@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from honed.errors import HonedError
 
@@ -57,10 +58,29 @@ def _register() -> None:
         app.add_typer(getattr(import_module(f"honed.cli.{module}"), attribute), name=name)
 
 
+# click's exceptions, as typer raises them: click's own, or the copy typer vendors (typer 0.2x)
+CLICK_ERRORS = sys.modules[typer.BadParameter.__module__]
+
+
 def main() -> None:
     _register()
-    try:
-        app()
+    try:  # not standalone: click's usage errors come here, to be told in one line like the library's
+        code = app(standalone_mode=False)
     except HonedError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        _error(str(error))
         sys.exit(2)
+    except getattr(CLICK_ERRORS, "NoArgsIsHelpError", ()) as error:  # `honed`, `honed data`: help shown
+        sys.exit(error.exit_code)
+    except CLICK_ERRORS.ClickException as error:  # a bad option value, a missing argument, an unknown command
+        context = getattr(error, "ctx", None)
+        _error(error.format_message() + (f" (see `{context.command_path} --help`)" if context else ""))
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:  # a command's typer.Exit(code)
+        sys.exit(code)
+
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

@@ -50,6 +50,10 @@ def test_train_predict_runs_show(color_folder, tmp_path):
     (["predict", "nope", "x.jpg", "--workspace", "{ws}"], "no run 'nope'"),
     (["runs", "--workspace", "{ws}"], "no workspace"),
     (["train", "--torchvision", "CIFAR10", "x"], "needs --root"),
+    # click's own usage errors, told in one line too (typer draws them in a box over several)
+    (["improve", "nope", "--image-size", "5", "--workspace", "{ws}"], r"--image-size.*honed improve --help"),
+    (["improve"], "Missing argument 'run'"),
+    (["no-such-command"], "No such command"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(color_folder, tmp_path, args, message):
     single = tmp_path / "single"
