@@ -30,6 +30,6 @@ timeout "$BENCH_S" python3 benchmarks/bench_gpu.py --data /tmp/cifar --baseline 
 echo "exit $?"; tail -25 "$OUT/bench_gpu.log"
 
 echo "== 3. the default suite on the GPU"
-OMP_NUM_THREADS=1 timeout "$SUITE_S" python3 -m pytest -q -p no:cacheprovider -n 12 --timeout 150 -rfE --continue-on-collection-errors \
+OMP_NUM_THREADS=1 timeout "$SUITE_S" python3 -m pytest -q -p no:cacheprovider -n 14 --timeout 100 -rfE -v --continue-on-collection-errors \
     --junitxml "$OUT/suite.xml" > "$OUT/suite.log" 2>&1
 echo "exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/suite.log" | tail -60

@@ -66,8 +66,12 @@ def _pick_device(device: str, local_rank: int | None) -> torch.device:
             raise HonedError(f"--device {device} asked for, but no CUDA GPU is available: use --device cpu")
         if local_rank is not None and device == "cuda":
             device = f"cuda:{local_rank}"
-        torch.cuda.set_device(torch.device(device))
-    elif device != "cpu":
+        # torch.cuda.set_device refuses a bare "cuda": it needs an index, the current GPU's when none is given
+        chosen = torch.device(device)
+        chosen = torch.device("cuda", torch.cuda.current_device() if chosen.index is None else chosen.index)
+        torch.cuda.set_device(chosen)
+        return chosen
+    if device != "cpu":
         raise HonedError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
     return torch.device(device)
 
