@@ -58,6 +58,32 @@ def handwritten(script: Path, data: Path, epochs: int, workers: int) -> dict[str
             "wall_s": time.perf_counter() - start}
 
 
+class PhaseClock:
+    """A honed reporter that prints when each phase (scan, cache build, epochs, test) starts and ends, so a
+    run that is slow shows where."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def _print(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.start:7.1f}s] {text}", flush=True)
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def phase_started(self, label: str, total: int) -> None:
+        self._print(f"start: {label} ({total})")
+
+    def advance(self, steps: int = 1) -> None:
+        pass
+
+    def phase_finished(self) -> None:
+        self._print("phase finished")
+
+    def epoch_finished(self, row: dict) -> None:
+        self._print(f"epoch {row.get('epoch')}: {row}")
+
+
 def with_honed(data: Path, epochs: int, workers: int, device: str, batch: int, seed: int,
                workspace: Path) -> dict[str, float]:
     """The same recipe through honed's Python API: train on all of train/, test/ scored by the run itself."""
@@ -76,7 +102,7 @@ def with_honed(data: Path, epochs: int, workers: int, device: str, batch: int, s
                           schedule="onecycle", grad_clip=0.0, augment="crop:4,hflip", precision="bf16"
                           if device == "cuda" else "32", device=device, workers=workers, seed=seed))
     start = time.perf_counter()
-    result = train(config)
+    result = train(config, reporter=PhaseClock())
     wall = time.perf_counter() - start
     epoch_seconds = result.history["seconds"].astype(float)
     test = from_folder(data).split("test")
@@ -100,13 +126,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of honed's runs")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only checks the script (no baseline run)")
+    parser.add_argument("--skip-baseline", action="store_true", help="honed's side only (the baseline measured)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_gpu.md"))
     args = parser.parse_args()
 
     rows = []
-    if args.device == "cuda":
+    if args.device == "cuda" and not args.skip_baseline:
         rows.append(("hand-written (ImageFolder + DataLoader)", handwritten(args.baseline, args.data, args.epochs,
                                                                             args.workers)))
+    counts = {split: sum(1 for p in (args.data / split).rglob("*") if p.is_file()) for split in ("train", "test")}
     with tempfile.TemporaryDirectory() as workspace:
         for seed in (int(s) for s in args.seeds.split(",")):
             figures = with_honed(args.data, args.epochs, args.workers, args.device, args.batch, seed,
@@ -118,7 +146,7 @@ def main() -> None:
     lines = [f"# `honed train` vs the hand-written GPU baseline ({gpu}, torch {torch.__version__})", "",
              f"`python benchmarks/bench_gpu.py --data {args.data} --epochs {args.epochs} --workers {args.workers} "
              f"--seeds {args.seeds} --device {args.device}`: ResNet-18 with the CIFAR stem, {args.epochs} epochs, "
-             f"batch {args.batch}, all 50,000 training images, 10,000 test images.", "",
+             f"batch {args.batch}, all {counts['train']:,} training images, {counts['test']:,} test images.", "",
              "| pipeline | training s | test acc | with flip TTA | wall s (incl. decoding, test) |",
              "|---|---|---|---|---|"]
     for name, f in rows:

@@ -25,11 +25,11 @@ timeout "$GPU_TESTS_S" python3 -m pytest tests/gpu -q -p no:cacheprovider -rfE 2
 
 echo "== 2. bench_gpu"
 mkdir -p /tmp/cifar && tar xzf .gpu/cifar10-jpg.tar.gz -C /tmp/cifar
-timeout "$BENCH_S" python3 benchmarks/bench_gpu.py --data /tmp/cifar --baseline .gpu/handwritten_gpu_baseline.py \
+timeout "$BENCH_S" python3 benchmarks/bench_gpu.py ${BENCH_ARGS:-} --data /tmp/cifar --baseline .gpu/handwritten_gpu_baseline.py \
     --epochs 15 --workers 16 --seeds 0 --out "$OUT/results_gpu.md" > "$OUT/bench_gpu.log" 2>&1
 echo "exit $?"; tail -25 "$OUT/bench_gpu.log"
 
 echo "== 3. the default suite on the GPU"
-OMP_NUM_THREADS=1 timeout "$SUITE_S" python3 -m pytest -q -p no:cacheprovider -n 14 --timeout 100 -rfE -v --continue-on-collection-errors \
+OMP_NUM_THREADS=1 timeout "$SUITE_S" python3 -m pytest -p no:cacheprovider -n 14 --timeout 100 -rfE -v --continue-on-collection-errors \
     --junitxml "$OUT/suite.xml" > "$OUT/suite.log" 2>&1
-echo "exit $?"; grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/suite.log" | tail -60
+echo "exit $?"; grep -E "(FAILED|ERROR) |passed|failed" "$OUT/suite.log" | tail -60  # -v: names even if killed
