@@ -187,7 +187,7 @@ def _resident_arrays(images: np.ndarray, targets: np.ndarray, device: torch.devi
     for start in range(0, len(images), COPY_ROWS):
         part = torch.from_numpy(np.array(images[start:start + COPY_ROWS]))  # a writable copy of the rows
         resident[start:start + len(part)].copy_(part.pin_memory() if device.type == "cuda" else part)
-    return resident, torch.from_numpy(np.ascontiguousarray(targets)).to(device)
+    return resident, torch.tensor(np.asarray(targets), device=device)  # a copy: the targets may be read-only
 
 
 def _check_fits_on_gpu(nbytes: int, device: torch.device) -> None:
