@@ -48,8 +48,12 @@ def register_cifar_resnet18() -> None:
 def handwritten(script: Path, data: Path, epochs: int, workers: int) -> dict[str, float]:
     """Run the reference unchanged and read its printed figures."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, str(script), str(data), str(epochs), str(workers)],
-                         capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([sys.executable, str(script), str(data), str(epochs), str(workers)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"error: the hand-written baseline failed (exit {done.returncode}): {last}")
+    out = done.stdout
     print(out, flush=True)
     result = re.search(r"train_s=([\d.]+) acc=([\d.]+) acc_flipTTA=([\d.]+)", out)
     return {"train_s": float(result[1]), "test_acc": float(result[2]), "test_acc_flip": float(result[3]),
@@ -129,6 +133,12 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true", help="honed's side only (the baseline measured)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_gpu.md"))
     args = parser.parse_args()
+    if not all((args.data / split).is_dir() for split in ("train", "test")):
+        parser.error(f"{args.data} needs train/<class>/ and test/<class>/ folders (CIFAR-10 as JPEG, extracted)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("no CUDA GPU here: run it on a GPU machine, or --device cpu to check the script")
+    if args.device == "cuda" and not args.skip_baseline and not args.baseline.is_file():
+        parser.error(f"no baseline script at {args.baseline}: give --baseline, or --skip-baseline")
 
     rows = []
     if args.device == "cuda" and not args.skip_baseline:

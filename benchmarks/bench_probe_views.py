@@ -53,6 +53,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     test_dir = args.data / ("test" if (args.data / "test").is_dir() else "val")
+    if not (args.data / "train").is_dir() or not test_dir.is_dir():
+        parser.error(f"{args.data} needs train/<class>/ and a val/ or test/ folder of the same classes")
+    if args.views < 0:
+        parser.error(f"--views must be 0 or more, not {args.views}")
     centre = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
     mirrored = T.Compose([T.RandomHorizontalFlip(1.0), centre])
     crops = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
