@@ -12,7 +12,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
-GPU_TESTS_S=${GPU_TESTS_S:-75} BENCH_S=${BENCH_S:-190} SUITE_S=${SUITE_S:-210}
+GPU_TESTS_S=${GPU_TESTS_S:-45} BENCH_S=${BENCH_S:-270} SUITE_S=${SUITE_S:-240}  # about 580 s in all: timeout_s 600
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
