@@ -164,7 +164,13 @@ def cache_key(
     paths: Sequence[str | os.PathLike], size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS, threads: int | None = None
 ) -> str:
     """Hex digest of (each file's absolute path, byte size, mtime), the size, ``max_pixels`` and the format."""
-    digest = hashlib.blake2b(f"honed decoded cache {CACHE_FORMAT} {size} {max_pixels}\n".encode(), digest_size=16)
+    return files_digest(f"honed decoded cache {CACHE_FORMAT} {size} {max_pixels}", paths, threads=threads)
+
+
+def files_digest(header: str, paths: Sequence[str | os.PathLike], *, threads: int | None = None) -> str:
+    """Hex digest of ``header`` and each file's absolute path, byte size and mtime, in order: a key that changes
+    when any file is changed, added or removed, at the cost of one ``stat`` per file."""
+    digest = hashlib.blake2b(f"{header}\n".encode(), digest_size=16)
     for signature in map_files(_signature, list(paths), threads=threads):
         digest.update(signature.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()

@@ -66,10 +66,10 @@ def _cheap_audit(manifest: Manifest, progress: Callable[[int], None] | None = No
 def _find_bad_files(manifest: Manifest, progress) -> pd.DataFrame:
     if manifest.in_memory:
         return pd.DataFrame(columns=["path", "split", "reason"])
-    from honed.data.scan import scan_images
+    from honed.data.scan_cache import cached_scan
 
     frame = manifest.frame
-    result = scan_images(frame["path"].tolist(), progress=progress)
+    result = cached_scan(frame["path"].tolist(), progress=progress)
     rows = [(b.path, reason_split, b.reason) for b in result.bad
             for reason_split in frame.loc[frame["path"] == b.path, "split"].head(1)]
     return pd.DataFrame(rows, columns=["path", "split", "reason"])
