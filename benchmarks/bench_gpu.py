@@ -106,14 +106,17 @@ def with_honed(data: Path, epochs: int, workers: int, device: str, batch: int, s
                           schedule="onecycle", grad_clip=0.0, augment="crop:4,hflip", precision="bf16"
                           if device == "cuda" else "32", device=device, workers=workers, seed=seed))
     start = time.perf_counter()
-    result = train(config, reporter=PhaseClock())
+    clock = PhaseClock()
+    result = train(config, reporter=clock)
     wall = time.perf_counter() - start
+    clock.message(f"trained: test accuracy {result.metrics['test_accuracy']:.4f}; now the test folder with flip TTA")
     epoch_seconds = result.history["seconds"].astype(float)
     test = from_folder(data).split("test")
     predictor = honed.load(result.run_dir, device=device, tta=TTASetting(("identity", "hflip")))
     start = time.perf_counter()
     flip = predictor.predict(test["path"].tolist(), workers=workers)
     predict_s = time.perf_counter() - start
+    clock.message(f"predicted {len(test)} test images with flip TTA in {predict_s:.1f} s")
     flip_acc = float((flip["prediction"].to_numpy() == test["label"].to_numpy()).mean())
     return {"train_s": float(epoch_seconds.sum()), "first_epoch_s": float(epoch_seconds.iloc[0]),
             "later_epoch_s": float(epoch_seconds.iloc[1:].mean()) if epochs > 1 else float("nan"),
