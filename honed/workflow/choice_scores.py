@@ -37,6 +37,9 @@ class Candidate:
     how: str = ""  # how it was measured, in words
     holdout_se: float | None = None  # for a single holdout score: its standard error
     seconds: float = 0.0
+    # bootstrap standard error of the score on all out-of-fold predictions pooled: a floor for the spread of the
+    # fold scores, which can come out near zero by chance (seen: 5 folds of 49 photos, each with exactly 2 errors)
+    pooled_se: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -48,9 +51,10 @@ class Candidate:
 
     @property
     def se(self) -> float:
-        """Standard error of the mean: std / sqrt(k) over folds, or the holdout's own."""
+        """Standard error of the mean: std / sqrt(k) over folds, at least the pooled predictions' own; or the
+        holdout's own."""
         if len(self.scores) > 1:
-            return self.std / math.sqrt(len(self.scores))
+            return max(self.std / math.sqrt(len(self.scores)), self.pooled_se)
         return self.holdout_se or 0.0
 
 
@@ -87,15 +91,16 @@ def feature_scores(base: RunConfig, manifest: Manifest, names: list[str], *, fol
     out = []
     for name in names:
         begun = time.perf_counter()
-        scores, ses = [], []
+        scores, outputs = [], []
         for train_idx, val_idx in splits:
-            outputs = _fit_predict(name, base, manifest, features[train_idx], targets[train_idx], features[val_idx])
-            scores.append(get_task(manifest.task).score(outputs, targets[val_idx])[metric])
-            if folds == 1:
-                ses.append(_bootstrap_se(outputs, targets[val_idx], manifest.task, metric, base.train.seed))
+            outputs.append(_fit_predict(name, base, manifest, features[train_idx], targets[train_idx],
+                                        features[val_idx]))
+            scores.append(get_task(manifest.task).score(outputs[-1], targets[val_idx])[metric])
+        pooled_se = _bootstrap_se(np.concatenate(outputs), np.concatenate([targets[v] for _, v in splits]),
+                                  manifest.task, metric, base.train.seed)
         how = f"{folds_of(folds)} on cached frozen features"
-        out.append(Candidate(name, [float(s) for s in scores], how, ses[0] if ses else None,
-                             time.perf_counter() - begun + extract_s / len(names)))
+        out.append(Candidate(name, [float(s) for s in scores], how, pooled_se if folds == 1 else None,
+                             time.perf_counter() - begun + extract_s / len(names), pooled_se=pooled_se))
     return out
 
 
@@ -157,7 +162,7 @@ def _train_linear(base: RunConfig, task: str, outputs: int, x: np.ndarray, y: np
 
 
 def _bootstrap_se(outputs: np.ndarray, targets: np.ndarray, task: str, metric: str, seed: int) -> float:
-    """Standard error of the holdout's score: the spread of the score over resampled holdouts."""
+    """Standard error of the score on these predictions: its spread over resamples of them."""
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(BOOTSTRAP):

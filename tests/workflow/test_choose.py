@@ -37,6 +37,14 @@ def test_the_cheaper_candidate_wins_within_one_standard_error():
     assert pick([Candidate("full", [0.5]), Candidate("probe", [0.5])], greater_is_better=True).strategy == "probe"
 
 
+def test_folds_that_agree_by_chance_keep_the_pooled_predictions_standard_error():
+    lucky = Candidate("head", [0.96] * 5, pooled_se=0.013)  # each fold 47 of 49 right: no spread by chance
+    assert lucky.std == 0 and lucky.se == pytest.approx(0.013)
+    probe = Candidate("probe", [0.95, 0.95, 0.94, 0.95, 0.95])
+    assert pick([lucky, probe], greater_is_better=True).strategy == "probe"  # one image behind: within noise
+    assert Candidate("head", [0.80, 0.90, 0.70, 0.85, 0.75], pooled_se=0.01).se == pytest.approx(0.0354, abs=1e-3)
+
+
 def test_lower_is_better_metrics_and_holdout_standard_errors():
     probe = Candidate("probe", [0.62], holdout_se=0.05)
     full = Candidate("full", [0.58], holdout_se=0.05)  # lower loss, but within the holdout's standard error
@@ -63,6 +71,7 @@ def test_probe_and_head_are_scored_by_k_fold_on_cached_features(color_folder, tm
     for candidate in scored:
         assert len(candidate.scores) == 4 and candidate.std >= 0 and "4-fold" in candidate.how
         assert candidate.mean > 0.8  # two colours: separable even on random features
+        assert candidate.se >= candidate.pooled_se >= 0
     holdout = feature_scores(base, manifest, ["probe"], folds=1, metric="accuracy")[0]
     assert len(holdout.scores) == 1 and holdout.holdout_se is not None
 
