@@ -18,6 +18,10 @@ set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 GPU_TESTS_S=${GPU_TESTS_S:-45} BENCH_S=${BENCH_S:-270} SUITE_S=${SUITE_S:-240}  # about 580 s in all: timeout_s 600
+for needed in .gpu/cifar10-jpg.tar.gz .gpu/handwritten_gpu_baseline.py; do
+    [ -f "$needed" ] || { echo "error: $needed is missing: prepare .gpu/ as this script's header says" >&2; exit 2; }
+done
+ls .whl/*.whl >/dev/null 2>&1 || { echo "error: no wheels in .whl/: download them as this script's header says" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1

@@ -1,6 +1,6 @@
-"""Scan results kept between runs. Every run scans its images with a full decode to find the bad ones (a few
-milliseconds a photo: 13 s for 5,000 photos on 2 cores, at every run of a workflow); the same files give the
-same answer, so ``cached_scan`` keeps it.
+"""Scan results kept between runs. Every run scans its images with a full decode to find the bad ones (about
+2.5 ms a photo on 2 cores: 0.8 s for 398 photos of a few hundred pixels, at every run of a workflow); the same
+files give the same answer, so ``cached_scan`` keeps it.
 
 The key is that of the decoded cache (``honed.data.cache.files_digest``): each file's absolute path, byte size
 and modification time, in order, with ``max_pixels`` and ``SCAN_FORMAT``. A changed, added or removed file gives
