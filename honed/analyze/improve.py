@@ -24,7 +24,7 @@ from honed.analyze.candidates import (
 from honed.analyze.recommend import merge_policy
 from honed.config import RunConfig
 from honed.errors import HonedError
-from honed.metrics import GREATER_IS_BETTER
+from honed.metrics import GREATER_IS_BETTER, best_epoch_row
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 from honed.progress import Reporter
 
@@ -156,8 +156,8 @@ def best_metrics(run_dir: Path, metric: str) -> dict[str, float]:
     out: dict[str, float] = {}
     if (run_dir / METRICS_FILE).exists():
         history = pd.read_csv(run_dir / METRICS_FILE)
-        best = history[metric].idxmax() if GREATER_IS_BETTER[metric] else history[metric].idxmin()
-        out = {k: float(v) for k, v in history.loc[best].items() if k in COMPARED}
+        best = best_epoch_row(history.to_dict("records"), metric) or {}
+        out = {k: float(v) for k, v in best.items() if k in COMPARED}
     if has_ledger(run_dir.parent):
         with Ledger(run_dir.parent) as ledger:
             record = ledger.get(run_dir.name)

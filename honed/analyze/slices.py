@@ -11,7 +11,7 @@ import pandas as pd
 from honed.analyze.image_sizes import read_sizes
 from honed.analyze.sensitivity import difference_interval
 from honed.analyze.ranking import EXAMPLES, MIN_SLICE, SLICE_SHARE
-from honed.metrics import GREATER_IS_BETTER
+from honed.metrics import best_epoch_row
 from honed.tasks import get_task
 
 
@@ -57,7 +57,7 @@ def train_val_gap(train_failure: float, val_failure: float, *, headroom: float, 
     if get_task(task).is_classification:  # failure is the error rate: accuracy is its complement
         gap["train_accuracy"], gap["val_accuracy"] = 1 - train_failure, 1 - val_failure
     if history is not None and len(history) and {"train_loss", "val_loss"} <= set(history.columns):
-        best = history.loc[history[metric].idxmax() if GREATER_IS_BETTER[metric] else history[metric].idxmin()]
+        best = best_epoch_row(history.to_dict("records"), metric)
         gap.update({"epoch": int(best["epoch"]), "train_loss": float(best["train_loss"]),
                     "val_loss": float(best["val_loss"])})
     return gap

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from honed.errors import HonedError
-from honed.metrics import GREATER_IS_BETTER
+from honed.metrics import GREATER_IS_BETTER, best_epoch_row
 from honed.tracking.ledger import Ledger, RunRecord, has_ledger
 from honed.artifacts.run_folder import CONFIG_FILE, METRICS_FILE
 from honed.tasks import get_task
@@ -96,9 +96,8 @@ def best_epoch_metrics(run_dir: Path, metric: str, record: RunRecord | None) -> 
     if history_path.is_file():
         history = pd.read_csv(history_path)
         if metric in history and history[metric].notna().any():
-            best = history[metric].idxmax() if GREATER_IS_BETTER.get(metric, True) else history[metric].idxmin()
-            row = history.loc[best]
-            epoch = int(row["epoch"]) if "epoch" in row else int(best) + 1
+            row = best_epoch_row((r for _, r in history.iterrows() if pd.notna(r[metric])), metric)
+            epoch = int(row["epoch"]) if "epoch" in row else int(row.name) + 1
             out = {k: float(v) for k, v in row.items()
                    if k not in NOT_METRICS and isinstance(v, (int, float)) and math.isfinite(float(v))}
     if record is not None:

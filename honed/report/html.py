@@ -13,6 +13,7 @@ from pathlib import Path
 from string import Template
 from typing import Callable, Sequence
 
+from honed.metrics import best_epoch_row
 from honed.report.calibration_section import calibration_html
 from honed.report import figures
 from honed.report.data import ReportData, StepRow
@@ -179,10 +180,9 @@ def curves_section(data: ReportData) -> str:
                        f"finished an epoch have none; train it with {cmd('honed train')}")
     best = ""
     if data.metric in data.history:
-        column = data.history[data.metric]
-        index = column.idxmax() if data.greater_is_better else column.idxmin()
-        best = (f"<p>Best epoch {esc(int(data.history.loc[index, 'epoch']))}: {esc(data.metric)} "
-                f"{number(float(column[index]))} ({len(data.history)} epochs).</p>")
+        row = best_epoch_row(data.history.to_dict("records"), data.metric)  # the epoch whose weights were kept
+        best = (f"<p>Best epoch {esc(int(row['epoch']))}: {esc(data.metric)} "
+                f"{number(float(row[data.metric]))} ({len(data.history)} epochs).</p>")
     return best + image(figures.learning_curves(data.history, data.metric), "learning curves")
 
 

@@ -28,7 +28,7 @@ from honed.data.manifest import Manifest
 from honed.data.pipeline import BatchPipeline
 from honed.data.prepare import prepare_data
 from honed.errors import HonedError
-from honed.metrics import is_better
+from honed.metrics import better_epoch
 from honed.models.factory import build_model, with_preprocess_defaults
 from honed.models.strategies import Strategy, create_strategy, reset_new_head, trainable_signature
 from honed.optim import LrSchedule, build_optimizer, schedule_cycles
@@ -210,8 +210,9 @@ class _Progress:
         return EpochProgress()
 
     def add(self, row: dict, predictions: pd.DataFrame | None, metric: str) -> EpochEnd:
+        previous = self.best_row() if self.best_epoch else None
         self.history.append(row)
-        is_best = metric not in row or is_better(metric, row[metric], self.best)  # no validation: the last
+        is_best = better_epoch(metric, row, previous)  # no validation: the last
         if is_best:
             self.best, self.best_epoch = row.get(metric), row["epoch"]
         return EpochEnd(row["epoch"], row, predictions, is_best, self.history, self.best_row())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from honed.artifacts.run_folder import REFIT_FILE, RunFolder
 from honed.config import RunConfig
-from honed.metrics import is_better
+from honed.metrics import best_epoch_row
 from honed.progress import Reporter
 from honed.tracking.atomic import write_json
 from honed.tracking.ledger import Ledger
@@ -39,15 +39,12 @@ def refit_config(config: RunConfig, *, epochs: int, name: str) -> RunConfig:
 
 
 def chosen_epochs(run: RunFolder) -> int:
-    """The epoch count the validation run found: its best epoch (a probe fits once: 1)."""
+    """The epoch count the validation run found: its best epoch, ties going to the lower validation loss
+    (``honed.metrics.better_epoch``; a probe fits once: 1)."""
     history, metric = run.history(), run.config().main_metric()
     if history is None or metric not in history or history.empty:
         return max(run.config().train.epochs, 1)
-    best = history.iloc[0]
-    for _, row in history.iterrows():
-        if is_better(metric, row[metric], best[metric]):
-            best = row
-    return int(best["epoch"])
+    return int(best_epoch_row((row for _, row in history.iterrows()), metric)["epoch"])
 
 
 def why_not_refit(run_dir: Path) -> str:

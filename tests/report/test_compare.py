@@ -38,7 +38,8 @@ def test_compare_runs_shows_the_changed_keys_and_best_epoch_metrics(workspace):
     assert result.metrics[0].name == result.metric == "accuracy"
     for name, run in (("base", workspace.base), ("child", workspace.child)):  # the best epoch's row, recomputed
         history = pd.read_csv(run / "metrics.csv")
-        best = history.loc[history["accuracy"].idxmax()]
+        top = history[history["accuracy"] == history["accuracy"].max()]
+        best = top.loc[top["val_loss"].idxmin()]  # ties go to the lower validation loss
         assert result.best_epoch[name] == int(best["epoch"])
         side = "a" if name == "base" else "b"
         assert {m.name: getattr(m, side) for m in result.metrics}["val_loss"] == best["val_loss"]

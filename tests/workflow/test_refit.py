@@ -22,7 +22,8 @@ def test_the_export_is_a_refit_on_train_and_val_for_the_chosen_epochs(cifar_mini
     best = result.best
     assert best == "wf-baseline"
     chosen = pd.read_csv(workspace / best / "metrics.csv")
-    epochs = int(chosen.loc[chosen["accuracy"].idxmax(), "epoch"])
+    top = chosen[chosen["accuracy"] == chosen["accuracy"].max()]  # ties go to the lower validation loss
+    epochs = int(top.loc[top["val_loss"].idxmin(), "epoch"])
 
     refit_dir = workspace / "wf-refit"
     manifest = pd.read_parquet(refit_dir / "manifest.parquet")
