@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -41,15 +42,25 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # EfficientNet-Lite's own normaliz
 RECIPES = {"head": {"epochs": 10, "lr": 1e-3, "train": "head"}, "full": {"epochs": 5, "lr": 2e-4, "train": "all"}}
 
 
-def prepare(root: Path, per_class: int | None, out: Path) -> Path:
+def prepare(root: Path, per_class: int | None, out: Path, resplit: int | None = None) -> Path:
     """``out/train/<class>`` and ``out/test/<class>`` as symlinks: the first ``per_class`` training photos of each
-    class (all when None), and every photo of the test folder (``val/`` or ``test/`` in the source)."""
+    class (all when None), and every photo of the test folder (``val/`` or ``test/`` in the source).
+
+    ``resplit``: a seed; each class's training and test photos are pooled and a new test set of the same size is
+    drawn from them, so that several seeds measure on several test sets (one folder of 153 photos decides a
+    comparison by two or three of them; the same split serves both sides of a seed, a paired comparison).
+    """
     test_name = "test" if (root / "test").is_dir() else "val"
-    for split, source, limit in (("train", root / "train", per_class), ("test", root / test_name, None)):
-        for cls in sorted(p.name for p in source.iterdir() if p.is_dir()):
+    rng = np.random.default_rng(resplit) if resplit is not None else None
+    for cls in sorted(p.name for p in (root / "train").iterdir() if p.is_dir()):
+        train, test = (sorted(f for f in (root / split / cls).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+                       for split in ("train", test_name))
+        if rng is not None:
+            pool = [(train + test)[i] for i in rng.permutation(len(train) + len(test))]
+            train, test = sorted(pool[len(test):]), sorted(pool[:len(test)])
+        for split, files in (("train", train[:per_class]), ("test", test)):
             (out / split / cls).mkdir(parents=True)
-            files = sorted(f for f in (source / cls).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
-            for f in files[:limit]:
+            for f in files:
                 (out / split / cls / f.name).symlink_to(f.resolve())
     return out
 
@@ -131,6 +142,13 @@ def summary(values: list[float]) -> str:
     return f"{mean * 100:.1f}{spread}"
 
 
+def paired(ours: list[dict], theirs: list[dict]) -> str:
+    """Test-accuracy differences seed by seed, their mean and its standard error (points)."""
+    gaps = [(a["test_accuracy"] - b["test_accuracy"]) * 100 for a, b in zip(ours, theirs)]
+    se = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
+    return f"{' / '.join(f'{g:+.1f}' for g in gaps)}; mean {statistics.fmean(gaps):+.2f} ± {se:.2f} (se)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", action="append", required=True, help="NAME=FOLDER (train/ and val/ or test/)")
@@ -146,6 +164,8 @@ def main() -> None:
     parser.add_argument("--label", default="workflow",
                         help="the workflow cells' name in --save (a new label measures new code beside old cells)")
     parser.add_argument("--skip-workflow", action="store_true", help="only the hand-written pipelines")
+    parser.add_argument("--resplit", action="store_true",
+                        help="each seed draws its own test set from the pooled photos (same sizes per class)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_photos.md")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -171,20 +191,21 @@ def main() -> None:
         name, root = item.split("=", 1)
         with tempfile.TemporaryDirectory() as tmp:
             limit = int(limits[name]) if name in limits else None
-            folder = prepare(Path(root), limit, Path(tmp) / name)
-            counts = (sum(1 for _ in (folder / "train").rglob("*.*")), sum(1 for _ in (folder / "test").rglob("*.*")))
+            key = f"{name}~resplit" if args.resplit else name  # cells of resplit seeds are other measurements
             recipes = [r for r in args.recipes.split(",") if r]
             results: dict[str, list[dict]] = {**{r: [] for r in recipes}, "honed workflow": []}
             for seed in seeds:
+                folder = prepare(Path(root), limit, Path(tmp) / f"{name}-{seed}", seed if args.resplit else None)
+                counts = tuple(sum(1 for _ in (folder / split).rglob("*.*")) for split in ("train", "test"))
                 for recipe in recipes:
-                    results[recipe].append(cell(saved, f"{name}|{recipe}|{seed}",
+                    results[recipe].append(cell(saved, f"{key}|{recipe}|{seed}",
                                                 lambda: handwritten(folder, recipe, seed, args.threads)))
                     print(name, recipe, seed, results[recipe][-1], flush=True)
                 if args.skip_workflow:
                     continue
                 budget = (f"{results['head'][-1]['seconds']:.0f}s" if args.budget == "head" else args.budget)
-                flow = cell(saved, f"{name}|{args.label}|{seed}|{args.budget}", lambda: honed_workflow(
-                    folder, seed, budget, Path(tmp) / "ws", args.workflow_args.split()))
+                flow = cell(saved, f"{key}|{args.label}|{seed}|{args.budget}", lambda: honed_workflow(
+                    folder, seed, budget, Path(tmp) / f"ws-{seed}", args.workflow_args.split()))
                 flow["budget"] = budget
                 results["honed workflow"].append(flow)
                 details.append(f"- {name}, seed {seed} (budget {budget}, load {flow['load']}): best step "
@@ -198,6 +219,9 @@ def main() -> None:
                 lines.append(f"| {name} | {counts[0]} / {counts[1]} | {label} | "
                              f"{summary([r['test_accuracy'] for r in runs])} | "
                              f"{statistics.fmean(r['seconds'] for r in runs):.0f} |")
+            for recipe in recipes if results["honed workflow"] else []:
+                details.append(f"- {name}: the workflow minus the hand-written {recipe}, seed by seed on the same "
+                               f"photos: {paired(results['honed workflow'], results[recipe])}")
     load = open("/proc/loadavg").read().split()[:3]
     lines += ["", f"Load average at the end: {' '.join(load)}.", "", "Workflow steps (validation scores):", *details, ""]
     args.out.write_text("\n".join(lines))
