@@ -225,3 +225,58 @@ def test_banded_search_scales_to_50k_hashes():
     hashes[:50] = hashes[50:100] ^ np.uint64(0b101)
     pairs = near_duplicate_pairs(hashes, 4)
     assert {(int(a), int(b)) for a, b in pairs} >= {(i, i + 50) for i in range(50)}
+
+
+@pytest.fixture
+def reads(tmp_path, monkeypatch):
+    """How many files the audit inspects; counted in a file, since inspection runs in forked workers."""
+    import honed.data.audit as audit_module
+
+    calls, real = tmp_path / "reads", audit_module._inspect
+
+    def counted(*args, **kwargs):
+        with calls.open("a") as out:
+            out.write("1")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "_inspect", counted)
+
+    def count() -> int:
+        done = len(calls.read_text()) if calls.exists() else 0
+        calls.unlink(missing_ok=True)
+        return done
+
+    return count
+
+
+def test_the_cheap_audit_of_the_same_files_is_read_back_not_redone(planted, reads):
+    """Training audits its images at every run: the second audit of unchanged files reads no file, and the
+    facts it keeps are per file, so another split of the same files is judged afresh."""
+    first = audit(planted["frame"], cheap=True)
+    assert reads() == len(planted["frame"])
+    again = audit(planted["frame"], cheap=True)
+    assert reads() == 0 and again.to_dict() == first.to_dict()
+
+    moved = planted["frame"].assign(split="train")  # the leaked copy no longer crosses a split
+    resplit = audit(moved, cheap=True)
+    assert reads() == 0
+    assert len(resplit.exact_duplicates) == 1 and not any("leakage" in w for w in resplit.warnings)
+
+    picture(999).save(planted["leaked"])  # a changed file: a new key, so the files are read again
+    changed = audit(planted["frame"], cheap=True)
+    assert reads() == len(planted["frame"])
+    assert changed.exact_duplicates == [] and not any("leakage" in w for w in changed.warnings)
+
+
+def test_a_damaged_memo_costs_an_audit_and_the_full_audit_is_never_kept(planted, reads):
+    from honed.data.cache import cache_root
+
+    first = audit(planted["frame"], cheap=True).to_dict()
+    for memo in (cache_root() / "audits").glob("*.json"):
+        memo.write_text('{"version": 1, "count": %d, "facts": [[1, 2]]}' % len(planted["frame"]))
+    reads()
+    assert audit(planted["frame"], cheap=True).to_dict() == first and reads() == len(planted["frame"])
+
+    audit(planted["frame"])
+    audit(planted["frame"])  # decoding, near duplicates and pixel statistics: measured at each full audit
+    assert reads() == 2 * len(planted["frame"])

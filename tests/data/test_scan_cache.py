@@ -63,7 +63,7 @@ def test_a_changed_added_or_removed_file_is_scanned_afresh(photos, tmp_path):
 def test_a_damaged_or_unwritable_cache_costs_a_scan_not_an_error(photos, tmp_path):
     cached_scan(photos, cache_dir=tmp_path / "scans")
     (stored,) = (tmp_path / "scans").glob("*.json")
-    stored.write_text(json.dumps({"format": 1, "count": len(photos), "bad": [[99, "x", ""]]}))
+    stored.write_text(json.dumps({"version": 1, "count": len(photos), "bad": [[99, "x", ""]]}))
     assert _same(cached_scan(photos, cache_dir=tmp_path / "scans"), scan_images(photos))
     stored.write_text("{not json")
     assert _same(cached_scan(photos, cache_dir=tmp_path / "scans"), scan_images(photos))
