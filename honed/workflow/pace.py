@@ -58,14 +58,17 @@ def time_left(ctx: Context) -> float:
 
 def refit_reserve(ctx: Context) -> float:
     """Seconds set aside for the refit: the plan's estimate, or the measured runs' time scaled to train + val
-    once there are some, whichever is larger (0 when it is not planned or has started)."""
+    once there are some, whichever is larger (0 when it is not planned or has started, and 0 once it no longer
+    fits: on ants/bees under load, a 144 s reserve outlived the refit it was for, and TTA and the ensemble were
+    skipped for "0s left" with 130 s of the budget then unused)."""
     step = ctx.plan.step("refit") if ctx.plan is not None else None
     if step is None or step.skipped or ctx.state.step("refit") is not None:
         return 0.0
     times = [s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1]
     data = ctx.plan.data
     measured = max(times) * (data.train + data.val) / max(data.train, 1) if times else 0.0
-    return max(step.seconds, measured)
+    reserve = max(step.seconds, measured)
+    return reserve if reserve <= ctx.budget.remaining() - reserve_seconds(ctx.plan.costs) else 0.0
 
 
 def fits(ctx: Context, seconds: float) -> str:
