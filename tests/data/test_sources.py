@@ -129,3 +129,31 @@ def test_parquet_manifest(tmp_path):
     pd.DataFrame({"path": ["a.png", "b.png"], "label": ["x", "y"]}).to_parquet(tmp_path / "m.parquet")
     m = load_source(str(tmp_path / "m.parquet"))
     assert m.classes == ["x", "y"] and m.frame["path"].iloc[1] == str((tmp_path / "b.png").resolve())
+
+
+def test_image_files_lists_what_pathlib_would_in_the_same_order(tmp_path):
+    """The listing skips pathlib's stat per file; what it lists and the order (which seeds the validation
+    split) must not change: nested folders sort by their parts ("a/b" before "a-c"), any case of suffix,
+    hidden files, symlinked files listed, broken links, symlinked folders and other files not."""
+    from honed.data.sources import IMAGE_SUFFIXES, image_files
+
+    root = tmp_path / "cat"
+    for name in ("b.png", "a-c.jpg", "A.JPG", ".hidden.png", "notes.txt", "x.tar.jpeg", "a/b.jpg", "a/z/0.webp",
+                 "a b/1.png", "a.png"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"not decoded here")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "inner").mkdir(parents=True)
+    (elsewhere / "outside.png").write_bytes(b"x")
+    (elsewhere / "inner" / "deep.png").write_bytes(b"x")
+    (root / "linked.png").symlink_to(elsewhere / "outside.png")
+    (root / "broken.png").symlink_to(tmp_path / "missing.png")
+    (root / "linked_folder").symlink_to(elsewhere / "inner", target_is_directory=True)
+    (root / "folder.png").mkdir()
+
+    reference = [str(p) for p in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)]
+    listed = image_files(root)
+    assert listed == reference
+    assert listed.index(str(root / "a" / "b.jpg")) < listed.index(str(root / "a-c.jpg"))  # by parts, not by text
+    assert str(root / "linked.png") in listed and str(root / "broken.png") not in listed
+    assert not any("linked_folder" in path or path.endswith("folder.png") for path in listed)
