@@ -1,9 +1,8 @@
 """Audit a dataset before training on it: balance, sizes, bad files, duplicates and leakage across splits.
 
-Backs ``honed data check DATA`` and the quick look training takes first (``cheap=True``). Every file is read
-once on a thread pool: its bytes are hashed (blake2b) for exact duplicates, its header gives size and mode,
-and (unless cheap) it is decoded through ``honed.data.decode`` - so bad files carry the same reasons training
-reports - downscaled, perceptually hashed (``imagehash.phash``) and measured for darkness and information.
+Backs ``honed data check DATA`` and the quick look training takes first (``cheap=True``). What each file
+says of itself (content hash, header, and unless cheap its pixels' statistics and perceptual hash) comes from
+``honed.data.file_facts``; this module turns those facts into the dataset's report.
 
 Near duplicates come from ``honed.data.near_duplicates`` (no all-pairs comparison); ``honed.data.audit_tables``
 renders a report for the terminal.
@@ -14,31 +13,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
-import hashlib
 from itertools import combinations
 
-import imagehash
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from honed.data.decode import (
-    DEFAULT_MAX_PIXELS,
-    DecodeError,
-    ImageInfo,
-    decode_image,
-    probe_image,
-    read_image_bytes,
-)
-from honed.data.files_memo import memo_file, read_memo, write_memo
+from honed.data.decode import DEFAULT_MAX_PIXELS, ImageInfo
+from honed.data.file_facts import FileFacts, inspect_files
 from honed.data.near_duplicates import near_duplicate_pairs
-from honed.data.quality import ImageQuality, QualityReport, measure_quality, quality_flags, quality_warnings
-from honed.data.scan import BadFile, map_files
+from honed.data.quality import QualityReport, quality_flags, quality_warnings
+from honed.data.scan import BadFile
 from honed.errors import HonedError
 
-CHEAP_FACTS_VERSION = 1  # bump when what the cheap audit learns of a file changes: old memos are then not read
-STATS_SIZE = 128  # px: longest side of the copy that pixel statistics and the perceptual hash look at
 MAX_NEAR_DISTANCE = 16  # bits of 64: beyond this, unrelated images start to count as near duplicates
 IMBALANCE_WARN = 5.0  # warn when the largest train class has this many times the images of the smallest
 TINY_SIDE = 8  # px: images with a shorter side are flagged
@@ -89,19 +75,6 @@ class AuditReport:
         return asdict(self)
 
 
-@dataclass
-class _Facts:
-    """What one file's inspection found."""
-
-    digest: str = ""
-    info: ImageInfo | None = None
-    error: DecodeError | None = None
-    phash: int | None = None
-    brightness: float | None = None
-    entropy: float | None = None
-    quality: ImageQuality | None = None
-
-
 def audit(
     frame: pd.DataFrame,
     *,
@@ -120,9 +93,7 @@ def audit(
     paths = frame["path"].astype(str).tolist()
     splits = frame["split"].astype(str).tolist()
     labels = frame["label"].astype(str).tolist() if "label" in frame.columns else []
-    inspect = partial(_inspect, cheap=cheap, max_pixels=max_pixels)
-    facts = (_cheap_facts if cheap else _inspect_all)(inspect, paths, threads=threads, progress=progress,
-                                                      max_pixels=max_pixels)
+    facts = inspect_files(paths, cheap=cheap, max_pixels=max_pixels, threads=threads, progress=progress)
     class_counts = _class_counts(splits, labels)
     report = AuditReport(
         n_images=len(paths),
@@ -147,80 +118,6 @@ def audit(
 
 
 # --- per file -------------------------------------------------------------------------------------------
-
-
-def _inspect(path: str, *, cheap: bool, max_pixels: int) -> _Facts:
-    """Hash, probe and (unless cheap) decode and measure one file; problems become ``error``."""
-    try:
-        data = read_image_bytes(path)
-    except DecodeError as error:
-        return _Facts(error=error)
-    facts = _Facts(digest=hashlib.blake2b(data, digest_size=16).hexdigest())
-    try:
-        facts.info = probe_image(data, max_pixels=max_pixels)
-        if not cheap:
-            image = decode_image(data, max_pixels=max_pixels, shrink_to=STATS_SIZE)
-            _measure(facts, image)
-    except DecodeError as error:
-        facts.error = error
-    return facts
-
-
-def _inspect_all(inspect: Callable[[str], _Facts], paths: list[str], *, threads: int | None,
-                 progress: Callable[[int], None] | None, max_pixels: int) -> list[_Facts]:
-    return map_files(inspect, paths, threads=threads, progress=progress,
-                     crashed=lambda path, error: _Facts(error=error))  # a codec segfault costs one file, not the audit
-
-
-def _cheap_facts(inspect: Callable[[str], _Facts], paths: list[str], *, threads: int | None,
-                 progress: Callable[[int], None] | None, max_pixels: int) -> list[_Facts]:
-    """The cheap audit's facts (digest, header, error) from the last cheap audit of exactly these files when
-    there is one (``honed.data.files_memo``): training audits its images at every run, and hashing 60,000
-    CIFAR JPEGs takes about 4 s on 2 cores, each time."""
-    file = memo_file("audits", f"honed cheap audit {max_pixels}", paths)
-    stored = read_memo(file, version=CHEAP_FACTS_VERSION, count=len(paths))
-    try:
-        return [_from_row(row) for row in stored["facts"]]
-    except (TypeError, KeyError, ValueError):  # none stored, or a damaged memo: audit again
-        pass
-    facts = _inspect_all(inspect, paths, threads=threads, progress=progress, max_pixels=max_pixels)
-    write_memo(file, {"facts": [_to_row(f) for f in facts]}, version=CHEAP_FACTS_VERSION, count=len(paths))
-    return facts
-
-
-def _to_row(facts: _Facts) -> list:
-    info, error = facts.info, facts.error
-    return [facts.digest, *((info.width, info.height, info.mode, info.format) if info else (None,) * 4),
-            *((error.reason, error.detail) if error else (None, None))]
-
-
-def _from_row(row: list) -> _Facts:
-    digest, width, height, mode, image_format, reason, detail = row
-    return _Facts(digest=str(digest),
-                  info=None if width is None else ImageInfo(width=int(width), height=int(height), mode=str(mode),
-                                                            format=str(image_format)),
-                  error=None if reason is None else DecodeError(str(reason), str(detail)))
-
-
-def _measure(facts: _Facts, image: Image.Image) -> None:
-    small = image.copy()  # thumbnail works in place
-    small.thumbnail((STATS_SIZE, STATS_SIZE), Image.Resampling.BILINEAR)
-    grey = np.asarray(small.convert("L"))
-    facts.phash = _phash(small)
-    facts.brightness = float(grey.mean())
-    facts.entropy = _entropy_bits(grey)
-    facts.quality = measure_quality(np.asarray(small.convert("RGB")), grey, *image.size)
-
-
-def _phash(image: Image.Image) -> int:
-    bits = imagehash.phash(image).hash.flatten()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
-
-
-def _entropy_bits(grey: np.ndarray) -> float:
-    counts = np.bincount(grey.ravel(), minlength=256)
-    p = counts[counts > 0] / grey.size
-    return float(-(p * np.log2(p)).sum())
 
 
 # --- aggregation ----------------------------------------------------------------------------------------
@@ -260,7 +157,7 @@ def _size_stats(infos: list[ImageInfo]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def _exact_duplicates(paths, splits, labels, facts: list[_Facts]) -> list[DuplicateGroup]:
+def _exact_duplicates(paths, splits, labels, facts: list[FileFacts]) -> list[DuplicateGroup]:
     by_digest: dict[str, list[int]] = {}
     for index, f in enumerate(facts):
         if f.digest:
@@ -269,7 +166,7 @@ def _exact_duplicates(paths, splits, labels, facts: list[_Facts]) -> list[Duplic
     return _groups(members, paths, splits, labels)
 
 
-def _near_duplicates(paths, splits, labels, facts: list[_Facts], max_distance: int) -> list[DuplicateGroup]:
+def _near_duplicates(paths, splits, labels, facts: list[FileFacts], max_distance: int) -> list[DuplicateGroup]:
     hashed = [i for i, f in enumerate(facts) if f.phash is not None]
     hashes = np.array([facts[i].phash for i in hashed], dtype=np.uint64)
     pairs = [
@@ -323,7 +220,7 @@ def _labels_missing_from_train(class_counts: dict[str, dict[str, int]], splits: 
     return [label for label, per_split in class_counts.items() if "train" not in per_split]
 
 
-def _flags(paths: list[str], facts: list[_Facts]) -> dict[str, list[str]]:
+def _flags(paths: list[str], facts: list[FileFacts]) -> dict[str, list[str]]:
     tests = {
         "tiny": lambda f: f.info is not None and min(f.info.width, f.info.height) < TINY_SIDE,
         "extreme_aspect": lambda f: f.info is not None

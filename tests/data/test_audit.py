@@ -230,16 +230,16 @@ def test_banded_search_scales_to_50k_hashes():
 @pytest.fixture
 def reads(tmp_path, monkeypatch):
     """How many files the audit inspects; counted in a file, since inspection runs in forked workers."""
-    import honed.data.audit as audit_module
+    import honed.data.file_facts as file_facts
 
-    calls, real = tmp_path / "reads", audit_module._inspect
+    calls, real = tmp_path / "reads", file_facts.inspect_file
 
     def counted(*args, **kwargs):
         with calls.open("a") as out:
             out.write("1")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(audit_module, "_inspect", counted)
+    monkeypatch.setattr(file_facts, "inspect_file", counted)
 
     def count() -> int:
         done = len(calls.read_text()) if calls.exists() else 0
