@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -159,6 +160,21 @@ def _train_linear(base: RunConfig, task: str, outputs: int, x: np.ndarray, y: np
     with torch.no_grad():
         raw = layer(torch.from_numpy(x_val)).double()
     return get_task(task).outputs(raw).numpy()
+
+
+def pooled_se(run_dirs: list[Path], *, metric: str, seed: int) -> float:
+    """The bootstrap standard error of the runs' saved validation predictions pooled: for k-fold runs, every
+    image once (0 when a run has none to read)."""
+    from honed.artifacts.predictions import validation_outputs
+
+    try:
+        parts = [validation_outputs(run_dir) for run_dir in run_dirs]
+    except (OSError, KeyError, ValueError):
+        return 0.0
+    if not parts or len({part.task for part in parts}) != 1:
+        return 0.0
+    return _bootstrap_se(np.concatenate([part.outputs for part in parts]),
+                         np.concatenate([part.targets for part in parts]), parts[0].task, metric, seed)
 
 
 def _bootstrap_se(outputs: np.ndarray, targets: np.ndarray, task: str, metric: str, seed: int) -> float:

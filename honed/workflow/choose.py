@@ -27,7 +27,7 @@ from honed.data.manifest import Manifest
 from honed.metrics import GREATER_IS_BETTER
 from honed.tracking.atomic import write_json
 from honed.tracking.ledger import Ledger
-from honed.workflow.choice_scores import Candidate, feature_scores, folds_of
+from honed.workflow.choice_scores import Candidate, feature_scores, folds_of, pooled_se
 from honed.workflow import pace
 from honed.workflow.context import Context
 from honed.workflow.plan import refit_seconds, run_seconds
@@ -151,9 +151,11 @@ def _short_runs(ctx: Context, base: RunConfig, manifest: Manifest, strategy: str
             row = ledger.get(fold.name)
             ledger.upsert(replace(row, kind="cv-fold"))
         ledger.delete(result.name)  # its choice row replaces the cv row
+    pooled = pooled_se([fold.run_dir for fold in result.folds], metric=ctx.metric, seed=base.train.seed) \
+        if folds > 1 else 0.0
     return Candidate(strategy, [float(r.score) for r in result.folds],
                      f"{folds_of(folds)} short runs ({config.train.epochs} epochs)", holdout_se,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, pooled_se=pooled)
 
 
 def _record(ctx: Context, candidate: Candidate | None, strategy: str, folds: int, *, chosen: bool = False,
@@ -167,7 +169,7 @@ def _record(ctx: Context, candidate: Candidate | None, strategy: str, folds: int
     words = (f"strategy {strategy}: {candidate.how}, {ctx.metric} {candidate.mean:.4f} ± {candidate.std:.4f} "
              f"(se {candidate.se:.4f})" + ("; chosen" if chosen else ""))
     metrics = {"mean": candidate.mean, "std": candidate.std, "se": candidate.se, "scores": candidate.scores,
-               "folds": folds, "chosen": chosen}
+               "pooled_se": candidate.pooled_se, "folds": folds, "chosen": chosen}
     ctx.record_row(name, kind="choice", parent=ctx.spec.name, change=words, score=None, metrics=metrics,
                    duration_s=candidate.seconds)
     ctx.state.put(Step(key, "done", run=name, parent=ctx.spec.name, change=words, seconds=candidate.seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from honed.advise.advisor import Advice
@@ -93,6 +94,13 @@ def test_the_workflow_records_each_measured_candidate(cifar_mini, tmp_path, monk
         assert row.kind == "choice" and row.parent == "wf" and len(row.metrics["scores"]) == 5
         assert "±" in row.change and result.state.step(f"choose-{strategy}").status == "done"
     assert all(rows[f"wf-choose-partial-fold{k}"].kind == "cv-fold" for k in range(5))
+    out_of_fold = pd.concat([pd.read_parquet(tmp_path / "ws" / f"wf-choose-partial-fold{k}" / "predictions_val.parquet")
+                             for k in range(5)])
+    fold0 = pd.read_parquet(tmp_path / "ws" / "wf-choose-partial-fold0" / "manifest.parquet")
+    assert out_of_fold["path"].is_unique and set(out_of_fold["path"]) == set(  # each image once
+        fold0.loc[fold0["split"].isin(["train", "val"]), "path"])
+    partial = rows["wf-choose-partial"].metrics  # short runs get the pooled floor too, not only cached features
+    assert partial["pooled_se"] > 0 and partial["se"] >= partial["pooled_se"]
     chosen = saved["strategy"]
     assert result.state.step("setup").change.split("strategy ")[1].startswith(chosen)
     assert rows["wf-baseline"].change.startswith(f"baseline: {chosen}")
