@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from honed.config import RunConfig
-from honed.metrics import GREATER_IS_BETTER, better_epoch, is_better
+from honed.metrics import GREATER_IS_BETTER, is_better
 from honed.progress import LogReporter, Reporter
 from honed.tracking.ledger import Ledger, RunRecord
 from honed.workflow.budget import Budget
@@ -110,12 +110,9 @@ class Context:
                 self.reporter.message(f"warning: the ledger could not be mirrored to MLflow: {error}")
 
     def finish_against_best(self, step: Step) -> Step:
-        """A scored step measured against the best so far: its delta, and kept when it beats it, or when it
-        ties it and wins on validation loss at the same cost to predict (``wins_tie``; not with --min-gain)."""
+        """A scored step measured against the best so far: its delta, and kept when it beats it."""
         step.delta = self.delta(step.score, self.state.best_score)
-        best = next((s for s in self.state.steps if s.run == self.state.best and s.status == "done"), None)
-        step.kept = self.improves(step.score) or (
-            not self.spec.min_gain and best is not None and wins_tie(self.metric, step, best))
+        step.kept = self.improves(step.score)
         return self.finish_step(step)
 
     def skip(self, key: str, why: str) -> Step:
@@ -130,30 +127,6 @@ class Context:
                                     task=base.data.task, model=base.model.name, metric=self.metric, score=score,
                                     greater_is_better=GREATER_IS_BETTER[self.metric], metrics=metrics,
                                     duration_s=duration_s, path=path))
-
-
-def wins_tie(metric: str, new: Step, best: Step) -> bool:
-    """Whether ``new`` ties ``best`` exactly on ``metric`` and has the lower validation loss, both single runs
-    of the same model at the same input size, so neither costs more to predict.
-
-    The rule between epochs (``honed.metrics.better_epoch``), between runs: accuracy on a small validation set
-    moves in whole images, and a tie says nothing of two runs. Seen on ants/bees: the head trained on augmented
-    photos tied the probe (0.918 on 49 photos) on every seed of the dataset's own split, with the lower loss
-    (0.190 against 0.219); the probe was shipped, 2-4 test photos under the hand-written augmented head."""
-    if new.score is None or new.score != best.score:
-        return False
-    if not new.details.get("metrics") or not best.details.get("metrics"):
-        return False
-    if _prediction_cost(new) is None or _prediction_cost(new) != _prediction_cost(best):
-        return False
-    return better_epoch(metric, new.details["metrics"], best.details["metrics"])
-
-
-def _prediction_cost(step: Step) -> tuple[str, int] | None:
-    """What prices a single run's predictions: its backbone and input size (None when not recorded)."""
-    config = step.details.get("config") or {}
-    model, size = config.get("model", {}).get("name"), config.get("preprocess", {}).get("image_size")
-    return None if model is None or size is None else (model, size)
 
 
 def describe(step: Step, metric: str, remaining_s: float) -> str:
