@@ -1,3 +1,4 @@
+import os
 import struct
 
 import numpy as np
@@ -157,3 +158,21 @@ def test_image_files_lists_what_pathlib_would_in_the_same_order(tmp_path):
     assert listed.index(str(root / "a" / "b.jpg")) < listed.index(str(root / "a-c.jpg"))  # by parts, not by text
     assert str(root / "linked.png") in listed and str(root / "broken.png") not in listed
     assert not any("linked_folder" in path or path.endswith("folder.png") for path in listed)
+
+
+def test_a_folder_that_cannot_be_read_is_named_not_skipped(tmp_path, monkeypatch):
+    """pathlib's rglob leaves an unreadable sub-folder out with its images, without a word; honed says which."""
+    write_image(tmp_path / "train" / "a" / "1.png", (1, 2, 3))
+    write_image(tmp_path / "train" / "b" / "1.png", (3, 2, 1))
+    locked = tmp_path / "train" / "b" / "more"
+    write_image(locked / "2.png", (3, 2, 1))
+    real = os.scandir
+
+    def scandir(path):  # root ignores file modes, so the refusal is stood in for
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(HonedError, match=r"cannot read the folder .*more \(Permission denied\)"):
+        load_source(str(tmp_path))
