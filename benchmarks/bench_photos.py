@@ -51,6 +51,8 @@ def prepare(root: Path, per_class: int | None, out: Path, resplit: int | None = 
     comparison by two or three of them; the same split serves both sides of a seed, a paired comparison).
     """
     test_name = "test" if (root / "test").is_dir() else "val"
+    if not (root / "train").is_dir() or not (root / test_name).is_dir():
+        raise SystemExit(f"{root} needs train/<class>/ and a test/ or val/ folder of the same classes")
     rng = np.random.default_rng(resplit) if resplit is not None else None
     for cls in sorted(p.name for p in (root / "train").iterdir() if p.is_dir()):
         train, test = (sorted(f for f in (root / split / cls).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
