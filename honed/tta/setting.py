@@ -83,9 +83,11 @@ class TTASetting:
         except HonedError as error:
             raise HonedError(f"{where} field 'tta': {error}") from None
 
-    def view_outputs(self, x: Tensor, forward: Callable[[Tensor], Tensor]) -> Tensor:
-        """Raw model outputs ``[V, B, C]`` for a float batch in [0, 1]: one batched forward per view."""
-        return torch.stack([forward(get_view(name)(x)).float() for name in self.views])
+    def view_outputs(self, x: Tensor, forward: Callable[[Tensor], Tensor], identity: Tensor | None = None) -> Tensor:
+        """Raw model outputs ``[V, B, C]`` for a float batch in [0, 1]: one batched forward per view, except the
+        ``identity`` view when its outputs (the plain prediction) are given."""
+        return torch.stack([(identity if name == "identity" and identity is not None else forward(get_view(name)(x)))
+                            .float() for name in self.views])
 
     def apply(self, x: Tensor, forward: Callable[[Tensor], Tensor], task: str) -> Tensor:
         """The aggregated prediction ``[B, C]``: probabilities (classify) or values (regress)."""

@@ -46,8 +46,9 @@ def setup(ctx: Context) -> None:
         base.model.name, base.model.pretrained, details["model"] = comparison.choice, True, comparison.summary()
         ctx.reporter.message(f"model auto -> {comparison.summary()}")
     largest = base.preprocess.image_size
-    if not largest:  # small images: upscaled only as far as it pays (honed.advise.image_size)
-        largest, details["image_size"] = default_image_size(manifest, base.model.name)
+    if not largest:  # from the images' size: small ones upscaled only as far as it pays (honed.advise.image_size)
+        largest, details["image_size"] = default_image_size(manifest, base.model.name,
+                                                             pretrained=bool(base.model.pretrained))
     plan = pace.plan_workflow(ctx, manifest, largest_size=largest)
     base.preprocess.image_size = plan.costs.image_size  # the given size, or the largest the budget allows
     base.model.strategy = _strategy(ctx, base, manifest, details)

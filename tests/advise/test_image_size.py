@@ -1,4 +1,5 @@
-"""The default image size: small images are upscaled only as far as it pays; photos get the model's size."""
+"""The default image size: small images are upscaled only as far as it pays; photos get the model's size, or
+9/7 of it for pretrained weights when they have the pixels."""
 
 from __future__ import annotations
 
@@ -36,3 +37,14 @@ def test_unreadable_images_fall_back_to_the_models_size(tmp_path):
     frame = pd.DataFrame({"path": [str(tmp_path / "missing.png")] * 2, "label": ["a", "b"], "split": "train"})
     size, reason = default_image_size(Manifest(frame, classes=["a", "b"]), "tf_efficientnet_lite0")
     assert size == 224 and "no image size" in reason
+
+
+def test_pretrained_weights_see_large_photos_at_nine_sevenths_of_their_size(tmp_path):
+    large = _manifest(tmp_path / "large", (400, 300))  # median shorter side 300 >= 288
+    size, reason = default_image_size(large, "tf_efficientnet_lite0", pretrained=True)
+    assert size == 288 and "median side 300 px" in reason and "1.65x the compute" in reason
+    assert default_image_size(large, "tf_efficientnet_lite0")[0] == 224  # random weights learned no crop size
+    assert default_image_size(large, "vit_tiny_patch16_224", pretrained=True)[0] == 224  # fixed input
+    short = _manifest(tmp_path / "short", (400, 240))  # 240 px (flowers' median): 288 would only upscale
+    size, reason = default_image_size(short, "tf_efficientnet_lite0", pretrained=True)
+    assert size == 224 and "288 px would only upscale them" in reason

@@ -65,6 +65,23 @@ def test_identity_view_is_the_plain_prediction_and_mean_is_the_mean_of_views(run
     assert (flipped != truth).mean() >= 0.8  # a mirrored left-bright image looks right-bright: the view is real
 
 
+def test_the_identity_view_reuses_a_plain_pass_it_is_given(run_dir):
+    predictor = honed.load(run_dir)
+    x = torch.rand(4, 3, 16, 16)
+    calls = []
+
+    def forward(batch):
+        calls.append(batch)
+        return predictor.logits(batch)
+
+    setting = TTASetting(("identity", "hflip"))
+    every_view = setting.view_outputs(x, forward)
+    assert len(calls) == 2
+    reused = setting.view_outputs(x, forward, identity=predictor.logits(x))
+    assert len(calls) == 3  # the flip alone ran
+    torch.testing.assert_close(reused, every_view)
+
+
 def test_learned_weights_are_fitted_on_validation_and_move_away_from_a_harmful_view(run_dir):
     predictor = honed.load(run_dir)
     val = _val(run_dir)
