@@ -26,6 +26,7 @@ from honed.data.dataset import ImageDataset
 from honed.data.loader import make_loader
 from honed.data.pipeline import BatchPipeline
 from honed.errors import HonedError
+from honed.models.cpu_passes import forward_in_passes
 from honed.models.strategies import eval_mode, head_module
 from honed.tracking.atomic import atomic_path
 from honed.progress import Reporter
@@ -66,7 +67,7 @@ def extract_features(model: nn.Module, dataset: ImageDataset, *, mean: list[floa
     try:
         with captured_features(model, head_input=head_input) as captured:
             for images, _ in loader:
-                model(pipeline.eval_batch(images.to(device)))
+                forward_in_passes(model, pipeline.eval_batch(images.to(device)))
                 if reporter is not None:
                     reporter.advance()
     finally:

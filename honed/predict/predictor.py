@@ -18,6 +18,7 @@ from honed.config import RunConfig
 from honed.data.loader import default_workers
 from honed.data.preprocess import normalize, to_unit_float
 from honed.errors import HonedError
+from honed.models.cpu_passes import forward_in_passes
 from honed.models.strategies import eval_mode
 from honed.artifacts.bundle_files import BUNDLE_FILE
 from honed.predict.inputs import PredictDataset
@@ -88,7 +89,7 @@ class Predictor:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Float [B,3,S,S] in [0, 1] on the device -> raw model outputs (logits or values), float32."""
         x = normalize(x, self.config.preprocess.mean, self.config.preprocess.std)
-        return eval_mode(self.model)(x).float()
+        return forward_in_passes(eval_mode(self.model), x).float()
 
     def batches(self, images, *, batch_size: int = 64, workers: int = -1) -> Iterator[tuple[torch.Tensor, list[str]]]:
         """Decoded uint8 batches of the inputs at this model's size, with an error reason per input."""

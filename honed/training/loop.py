@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from honed.data.pipeline import BatchPipeline
+from honed.models.cpu_passes import forward_in_passes
 from honed.models.strategies import eval_mode, train_mode
 from honed.optim import LrSchedule, set_lr
 from honed.runtime import Runtime
@@ -72,7 +73,7 @@ def predict_outputs(model: nn.Module, loader, *, runtime: Runtime, pipeline: Bat
     for images, *_ in loader:
         inputs = pipeline.eval_batch(images.to(runtime.device, non_blocking=True))
         with runtime.autocast():
-            out = model(inputs).float()
+            out = forward_in_passes(model, inputs).float()
         outputs.append(get_task(task).outputs(out).cpu())
         if on_batch is not None:
             on_batch()

@@ -57,17 +57,19 @@ def time_left(ctx: Context) -> float:
 
 
 def refit_reserve(ctx: Context) -> float:
-    """Seconds set aside for the refit: the plan's estimate, or the measured runs' time scaled to train + val
-    once there are some, whichever is larger (0 when it is not planned or has started, and 0 once it no longer
-    fits: on ants/bees under load, a 144 s reserve outlived the refit it was for, and TTA and the ensemble were
-    skipped for "0s left" with 130 s of the budget then unused)."""
+    """Seconds set aside for the refit of the best run so far: the plan's estimate, or that run's measured time
+    scaled to train + val, whichever is larger (the longest run's while the best is not a single run; 0 when
+    the refit is not planned or has started, and 0 once it no longer fits: on ants/bees under load, a 144 s
+    reserve outlived the refit it was for, and TTA and the ensemble were skipped for "0s left" with 130 s of
+    the budget then unused). Only the best run is refitted: a 154 s augmented head that was not kept once
+    held back 193 s, more than was left, and the kept probe's 24 s refit went unprotected and was skipped."""
     step = ctx.plan.step("refit") if ctx.plan is not None else None
     if step is None or step.skipped or ctx.state.step("refit") is not None:
         return 0.0
-    times = [s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1]
+    runs = {s.run: s.seconds for s in ctx.state.steps if s.status == "done" and s.details.get("runs") == 1}
+    seconds = runs.get(ctx.state.best, max(runs.values(), default=0.0))
     data = ctx.plan.data
-    measured = max(times) * (data.train + data.val) / max(data.train, 1) if times else 0.0
-    reserve = max(step.seconds, measured)
+    reserve = max(step.seconds, seconds * (data.train + data.val) / max(data.train, 1))
     return reserve if reserve <= ctx.budget.remaining() - reserve_seconds(ctx.plan.costs) else 0.0
 
 

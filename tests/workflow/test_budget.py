@@ -74,5 +74,8 @@ def test_the_refits_reserve_is_held_while_it_fits_and_released_once_it_cannot(tm
     assert pace.refit_reserve(late) == 0
     assert pace.time_left(late) == pytest.approx(300 - 171 - reserve_seconds(costs), abs=1)
     assert pace.fits(late, 15) == ""  # TTA and the ensemble get the time instead
+    state.best = "wf-baseline"  # the probe is kept: its refit is the one to hold time for, not the head's
+    assert pace.refit_reserve(early) == pytest.approx(max(plan.step("refit").seconds, 10 * (196 + 48) / 196))
+    assert pace.refit_reserve(late) == pytest.approx(pace.refit_reserve(early))  # and it still fits
     state.steps.append(Step("refit", "done", run="wf-refit"))
     assert pace.refit_reserve(early) == 0  # started or done: nothing left to hold back

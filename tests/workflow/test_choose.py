@@ -119,7 +119,7 @@ def test_short_runs_are_priced_before_they_start_and_skipped_when_they_would_eat
     data = Data(train=196, val=48, test=0, classes=2, batch_size=32)
     asked = Asked(strategy="probe", lr_given=False, epochs=5, improve_rounds=1, tune_trials=0, tta_views=1,
                   ensemble_size=0, analysis_images=200, refit=True)
-    state = SimpleNamespace(step=lambda key: None, steps=[])
+    state = SimpleNamespace(step=lambda key: None, steps=[], best="")
 
     def ctx(budget_s: float) -> SimpleNamespace:
         plan = make_plan(budget_s, 10, costs, data, asked)
