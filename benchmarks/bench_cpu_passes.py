@@ -58,8 +58,14 @@ def main() -> None:
         parser.error("--run and --photos go together")
     if args.photos is not None and not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder")
-    if args.run is not None and not args.run.exists():
-        parser.error(f"{args.run} does not exist")
+    if args.run is not None:
+        import honed
+        from honed.errors import HonedError
+
+        try:  # before the table, so a wrong --run stops at once
+            honed.load(args.run, device="cpu")
+        except HonedError as error:
+            parser.error(str(error))
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
     model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()

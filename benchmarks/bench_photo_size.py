@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from honed.data.decode import decode_to_tensor
+from honed.data.decode import DecodeError, decode_to_tensor
+from honed.errors import HonedError
 from honed.training.probe import fit_head
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,9 +55,16 @@ def features(network: torch.nn.Module, paths: list[Path], size: int) -> np.ndarr
     out = []
     with torch.no_grad():
         for start in range(0, len(paths), BATCH):
-            batch = torch.stack([decode_to_tensor(p, size) for p in paths[start:start + BATCH]]).float()
+            batch = torch.stack([decode(p, size) for p in paths[start:start + BATCH]]).float()
             out.append(network(batch / 127.5 - 1).numpy())
     return np.concatenate(out)
+
+
+def decode(path: Path, size: int) -> torch.Tensor:
+    try:
+        return decode_to_tensor(path, size)
+    except (DecodeError, HonedError, OSError) as error:
+        raise SystemExit(f"cannot read {path}: {error}") from None
 
 
 def accuracy(x: np.ndarray, y: np.ndarray, train: np.ndarray, classes: int) -> float:
