@@ -58,11 +58,10 @@ def time_left(ctx: Context) -> float:
 
 def refit_reserve(ctx: Context) -> float:
     """Seconds set aside for the refit of the best run so far: the plan's estimate, or that run's measured time
-    scaled to train + val, whichever is larger (the longest run's while the best is not a single run; 0 when
-    the refit is not planned or has started, and 0 once it no longer fits: on ants/bees under load, a 144 s
-    reserve outlived the refit it was for, and TTA and the ensemble were skipped for "0s left" with 130 s of
-    the budget then unused). Only the best run is refitted: a 154 s augmented head that was not kept once
-    held back 193 s, more than was left, and the kept probe's 24 s refit went unprotected and was skipped."""
+    scaled to train + val, whichever is larger (the longest run's while the best is not a single run). 0 when
+    the refit is not planned, has started, or no longer fits: a reserve held past that point once left 130 s
+    of the budget unused. Sized by the best run because only it is refitted: a 154 s head that was not kept
+    once set a reserve larger than the time left, and the kept probe's 24 s refit went unprotected."""
     step = ctx.plan.step("refit") if ctx.plan is not None else None
     if step is None or step.skipped or ctx.state.step("refit") is not None:
         return 0.0
